@@ -1,0 +1,3 @@
+"""fashion-retrieval: a Hydra-configured PyTorch Lightning framework for "complete the look" retrieval."""
+
+__version__ = "0.1.0"
