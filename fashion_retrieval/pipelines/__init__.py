@@ -1,0 +1,74 @@
+"""Pipelines: each stage is a function of the Hydra config; ``run_stages`` chains them in one run dir."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from fashion_retrieval.io import atomic_open
+from fashion_retrieval.pipelines.context import RunContext
+from fashion_retrieval.pipelines.run_dir import update_metrics
+
+log = logging.getLogger(__name__)
+
+Stage = Callable[[DictConfig, RunContext], dict[str, float]]
+
+
+def _stages() -> dict[str, Stage]:
+    # Imported lazily so `fashion-retrieval --help` and `generate` stay fast.
+    from fashion_retrieval.pipelines.baselines import baselines
+    from fashion_retrieval.pipelines.evaluate import evaluate
+    from fashion_retrieval.pipelines.generate import generate
+    from fashion_retrieval.pipelines.index import index
+    from fashion_retrieval.pipelines.infer import infer
+    from fashion_retrieval.pipelines.report import report
+    from fashion_retrieval.pipelines.train import train
+
+    return {
+        "generate": generate,
+        "train": train,
+        "baselines": baselines,
+        "index": index,
+        "infer": infer,
+        "evaluate": evaluate,
+        "report": report,
+    }
+
+
+STAGE_NAMES = ("generate", "train", "baselines", "index", "infer", "evaluate", "report")
+
+
+def run_stages(cfg: DictConfig, stages: Sequence[str]) -> float | None:
+    """Run ``stages`` in order in the current run directory; returns ``val/recall@15`` when known
+    (the value Hydra sweepers optimise)."""
+    unknown = [s for s in stages if s not in STAGE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; choose from {list(STAGE_NAMES)}")
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_open(output_dir / "config_resolved.yaml", "w") as handle:
+        handle.write(OmegaConf.to_yaml(cfg, resolve=True))
+    context = RunContext(output_dir=output_dir)
+    functions = _stages()
+    metrics: dict[str, float] = {}
+    try:
+        for stage in stages:
+            log.info("stage %s", stage)
+            metrics = update_metrics(output_dir, functions[stage](cfg, context))
+            if stage == "train":
+                context.trained_checkpoint = output_dir / "checkpoints" / "best.ckpt"
+    finally:
+        _close_wandb()
+    return metrics.get("val/recall@15")
+
+
+def _close_wandb() -> None:
+    """A failed job must not leave a W&B run open: the next job of a multirun would log into it."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()

@@ -1,0 +1,42 @@
+"""At the end of fit, export the best checkpoint's catalogue embeddings and FAISS index."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from fashion_retrieval.index.embeddings import save_embeddings
+from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.models.inference import embed_loader
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddingExporter(Callback):
+    """Writes ``{output_dir}/catalogue_embeddings.npz`` and ``{output_dir}/index/`` (index + id map).
+
+    The module is left holding the best checkpoint's weights, which is what every later stage uses.
+    """
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = Path(output_dir)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if best:
+            state = torch.load(best, map_location=pl_module.device, weights_only=False)["state_dict"]
+            pl_module.load_state_dict(state)
+            log.info("export: loaded best checkpoint %s", best)
+        if not trainer.is_global_zero:
+            return
+        datamodule = trainer.datamodule
+        pl_module.eval()
+        embeddings = embed_loader(pl_module, datamodule.gallery_dataloader(), pl_module.device)
+        ids = datamodule.gallery_ids
+        save_embeddings(self.output_dir / "catalogue_embeddings.npz", embeddings, ids)
+        EmbeddingIndex(embeddings, ids).save(self.output_dir / "index", metadata={"checkpoint": best})
+        log.info("export: %d catalogue embeddings and their index written to %s", len(ids), self.output_dir)

@@ -1,0 +1,69 @@
+"""``fashion-retrieval <subcommand> [hydra overrides]``: thin dispatch to the pipelines.
+
+Every subcommand composes the same ``conf/`` tree (primary config ``config.yaml``) and accepts any
+Hydra override or flag (``experiment=quickstart``, ``-m``, ``hydra.run.dir=...``, ``--cfg job``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import fashion_retrieval  # noqa: F401 - sets the offline defaults before any ML library is imported
+
+SUBCOMMANDS = {
+    "generate": "make the synthetic dataset in paths.data_dir",
+    "train": "fit + validate (Recall@15) + export catalogue embeddings and FAISS index",
+    "baselines": "score random, colour-histogram and pretrained-backbone retrieval on validation",
+    "index": "embed the catalogue with ckpt_path and build the FAISS index",
+    "infer": "write submission.csv for the test bundles with ckpt_path",
+    "evaluate": "validate and score a submission against a truth file",
+    "report": "print the results table of a run directory's metrics.json",
+    "run": "the stages listed in `stages` (an experiment's recipe), in order, in one run directory",
+}
+
+
+def config_dir() -> Path:
+    """The packaged configs (wheel install) or the repository's ``conf/`` (editable install)."""
+    packaged = Path(__file__).parent / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "conf"
+
+
+def usage() -> str:
+    lines = ["usage: fashion-retrieval <subcommand> [key=value ...] [hydra flags]", "", "subcommands:"]
+    lines += [f"  {name:<10} {text}" for name, text in SUBCOMMANDS.items()]
+    lines += [
+        "",
+        "examples:",
+        "  fashion-retrieval run experiment=quickstart",
+        "  fashion-retrieval train --cfg job",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return
+    subcommand, overrides = argv[0], argv[1:]
+    if subcommand not in SUBCOMMANDS:
+        print(f"fashion-retrieval: unknown subcommand {subcommand!r}\n\n{usage()}", file=sys.stderr)
+        raise SystemExit(2)
+
+    import hydra
+    from omegaconf import DictConfig
+
+    from fashion_retrieval.pipelines import run_stages
+
+    def task(cfg: DictConfig) -> float | None:
+        stages = list(cfg.stages) if subcommand == "run" else [subcommand]
+        return run_stages(cfg, stages)
+
+    # Hydra reads sys.argv; the job name (and so the run directory) is the subcommand.
+    sys.argv = [f"fashion-retrieval {subcommand}", f"hydra.job.name={subcommand}", *overrides]
+    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(task)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Image backbones: a feature extractor ``(B, 3, H, W) -> (B, F)`` plus its input normalisation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import timm
+import torch
+from torch import nn
+
+from fashion_retrieval.models.weights import (
+    WeightsNotFoundError,
+    load_state_dict_flexible,
+    read_state_dict,
+    resolve_weights_path,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TimmBackbone(nn.Module):
+    """Any ``timm`` model used as a pooled feature extractor.
+
+    Args:
+        model_name: a timm architecture name (``tf_efficientnet_lite0``, ``convnext_tiny``, ...).
+        weights: ``None`` (random init), a local file, ``pkg:<package>/<file>`` or ``hub`` (see
+            :mod:`fashion_retrieval.models.weights`).
+        frozen_prefixes: parameter-name prefixes to freeze (e.g. ``[conv_stem, bn1, blocks.0]``); their
+            batch-norm layers stay in eval mode so their statistics are frozen too.
+        mean, std: the input normalisation the weights expect; the data pipeline reads them from here.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        weights: str | None = None,
+        frozen_prefixes: Sequence[str] = (),
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.model_name = model_name
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        kwargs = (
+            {"num_classes": 0, "drop_path_rate": drop_path_rate} if drop_path_rate else {"num_classes": 0}
+        )
+        if weights in ("hub",) or (weights or "").startswith("hub:"):
+            self.model = self._from_hub(model_name, weights, kwargs)
+        else:
+            self.model = timm.create_model(model_name, pretrained=False, **kwargs)
+            if weights:
+                path = resolve_weights_path(weights)
+                load_state_dict_flexible(self.model, read_state_dict(path), source=str(path))
+                log.info("loaded %s weights from %s", model_name, path)
+        self.num_features: int = self.model.num_features
+        self.frozen_prefixes = tuple(frozen_prefixes)
+        self._frozen_modules: list[nn.Module] = []
+        if self.frozen_prefixes:
+            self._freeze()
+
+    @staticmethod
+    def _from_hub(model_name: str, weights: str, kwargs: dict) -> nn.Module:
+        tag = weights.partition(":")[2]
+        name = f"{model_name}.{tag}" if tag else model_name
+        try:
+            return timm.create_model(name, pretrained=True, **kwargs)
+        except Exception as error:
+            raise WeightsNotFoundError(
+                f"cannot download pretrained weights for timm model {name!r} "
+                f"({type(error).__name__}: {error}). "
+                "This project runs offline: pass a local file instead, e.g. "
+                "model.encoder.backbone.weights=/path/to/weights.pth (or .safetensors)"
+            ) from error
+
+    def _freeze(self) -> None:
+        matched = set()
+        for name, parameter in self.model.named_parameters():
+            if name.startswith(self.frozen_prefixes):
+                parameter.requires_grad_(False)
+                matched.add(name)
+        if not matched:
+            raise ValueError(
+                f"frozen_prefixes {self.frozen_prefixes} match no parameter of {self.model_name}"
+            )
+        self._frozen_modules = [
+            module
+            for name, module in self.model.named_modules()
+            if name.startswith(self.frozen_prefixes) and isinstance(module, nn.modules.batchnorm._BatchNorm)
+        ]
+
+    def train(self, mode: bool = True) -> TimmBackbone:
+        super().train(mode)
+        for module in self._frozen_modules:
+            module.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` normalised images -> ``(B, num_features)`` pooled features."""
+        return self.model(images)

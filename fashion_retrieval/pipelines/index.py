@@ -1,0 +1,55 @@
+"""``index``: embed the catalogue with a trained checkpoint and save embeddings + FAISS index."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from fashion_retrieval.data.datamodule import ChallengeDataModule
+from fashion_retrieval.index.embeddings import save_embeddings
+from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.models.checkpoint import load_encoder
+from fashion_retrieval.models.encoder import ImageEncoder
+from fashion_retrieval.models.inference import embed_loader
+from fashion_retrieval.pipelines.context import RunContext
+
+log = logging.getLogger(__name__)
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file: ties an index to the exact checkpoint that built it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def datamodule_for(cfg: DictConfig, encoder: ImageEncoder) -> ChallengeDataModule:
+    """The data config with the normalisation the trained encoder expects."""
+    datamodule: ChallengeDataModule = instantiate(cfg.data, mean=list(encoder.mean), std=list(encoder.std))
+    datamodule.setup()
+    return datamodule
+
+
+def build_index(cfg: DictConfig, checkpoint: Path, index_dir: Path) -> EmbeddingIndex:
+    encoder = load_encoder(checkpoint)
+    datamodule = datamodule_for(cfg, encoder)
+    embeddings = embed_loader(encoder, datamodule.gallery_dataloader())
+    ids = datamodule.gallery_ids
+    save_embeddings(index_dir / "catalogue_embeddings.npz", embeddings, ids)
+    index = EmbeddingIndex(embeddings, ids)
+    index.save(
+        index_dir, metadata={"checkpoint": str(checkpoint), "checkpoint_sha256": file_digest(checkpoint)}
+    )
+    log.info("index: %d products, dim %d, written to %s", len(ids), embeddings.shape[1], index_dir)
+    return index
+
+
+def index(cfg: DictConfig, context: RunContext) -> dict[str, float]:
+    built = build_index(cfg, context.checkpoint(cfg), Path(cfg.index.dir))
+    return {"index/num_items": float(len(built))}

