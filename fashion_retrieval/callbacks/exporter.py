@@ -9,15 +9,14 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from fashion_retrieval.index.embeddings import save_embeddings
-from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.index.export import export_catalogue
 from fashion_retrieval.models.inference import embed_loader
 
 log = logging.getLogger(__name__)
 
 
 class EmbeddingExporter(Callback):
-    """Writes ``{output_dir}/catalogue_embeddings.npz`` and ``{output_dir}/index/`` (index + id map).
+    """Writes ``catalogue_embeddings.npz`` and the FAISS index with its id map into ``output_dir``.
 
     The module is left holding the best checkpoint's weights, which is what every later stage uses.
     """
@@ -37,6 +36,5 @@ class EmbeddingExporter(Callback):
         pl_module.eval()
         embeddings = embed_loader(pl_module, datamodule.gallery_dataloader(), pl_module.device)
         ids = datamodule.gallery_ids
-        save_embeddings(self.output_dir / "catalogue_embeddings.npz", embeddings, ids)
-        EmbeddingIndex(embeddings, ids).save(self.output_dir / "index", metadata={"checkpoint": best})
+        export_catalogue(self.output_dir, embeddings, ids, best or None)
         log.info("export: %d catalogue embeddings and their index written to %s", len(ids), self.output_dir)

@@ -17,7 +17,7 @@ def load_encoder(ckpt_path: str | Path) -> ImageEncoder:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (train first, or pass ckpt_path=...)")
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    config = checkpoint.get("hyper_parameters", {}).get("encoder_config")
+    config = checkpoint.get("encoder_config")
     if config is None:
         raise ValueError(
             f"{path}: no encoder_config in the checkpoint; was it written by fashion-retrieval train?"

@@ -27,8 +27,10 @@ class RetrievalModule(pl.LightningModule):
         optimizer: a partial optimiser factory (Hydra ``_partial_: true``), called with parameter groups.
         scheduler: optional partial ``(optimizer, total_steps) -> LRScheduler``, stepped every batch.
         backbone_lr: learning rate of the backbone; ``None`` keeps the optimiser's lr for everything.
-        encoder_config: the encoder's Hydra config, stored in checkpoints so that ``index`` and ``infer``
-            can rebuild the encoder from the checkpoint alone (see :func:`models.checkpoint.load_encoder`).
+
+    ``encoder_config``, when set, is the encoder's resolved Hydra config; it is stored in every checkpoint
+    so that ``index`` and ``infer`` rebuild the encoder from the checkpoint alone
+    (:func:`fashion_retrieval.models.checkpoint.load_encoder`).
     """
 
     def __init__(
@@ -38,12 +40,15 @@ class RetrievalModule(pl.LightningModule):
         optimizer: Callable[..., Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         backbone_lr: float | None = None,
-        encoder_config: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["encoder", "loss"], logger=False)
         self.encoder = encoder
         self.loss = loss
+        self.encoder_config: dict | None = None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["encoder_config"] = self.encoder_config
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(images)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,25 +18,10 @@ log = logging.getLogger(__name__)
 Stage = Callable[[DictConfig, RunContext], dict[str, float]]
 
 
-def _stages() -> dict[str, Stage]:
-    # Imported lazily so `fashion-retrieval --help` and `generate` stay fast.
-    from fashion_retrieval.pipelines.baselines import baselines
-    from fashion_retrieval.pipelines.evaluate import evaluate
-    from fashion_retrieval.pipelines.generate import generate
-    from fashion_retrieval.pipelines.index import index
-    from fashion_retrieval.pipelines.infer import infer
-    from fashion_retrieval.pipelines.report import report
-    from fashion_retrieval.pipelines.train import train
-
-    return {
-        "generate": generate,
-        "train": train,
-        "baselines": baselines,
-        "index": index,
-        "infer": infer,
-        "evaluate": evaluate,
-        "report": report,
-    }
+def _stage(name: str) -> Stage:
+    # Imported on use, so `generate` does not pay for torch/lightning imports it does not need.
+    module = importlib.import_module(f"fashion_retrieval.pipelines.{name}")
+    return getattr(module, name)
 
 
 STAGE_NAMES = ("generate", "train", "baselines", "index", "infer", "evaluate", "report")
@@ -52,12 +38,11 @@ def run_stages(cfg: DictConfig, stages: Sequence[str]) -> float | None:
     with atomic_open(output_dir / "config_resolved.yaml", "w") as handle:
         handle.write(OmegaConf.to_yaml(cfg, resolve=True))
     context = RunContext(output_dir=output_dir)
-    functions = _stages()
     metrics: dict[str, float] = {}
     try:
         for stage in stages:
             log.info("stage %s", stage)
-            metrics = update_metrics(output_dir, functions[stage](cfg, context))
+            metrics = update_metrics(output_dir, _stage(stage)(cfg, context))
             if stage == "train":
                 context.trained_checkpoint = output_dir / "checkpoints" / "best.ckpt"
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -10,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_retrieval.data.datamodule import ChallengeDataModule
-from fashion_retrieval.index.embeddings import save_embeddings
+from fashion_retrieval.index.export import export_catalogue
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.models.encoder import ImageEncoder
@@ -18,15 +17,6 @@ from fashion_retrieval.models.inference import embed_loader
 from fashion_retrieval.pipelines.context import RunContext
 
 log = logging.getLogger(__name__)
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file: ties an index to the exact checkpoint that built it."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def datamodule_for(cfg: DictConfig, encoder: ImageEncoder) -> ChallengeDataModule:

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_retrieval.callbacks import RetrievalEvaluator
+from fashion_retrieval.pipelines.context import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +24,11 @@ def instantiate_loggers(cfg: DictConfig) -> list:
     return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None and "_target_" in c]
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
-    encoder_config = OmegaConf.to_container(cfg.model.encoder, resolve=True)
-    model = instantiate(cfg.model, loss=instantiate(cfg.loss), encoder_config=encoder_config)
+    model = instantiate(cfg.model, loss=instantiate(cfg.loss))
+    model.encoder_config = OmegaConf.to_container(cfg.model.encoder, resolve=True)
     callbacks = instantiate_callbacks(cfg)
     loggers = instantiate_loggers(cfg)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

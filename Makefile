@@ -1,0 +1,27 @@
+# The few commands people use. PYTHON may point at a virtual environment's interpreter.
+PYTHON ?= python3
+
+.PHONY: install test test-slow lint format quickstart clean
+
+install:  ## editable install with the dev tools
+	$(PYTHON) -m pip install -e ".[dev]"
+
+test:  ## the test suite CI runs (long tests excluded)
+	$(PYTHON) -m pytest -m "not slow"
+
+test-slow:  ## the long tests (minutes each)
+	$(PYTHON) -m pytest -m slow
+
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+format:
+	$(PYTHON) -m ruff format .
+	$(PYTHON) -m ruff check --fix .
+
+quickstart:  ## synthetic data -> train -> baselines -> submission -> score
+	fashion-retrieval run experiment=quickstart
+
+clean:
+	rm -rf outputs multirun .pytest_cache .ruff_cache

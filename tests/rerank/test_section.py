@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.rerank.section import UNKNOWN_SECTION, filter_by_section, search_within_sections
+
+
+def reference_filter(candidates, query_sections, gallery_sections, k):
+    rows = []
+    for row, section in zip(candidates, query_sections):
+        kept = [c for c in row if c >= 0 and gallery_sections[c] in (section, UNKNOWN_SECTION)][:k]
+        rows.append(kept + [-1] * (k - len(kept)))
+    return np.array(rows, dtype=np.int64)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_filter_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    gallery_sections = rng.choice([1, 2, 3, UNKNOWN_SECTION], size=40)
+    candidates = np.stack([rng.permutation(40)[:25] for _ in range(12)])
+    candidates[rng.random(candidates.shape) < 0.1] = -1
+    query_sections = rng.choice([1, 2, 3], size=12)
+    expected = reference_filter(candidates, query_sections, gallery_sections, 10)
+    np.testing.assert_array_equal(
+        filter_by_section(candidates, query_sections, gallery_sections, 10), expected
+    )
+
+
+def test_search_goes_deeper_when_the_first_candidates_are_of_other_sections():
+    rng = np.random.default_rng(0)
+    gallery = rng.standard_normal((200, 8)).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    sections = np.where(np.arange(200) < 190, 2, 1)  # only 10 items of section 1
+    index = EmbeddingIndex(gallery, [f"I_{i:012x}" for i in range(200)])
+    topk = search_within_sections(index, gallery[:3], np.array([1, 1, 2]), sections, k=10, depth=15)
+    assert set(topk[0]) == set(topk[1]) == set(range(190, 200))
+    assert (sections[topk[2]] == 2).all() and topk[2][0] == 2  # the query itself ranks first
