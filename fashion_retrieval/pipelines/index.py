@@ -31,11 +31,7 @@ def build_index(cfg: DictConfig, checkpoint: Path, index_dir: Path) -> Embedding
     datamodule = datamodule_for(cfg, encoder)
     embeddings = embed_loader(encoder, datamodule.gallery_dataloader())
     ids = datamodule.gallery_ids
-    save_embeddings(index_dir / "catalogue_embeddings.npz", embeddings, ids)
-    index = EmbeddingIndex(embeddings, ids)
-    index.save(
-        index_dir, metadata={"checkpoint": str(checkpoint), "checkpoint_sha256": file_digest(checkpoint)}
-    )
+    index = export_catalogue(index_dir, embeddings, ids, checkpoint)
     log.info("index: %d products, dim %d, written to %s", len(ids), embeddings.shape[1], index_dir)
     return index
 

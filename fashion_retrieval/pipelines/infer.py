@@ -11,10 +11,10 @@ from omegaconf import DictConfig
 
 from fashion_retrieval.evaluation.submission import write_submission
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.io import file_digest
 from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.models.inference import embed_loader
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.io import file_digest
 from fashion_retrieval.pipelines.index import build_index, datamodule_for
 from fashion_retrieval.rerank.section import gallery_section_array, search_within_sections
 
