@@ -1,0 +1,112 @@
+"""The whole pipeline through the real entry point, on the tiny experiment (about a minute on 2 cores)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from fashion_retrieval.evaluation.submission import validate_submission
+
+
+def fashion_retrieval(*args: str, cwd) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "fashion_retrieval.cli", *args]
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (
+        f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    )
+    return result
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("e2e")
+    run_dir = workdir / "run"
+    result = fashion_retrieval("run", "experiment=tiny", f"hydra.run.dir={run_dir}", cwd=workdir)
+    return workdir, run_dir, result
+
+
+def test_run_writes_every_artefact(tiny_run):
+    workdir, run_dir, result = tiny_run
+    for name in ("metrics.json", "config_resolved.yaml", "results.md", "submission.csv", "run.log"):
+        assert (run_dir / name).is_file(), name
+    for name in (
+        "checkpoints/best.ckpt",
+        "index/index.faiss",
+        "index/index_ids.json",
+        "index/catalogue_embeddings.npz",
+    ):
+        assert (run_dir / name).is_file(), name
+    assert (workdir / "data/synthetic_tiny/metadata.json").is_file()
+    assert "| fine-tuned |" in result.stdout and "| colour histogram |" in result.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in (
+        "val/recall@15",
+        "val/map@15",
+        "baseline/random/recall@15",
+        "baseline/pretrained/recall@15",
+        "baseline/colour_histogram/recall@15",
+        "test/recall@15",
+    ):
+        assert 0.0 <= metrics[key] <= 1.0, key
+
+
+def test_submission_follows_the_rules(tiny_run):
+    workdir, run_dir, _ = tiny_run
+    data = workdir / "data/synthetic_tiny"
+    test_bundles = pd.read_csv(data / "bundles_product_match_test.csv", dtype=str)["bundle_asset_id"]
+    products = pd.read_csv(data / "product_dataset.csv", dtype=str)["product_asset_id"]
+    submission = pd.read_csv(run_dir / "submission.csv", dtype=str)
+    assert list(submission.columns) == ["bundle_asset_id", "product_asset_id"]
+    assert len(submission) == 15 * len(test_bundles)
+    validate_submission(submission, test_bundle_ids=set(test_bundles), catalogue_ids=set(products))
+
+
+def test_stages_run_separately_from_a_checkpoint(tiny_run):
+    workdir, run_dir, _ = tiny_run
+    ckpt = run_dir / "checkpoints/best.ckpt"
+    other = workdir / "infer_only"
+    fashion_retrieval("infer", "experiment=tiny", f"ckpt_path={ckpt}", f"hydra.run.dir={other}", cwd=workdir)
+    assert (other / "submission.csv").read_text() == (run_dir / "submission.csv").read_text()
+    fashion_retrieval(
+        "evaluate",
+        "experiment=tiny",
+        f"evaluate.submission_path={other / 'submission.csv'}",
+        f"hydra.run.dir={other}",
+        cwd=workdir,
+    )
+    scores = json.loads((other / "metrics.json").read_text())
+    assert scores["test/recall@15"] == json.loads((run_dir / "metrics.json").read_text())["test/recall@15"]
+
+
+def test_evaluate_refuses_a_malformed_submission(tiny_run, tmp_path):
+    workdir, run_dir, _ = tiny_run
+    broken = tmp_path / "broken.csv"
+    lines = (run_dir / "submission.csv").read_text().splitlines()
+    broken.write_text("\n".join(lines[:-1]) + "\n")  # one bundle is left with 14 products
+    command = [
+        sys.executable,
+        "-m",
+        "fashion_retrieval.cli",
+        "evaluate",
+        "experiment=tiny",
+        f"evaluate.submission_path={broken}",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+    ]
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "14" in result.stderr and "15" in result.stderr
+
+
+def test_unknown_subcommand_and_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "fashion_retrieval.cli", "nope"], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "unknown subcommand" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "fashion_retrieval.cli", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "run experiment=quickstart" in result.stdout
