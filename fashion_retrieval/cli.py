@@ -24,9 +24,9 @@ SUBCOMMANDS = {
 
 
 def config_dir() -> Path:
-    """The packaged configs (wheel install) or the repository's ``conf/`` (editable install)."""
-    packaged = Path(__file__).parent / "conf"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "conf"
+    """The configs: ``fashion_retrieval/conf`` is a link to the repository's ``conf/`` and a real folder
+    inside wheels, so they are found from any working directory, editable install or not."""
+    return Path(__file__).parent / "conf"
 
 
 def usage() -> str:
