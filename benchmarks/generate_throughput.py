@@ -26,10 +26,12 @@ RESULTS = Path(__file__).resolve().parent / "results" / "generate_throughput.md"
 HEADER = (
     "# Synthetic generator throughput\n\n"
     "Measured by `benchmarks/generate_throughput.py` (one row per run, appended). Peak RSS: parent process "
-    "and the largest worker (`ru_maxrss` of children).\n\n"
+    "and the largest worker (`ru_maxrss` of children). Load: 1-minute load average before and after the run "
+    "(the machine may be shared; a load above the core count means the generator did not have the cores to "
+    "itself, so its figures are pessimistic).\n\n"
     "| date (UTC) | command | machine | generator | products | bundles | workers | products/s | bundles/s "
-    "| total s | peak RSS parent MB | peak RSS worker MB | output MB |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    "| total s | peak RSS parent MB | peak RSS worker MB | output MB | load before/after |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
 
 
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
+    load_before = os.getloadavg()[0]
     out = args.out or Path(tempfile.mkdtemp(prefix="synthetic_bench_"))
     spec = SyntheticSpec(seed=args.seed, num_products=args.products, num_bundles=args.bundles)
     try:
@@ -76,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     unit = 1 if sys.platform == "darwin" else 1024
     parent_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / 2**20
     worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * unit / 2**20
+    load_after = os.getloadavg()[0]
     machine = f"{os.cpu_count()} CPU ({_cpu_model()}), {platform.system()} {platform.release()}"
     print(
         f"products: {report.num_products} at {report.products_per_second:.1f}/s | "
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| {now:%Y-%m-%d %H:%M} | `{command.strip()}` | {machine} | {GENERATOR_VERSION} "
         f"| {report.num_products} | {report.num_bundles} | {args.workers} "
         f"| {report.products_per_second:.1f} | {report.bundles_per_second:.1f} | {report.seconds:.1f} "
-        f"| {parent_mb:.0f} | {worker_mb:.0f} | {output_mb:.0f} |\n"
+        f"| {parent_mb:.0f} | {worker_mb:.0f} | {output_mb:.0f} | {load_before:.1f} / {load_after:.1f} |\n"
     )
     args.results.parent.mkdir(parents=True, exist_ok=True)
     if not args.results.is_file():

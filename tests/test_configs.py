@@ -22,7 +22,7 @@ def compose_config(overrides: list[str]) -> DictConfig:
 def targets(node, path="") -> list[tuple[str, str]]:
     found = []
     if isinstance(node, DictConfig):
-        for key in node.keys():
+        for key in node:
             if key == "hydra":
                 continue
             value = node._get_node(key)

@@ -1,0 +1,302 @@
+"""Reader and validator for the challenge's on-disk format.
+
+A dataset root holds ``product_dataset.csv``, ``bundles_dataset.csv``, ``bundles_product_match_train.csv``,
+``bundles_product_match_test.csv`` and ``images/{products,bundles}/{asset_id}.jpg`` (see docs/dataset.md).
+Every problem is reported with the file, the CSV line and the field, so a broken download or a hand-edited
+file is found at load time rather than in the middle of an epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+PRODUCTS_FILE = "product_dataset.csv"
+BUNDLES_FILE = "bundles_dataset.csv"
+TRAIN_MATCHES_FILE = "bundles_product_match_train.csv"
+TEST_MATCHES_FILE = "bundles_product_match_test.csv"
+TEST_TRUTH_FILE = "bundles_product_match_test_truth.csv"
+
+PRODUCT_COLUMNS = ("product_asset_id", "product_image_url", "product_description")
+BUNDLE_COLUMNS = ("bundle_asset_id", "bundle_id_section", "bundle_image_url")
+MATCH_COLUMNS = ("bundle_asset_id", "product_asset_id")
+
+MissingImagePolicy = Literal["fail", "skip"]
+ImageCheck = Literal["none", "exists", "decode"]
+
+
+class CatalogueError(ValueError):
+    """The dataset on disk does not follow the challenge format; the message says where."""
+
+
+def _line(row_index: int) -> int:
+    """CSV line number of a 0-based data row (line 1 is the header)."""
+    return row_index + 2
+
+
+def _examples(items: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" (and {len(items) - limit} more)" if len(items) > limit else "")
+
+
+def read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """Read a challenge CSV as strings, check its header; empty cells stay ``""``."""
+    if not path.is_file():
+        raise CatalogueError(f"{path}: file not found")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise CatalogueError(f"{path}: cannot parse CSV: {error}") from error
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise CatalogueError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+    frame = frame[list(columns)].copy()
+    for column in columns:
+        frame[column] = frame[column].str.strip()
+    return frame
+
+
+def _check_unique(frame: pd.DataFrame, column: str, path: Path) -> None:
+    duplicated = frame[column].duplicated(keep=False)
+    if duplicated.any():
+        rows = frame.index[duplicated]
+        details = [f"{frame.at[r, column]} (line {_line(r)})" for r in rows]
+        raise CatalogueError(f"{path}: duplicate {column}: {_examples(details)}")
+
+
+def _check_non_empty(frame: pd.DataFrame, column: str, path: Path) -> None:
+    empty = frame.index[frame[column] == ""]
+    if len(empty):
+        raise CatalogueError(f"{path}: empty {column} on line(s) {_examples([str(_line(r)) for r in empty])}")
+
+
+def resolve_image_path(root: Path, url: str, kind: Literal["products", "bundles"], asset_id: str) -> Path:
+    """Map a CSV image URL to a local file.
+
+    Real challenge CSVs hold https URLs with query strings; their images live (once downloaded) at
+    ``images/{kind}/{asset_id}.jpg``. A relative path is taken from the dataset root, an absolute one as is.
+    """
+    if urlparse(url).scheme in ("http", "https") or not url:
+        return root / "images" / kind / f"{asset_id}.jpg"
+    path = Path(url)
+    return path if path.is_absolute() else root / path
+
+
+def _image_problem(path: Path, check: ImageCheck) -> str | None:
+    if check == "none":
+        return None
+    if not path.is_file():
+        return "missing"
+    if check == "decode":
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception as error:
+            return f"unreadable ({error})"
+    return None
+
+
+@dataclass
+class Catalogue:
+    """A validated dataset: products, bundles, training matches and the test bundles.
+
+    ``products`` columns: product_asset_id, product_image_url, product_description, image_path.
+    ``bundles`` columns: bundle_asset_id, bundle_id_section (int), bundle_image_url, image_path.
+    ``train_matches`` columns: bundle_asset_id, product_asset_id.
+    """
+
+    root: Path
+    products: pd.DataFrame
+    bundles: pd.DataFrame
+    train_matches: pd.DataFrame
+    test_bundle_ids: list[str]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def train_bundle_ids(self) -> list[str]:
+        return list(dict.fromkeys(self.train_matches["bundle_asset_id"]))
+
+    def bundle_sections(self) -> dict[str, int]:
+        return dict(zip(self.bundles["bundle_asset_id"], self.bundles["bundle_id_section"]))
+
+    def product_sections(self, bundle_ids: Iterable[str] | None = None) -> dict[str, int]:
+        """Section of every product seen in training matches (the product CSV has no section column).
+
+        ``bundle_ids`` restricts the matches used, so validation can learn sections from its training
+        split only.
+        """
+        matches = self.train_matches
+        if bundle_ids is not None:
+            matches = matches[matches["bundle_asset_id"].isin(set(bundle_ids))]
+        sections = matches["bundle_asset_id"].map(self.bundle_sections())
+        return dict(zip(matches["product_asset_id"], sections.astype(int)))
+
+    def products_of(self, bundle_ids: Iterable[str] | None = None) -> dict[str, list[str]]:
+        """Ground-truth products of each training bundle, in file order."""
+        matches = self.train_matches
+        if bundle_ids is not None:
+            matches = matches[matches["bundle_asset_id"].isin(set(bundle_ids))]
+        grouped = matches.groupby("bundle_asset_id", sort=False)["product_asset_id"]
+        return {bundle: list(products) for bundle, products in grouped}
+
+    def product_index(self) -> dict[str, int]:
+        return {product: i for i, product in enumerate(self.products["product_asset_id"])}
+
+
+def load_catalogue(
+    root: str | Path,
+    *,
+    missing_images: MissingImagePolicy = "fail",
+    image_check: ImageCheck = "exists",
+) -> Catalogue:
+    """Read and validate a dataset root in the challenge format.
+
+    ``missing_images='skip'`` drops products and bundles whose image is missing or unreadable (and the
+    matches naming them), logging each count; ``'fail'`` raises on the first report.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise CatalogueError(f"{root}: dataset directory not found (run `fashion-retrieval generate` first?)")
+    products_path, bundles_path = root / PRODUCTS_FILE, root / BUNDLES_FILE
+    train_path, test_path = root / TRAIN_MATCHES_FILE, root / TEST_MATCHES_FILE
+
+    products = read_csv(products_path, PRODUCT_COLUMNS)
+    _check_non_empty(products, "product_asset_id", products_path)
+    _check_unique(products, "product_asset_id", products_path)
+    bundles = read_csv(bundles_path, BUNDLE_COLUMNS)
+    _check_non_empty(bundles, "bundle_asset_id", bundles_path)
+    _check_unique(bundles, "bundle_asset_id", bundles_path)
+    sections = pd.to_numeric(bundles["bundle_id_section"], errors="coerce")
+    bad = bundles.index[sections.isna() | (sections != sections.round())]
+    if len(bad):
+        details = [f"line {_line(r)}: {bundles.at[r, 'bundle_id_section']!r}" for r in bad]
+        raise CatalogueError(f"{bundles_path}: bundle_id_section must be an integer: {_examples(details)}")
+    bundles["bundle_id_section"] = sections.astype(int)
+
+    train = read_csv(train_path, MATCH_COLUMNS)
+    test = read_csv(test_path, MATCH_COLUMNS)
+    _check_matches(train, train_path, products, bundles, require_product=True)
+    _check_matches(test, test_path, products, bundles, require_product=False)
+    _check_unique(test, "bundle_asset_id", test_path)
+    duplicated_pairs = train.duplicated(keep="first")
+    if duplicated_pairs.any():
+        details = [f"line {_line(r)}" for r in train.index[duplicated_pairs]]
+        raise CatalogueError(f"{train_path}: duplicate (bundle, product) rows: {_examples(details)}")
+    overlap = sorted(set(train["bundle_asset_id"]) & set(test["bundle_asset_id"]))
+    if overlap:
+        raise CatalogueError(f"{test_path}: bundles also in {TRAIN_MATCHES_FILE}: {_examples(overlap)}")
+    _check_sections(train, bundles, train_path)
+
+    products["image_path"] = [
+        resolve_image_path(root, url, "products", pid)
+        for pid, url in zip(products["product_asset_id"], products["product_image_url"])
+    ]
+    bundles["image_path"] = [
+        resolve_image_path(root, url, "bundles", bid)
+        for bid, url in zip(bundles["bundle_asset_id"], bundles["bundle_image_url"])
+    ]
+    skipped: dict[str, int] = {}
+    products, dropped_products = _apply_image_policy(products, products_path, image_check, missing_images)
+    bundles, dropped_bundles = _apply_image_policy(bundles, bundles_path, image_check, missing_images)
+    if dropped_products or dropped_bundles:
+        keep = ~train["product_asset_id"].isin(dropped_products) & ~train["bundle_asset_id"].isin(
+            dropped_bundles
+        )
+        skipped = {
+            "products": len(dropped_products),
+            "bundles": len(dropped_bundles),
+            "train_matches": int((~keep).sum()),
+            "test_bundles": int(test["bundle_asset_id"].isin(dropped_bundles).sum()),
+        }
+        train = train[keep]
+        test = test[~test["bundle_asset_id"].isin(dropped_bundles)]
+        log.warning("%s: skipped for missing/unreadable images: %s", root, skipped)
+
+    return Catalogue(
+        root=root,
+        products=products.reset_index(drop=True),
+        bundles=bundles.reset_index(drop=True),
+        train_matches=train.reset_index(drop=True),
+        test_bundle_ids=list(test["bundle_asset_id"]),
+        skipped=skipped,
+    )
+
+
+def _check_matches(
+    matches: pd.DataFrame, path: Path, products: pd.DataFrame, bundles: pd.DataFrame, *, require_product: bool
+) -> None:
+    unknown_bundles = matches.index[~matches["bundle_asset_id"].isin(set(bundles["bundle_asset_id"]))]
+    if len(unknown_bundles):
+        details = [f"{matches.at[r, 'bundle_asset_id']!r} (line {_line(r)})" for r in unknown_bundles]
+        raise CatalogueError(f"{path}: bundle_asset_id not in {BUNDLES_FILE}: {_examples(details)}")
+    if not require_product:
+        return
+    _check_non_empty(matches, "product_asset_id", path)
+    unknown_products = matches.index[~matches["product_asset_id"].isin(set(products["product_asset_id"]))]
+    if len(unknown_products):
+        details = [f"{matches.at[r, 'product_asset_id']!r} (line {_line(r)})" for r in unknown_products]
+        raise CatalogueError(f"{path}: product_asset_id not in {PRODUCTS_FILE}: {_examples(details)}")
+
+
+def _check_sections(train: pd.DataFrame, bundles: pd.DataFrame, path: Path) -> None:
+    """Products never cross sections: a product matched to bundles of two sections is an error."""
+    section = train["bundle_asset_id"].map(
+        dict(zip(bundles["bundle_asset_id"], bundles["bundle_id_section"]))
+    )
+    per_product = pd.DataFrame({"product": train["product_asset_id"], "section": section})
+    counts = per_product.groupby("product")["section"].nunique()
+    crossing = counts.index[counts > 1].tolist()
+    if crossing:
+        details = []
+        for product in crossing[:5]:
+            rows = per_product.index[per_product["product"] == product]
+            seen = ", ".join(f"section {per_product.at[r, 'section']} (line {_line(r)})" for r in rows[:4])
+            details.append(f"{product}: {seen}")
+        raise CatalogueError(
+            f"{path}: {len(crossing)} product(s) matched to bundles of different sections: "
+            + "; ".join(details)
+        )
+
+
+def _apply_image_policy(
+    frame: pd.DataFrame, path: Path, check: ImageCheck, policy: MissingImagePolicy
+) -> tuple[pd.DataFrame, set[str]]:
+    id_column = frame.columns[0]
+    problems = [(i, _image_problem(p, check)) for i, p in enumerate(frame["image_path"])]
+    bad = [(i, problem) for i, problem in problems if problem is not None]
+    if not bad:
+        return frame, set()
+    details = [f"{frame.iat[i, 0]} -> {frame.at[i, 'image_path']} {problem}" for i, problem in bad]
+    if policy == "fail":
+        raise CatalogueError(
+            f"{path}: {len(bad)} image(s) missing or unreadable: {_examples(details, 3)}. "
+            "Set data.missing_images=skip to drop them (the count is logged)."
+        )
+    dropped = {frame.iat[i, 0] for i, _ in bad}
+    log.warning(
+        "%s: dropping %d row(s) with missing or unreadable images: %s", path, len(bad), _examples(details, 3)
+    )
+    return frame[~frame[id_column].isin(dropped)], dropped
+
+
+def split_bundles(bundle_ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Deterministic train/validation split of training bundles (the challenge has no validation file)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    ordered = sorted(bundle_ids)
+    permutation = np.random.default_rng(seed).permutation(len(ordered))
+    num_val = round(val_fraction * len(ordered))
+    val = sorted(ordered[i] for i in permutation[:num_val])
+    train = sorted(ordered[i] for i in permutation[num_val:])
+    return train, val

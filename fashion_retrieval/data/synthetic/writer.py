@@ -1,0 +1,154 @@
+"""Safe output: the output-directory guard, atomic JPEG writes and the file names of the format.
+
+Every file appears under its final name only once complete (temp file + ``os.replace``), so an
+interrupted run never leaves a truncated JPEG or CSV. A directory holding something else is never
+written into unless the caller asks for ``overwrite``, and even then only files of this format are
+removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from fashion_retrieval.io import atomic_open, atomic_path
+
+log = logging.getLogger(__name__)
+
+GENERATOR_VERSION = "1.0.0"
+
+PRODUCTS_FILE = "product_dataset.csv"
+BUNDLES_FILE = "bundles_dataset.csv"
+TRAIN_MATCHES_FILE = "bundles_product_match_train.csv"
+TEST_MATCHES_FILE = "bundles_product_match_test.csv"
+TEST_TRUTH_FILE = "bundles_product_match_test_truth.csv"
+BOXES_FILE = "bundle_garment_boxes.csv"
+METADATA_FILE = "metadata.json"
+MARKER_FILE = ".synthetic_in_progress.json"  # written first, removed last: names the spec being written
+PRODUCT_IMAGE_DIR = "images/products"
+BUNDLE_IMAGE_DIR = "images/bundles"
+
+PRODUCT_COLUMNS = ("product_asset_id", "product_image_url", "product_description")
+BUNDLE_COLUMNS = ("bundle_asset_id", "bundle_id_section", "bundle_image_url")
+MATCH_COLUMNS = ("bundle_asset_id", "product_asset_id")
+BOX_COLUMNS = (
+    "bundle_asset_id",
+    "product_asset_id",
+    "product_description",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "visible_fraction",
+)
+
+OUTPUT_FILES = (
+    PRODUCTS_FILE,
+    BUNDLES_FILE,
+    TRAIN_MATCHES_FILE,
+    TEST_MATCHES_FILE,
+    TEST_TRUTH_FILE,
+    BOXES_FILE,
+    METADATA_FILE,
+    MARKER_FILE,
+)
+
+
+def product_image_url(product_id: str) -> str:
+    return f"{PRODUCT_IMAGE_DIR}/{product_id}.jpg"
+
+
+def bundle_image_url(bundle_id: str) -> str:
+    return f"{BUNDLE_IMAGE_DIR}/{bundle_id}.jpg"
+
+
+def write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
+    """Encode an (H, W, 3) uint8 RGB image as JPEG and write it atomically."""
+    ok, encoded = cv2.imencode(
+        ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    )
+    if not ok:  # pragma: no cover - OpenCV only fails on invalid input
+        raise RuntimeError(f"JPEG encoding failed for {path}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encoded.tobytes())
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+
+
+def _recorded_spec(out_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(spec, generator version) recorded by a finished or interrupted run in ``out_dir``, if any."""
+    for name in (METADATA_FILE, MARKER_FILE):
+        path = out_dir / name
+        if path.is_file():
+            try:
+                payload = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(payload, dict) and isinstance(payload.get("spec"), dict):
+                return payload["spec"], payload.get("generator_version")
+    return None, None
+
+
+def _remove_stale_temp_files(out_dir: Path) -> None:
+    """Temp files of a killed run (atomic writes leave ``.<name>.*.tmp`` behind only on SIGKILL)."""
+    for folder in (out_dir, out_dir / PRODUCT_IMAGE_DIR, out_dir / BUNDLE_IMAGE_DIR):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+
+def _remove_dataset(out_dir: Path) -> None:
+    """Delete the files of this format (CSVs, metadata, JPEGs under images/); leave anything else."""
+    for name in OUTPUT_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    for folder in (PRODUCT_IMAGE_DIR, BUNDLE_IMAGE_DIR):
+        for image in (out_dir / folder).glob("*.jpg") if (out_dir / folder).is_dir() else ():
+            image.unlink()
+
+
+def prepare_output_dir(out_dir: Path, spec: dict[str, Any], overwrite: bool) -> None:
+    """Create ``out_dir`` or check it may be (re)written, then record the spec being generated.
+
+    An empty directory, or one holding this very dataset (same spec and generator version, finished or
+    interrupted), is written in place. Anything else raises FileExistsError unless ``overwrite``, which
+    removes the previous dataset's files first.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} exists and is not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if any(out_dir.iterdir()):
+        recorded, version = _recorded_spec(out_dir)
+        same = recorded == spec and version == GENERATOR_VERSION
+        if not same:
+            if not overwrite:
+                what = (
+                    "a different synthetic dataset"
+                    if recorded is not None
+                    else "files that are not this dataset"
+                )
+                raise FileExistsError(
+                    f"{out_dir} is not empty: it holds {what}. Choose another directory or pass "
+                    "overwrite=True (generate.overwrite=true) to replace it."
+                )
+            log.warning(
+                "overwriting %s (it held %s)", out_dir, "another dataset" if recorded else "other files"
+            )
+            _remove_dataset(out_dir)
+    _remove_stale_temp_files(out_dir)
+    (out_dir / PRODUCT_IMAGE_DIR).mkdir(parents=True, exist_ok=True)
+    (out_dir / BUNDLE_IMAGE_DIR).mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / MARKER_FILE, {"generator_version": GENERATOR_VERSION, "spec": spec})
+
+
+def finish_output_dir(out_dir: Path) -> None:
+    """The dataset is complete (metadata.json written): drop the in-progress marker."""
+    (out_dir / MARKER_FILE).unlink(missing_ok=True)

@@ -1,0 +1,95 @@
+"""Albumentations pipelines for bundle (query) and product (gallery) images.
+
+Hue is never jittered: colour variants of one article are our hardest negatives, so a hue shift would
+turn a positive into a different product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+
+
+def load_rgb(path: str) -> np.ndarray:
+    """Read an image file as an ``(H, W, 3) uint8`` RGB array; a clear error names a broken file."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise OSError(f"cannot read image {path} (missing, truncated or not an image)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def eval_transform(size: Sequence[int], mean: Sequence[float], std: Sequence[float]) -> A.Compose:
+    """Resize to ``size = (H, W)`` and normalise; used for validation, indexing and inference."""
+    height, width = size
+    return A.Compose(
+        [
+            A.Resize(height, width, interpolation=cv2.INTER_AREA),
+            A.Normalize(mean=tuple(mean), std=tuple(std)),
+            ToTensorV2(),
+        ]
+    )
+
+
+def query_train_transform(
+    size: Sequence[int], mean: Sequence[float], std: Sequence[float], strength: float = 1.0
+) -> A.Compose:
+    """Augment a bundle photo: crop jitter, flip, light and blur; ``strength`` 0 turns it into eval."""
+    if strength <= 0:
+        return eval_transform(size, mean, std)
+    height, width = size
+    aspect = width / height
+    return A.Compose(
+        [
+            A.RandomResizedCrop(
+                size=(height, width),
+                scale=(1.0 - 0.25 * strength, 1.0),
+                ratio=(aspect * 0.9, aspect * 1.1),
+                interpolation=cv2.INTER_AREA,
+            ),
+            A.HorizontalFlip(p=0.5),
+            A.ColorJitter(
+                brightness=0.25 * strength,
+                contrast=0.25 * strength,
+                saturation=0.1 * strength,
+                hue=0.0,
+                p=0.8,
+            ),
+            A.GaussianBlur(blur_limit=(3, 3), p=0.1 * strength),
+            A.Normalize(mean=tuple(mean), std=tuple(std)),
+            ToTensorV2(),
+        ]
+    )
+
+
+def gallery_train_transform(
+    size: Sequence[int], mean: Sequence[float], std: Sequence[float], strength: float = 1.0
+) -> A.Compose:
+    """Augment a catalogue packshot lightly: it is clean at test time too."""
+    if strength <= 0:
+        return eval_transform(size, mean, std)
+    height, width = size
+    aspect = width / height
+    return A.Compose(
+        [
+            A.RandomResizedCrop(
+                size=(height, width),
+                scale=(1.0 - 0.15 * strength, 1.0),
+                ratio=(aspect * 0.95, aspect * 1.05),
+                interpolation=cv2.INTER_AREA,
+            ),
+            A.HorizontalFlip(p=0.5),
+            A.ColorJitter(brightness=0.1 * strength, contrast=0.1 * strength, saturation=0.0, hue=0.0, p=0.5),
+            A.Normalize(mean=tuple(mean), std=tuple(std)),
+            ToTensorV2(),
+        ]
+    )
+
+
+def apply(transform: A.Compose, image: np.ndarray) -> torch.Tensor:
+    """Run an albumentations pipeline on an ``(H, W, 3) uint8`` image; returns ``(3, H, W) float32``."""
+    return transform(image=image)["image"]
