@@ -10,19 +10,20 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from fashion_retrieval.data.synthetic import SyntheticSpec, generate_dataset
+from fashion_retrieval.data.synthetic import GENERATOR_VERSION, SyntheticSpec, generate_dataset
 from fashion_retrieval.pipelines.context import RunContext
 
 log = logging.getLogger(__name__)
 
 
 def same_dataset_exists(spec: SyntheticSpec, data_dir: Path) -> bool:
-    """True when ``data_dir`` already holds a complete dataset generated from exactly this spec."""
+    """True when ``data_dir`` holds a complete dataset made from exactly this spec by this generator."""
     metadata = data_dir / "metadata.json"
     if not metadata.is_file():
         return False
-    recorded = json.loads(metadata.read_text()).get("spec")
-    return recorded == json.loads(json.dumps(asdict(spec)))
+    recorded = json.loads(metadata.read_text())
+    same_spec = recorded.get("spec") == json.loads(json.dumps(asdict(spec)))
+    return same_spec and recorded.get("generator_version") == GENERATOR_VERSION
 
 
 def generate(cfg: DictConfig, context: RunContext) -> dict[str, float]:
