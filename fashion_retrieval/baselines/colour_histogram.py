@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from fashion_retrieval.data.transforms import load_rgb
+from fashion_retrieval.data.transforms import crop_fraction, load_rgb
 
 
 def hsv_histogram(image: np.ndarray, bins: Sequence[int] = (12, 4, 4)) -> np.ndarray:
@@ -20,6 +20,8 @@ def hsv_histogram(image: np.ndarray, bins: Sequence[int] = (12, 4, 4)) -> np.nda
     return root / max(float(np.linalg.norm(root)), 1e-12)
 
 
-def histogram_embeddings(paths: Sequence[str], bins: Sequence[int] = (12, 4, 4)) -> np.ndarray:
-    """``(N, prod(bins))`` float32 histogram embeddings of image files."""
-    return np.stack([hsv_histogram(load_rgb(path), bins) for path in paths])
+def histogram_embeddings(
+    paths: Sequence[str], bins: Sequence[int] = (12, 4, 4), crop: Sequence[float] | None = None
+) -> np.ndarray:
+    """``(N, prod(bins))`` float32 histogram embeddings of image files (of their ``crop`` region)."""
+    return np.stack([hsv_histogram(crop_fraction(load_rgb(path), crop), bins) for path in paths])

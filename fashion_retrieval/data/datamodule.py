@@ -17,7 +17,7 @@ from fashion_retrieval.data.catalogue import (
     load_catalogue,
     split_bundles,
 )
-from fashion_retrieval.data.datasets import ImageDataset, Pair, PairCollator, PairDataset
+from fashion_retrieval.data.datasets import BundleDataset, ImageDataset, TrainingBundle, collate_bundles
 from fashion_retrieval.data.transforms import eval_transform, gallery_train_transform, query_train_transform
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class QuerySet:
 
 
 class ChallengeDataModule(pl.LightningDataModule):
-    """Feeds (bundle view, product view) pairs for training, and query/gallery sets for validation.
+    """Feeds training bundles (one photo, its products' packshots), and query/gallery sets for validation.
 
     Validation bundles are carved from the training matches (``val_fraction``, seeded), so the same code
     runs on the real challenge data, which ships no validation file. The gallery is the whole catalogue,
@@ -48,7 +48,8 @@ class ChallengeDataModule(pl.LightningDataModule):
         gallery_size: Sequence[int] = (128, 96),
         mean: Sequence[float] = (0.5, 0.5, 0.5),
         std: Sequence[float] = (0.5, 0.5, 0.5),
-        batch_size: int = 32,
+        batch_size: int = 12,
+        max_products_per_bundle: int | None = 6,
         eval_batch_size: int = 64,
         num_workers: int = 0,
         val_fraction: float = 0.1,
@@ -56,7 +57,8 @@ class ChallengeDataModule(pl.LightningDataModule):
         augment_strength: float = 1.0,
         missing_images: MissingImagePolicy = "fail",
         image_check: ImageCheck = "exists",
-        max_train_pairs: int | None = None,
+        max_train_bundles: int | None = None,
+        query_crop: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -118,36 +120,41 @@ class ChallengeDataModule(pl.LightningDataModule):
             truth=truth,
         )
 
-    def train_pairs(self) -> list[Pair]:
+    def training_bundles(self) -> list[TrainingBundle]:
         catalogue = self.cat
         bundle_label = {b: i for i, b in enumerate(catalogue.bundles["bundle_asset_id"])}
         product_label = catalogue.product_index()
         bundle_paths = dict(zip(catalogue.bundles["bundle_asset_id"], catalogue.bundles["image_path"]))
         product_paths = dict(zip(catalogue.products["product_asset_id"], catalogue.products["image_path"]))
-        pairs = [
-            Pair(str(bundle_paths[b]), str(product_paths[p]), bundle_label[b], product_label[p])
+        bundles = [
+            TrainingBundle(
+                bundle_path=str(bundle_paths[b]),
+                product_paths=tuple(str(product_paths[p]) for p in products),
+                bundle_label=bundle_label[b],
+                product_labels=tuple(product_label[p] for p in products),
+            )
             for b, products in catalogue.products_of(self.train_bundle_ids).items()
-            for p in products
         ]
-        limit = self.hparams.max_train_pairs
-        return pairs[:limit] if limit else pairs
+        limit = self.hparams.max_train_bundles
+        return bundles[:limit] if limit else bundles
 
     # -- loaders ---------------------------------------------------------------------------------------
-    def _eval_loader(self, paths: Sequence[str], size: Sequence[int]) -> DataLoader:
+    def _eval_loader(
+        self, paths: Sequence[str], size: Sequence[int], crop: Sequence[float] | None = None
+    ) -> DataLoader:
         hp = self.hparams
-        dataset = ImageDataset(paths, eval_transform(size, hp.mean, hp.std))
+        dataset = ImageDataset(paths, eval_transform(size, hp.mean, hp.std), crop)
         return DataLoader(dataset, batch_size=hp.eval_batch_size, shuffle=False, num_workers=hp.num_workers)
 
     def train_dataloader(self) -> DataLoader:
+        """Batches of ``batch_size`` bundles with their products (see :func:`collate_bundles`)."""
         hp = self.hparams
-        pairs = self.train_pairs()
-        bundle_products: dict[int, set[int]] = {}
-        for pair in pairs:
-            bundle_products.setdefault(pair.bundle_label, set()).add(pair.product_label)
-        dataset = PairDataset(
-            pairs,
+        dataset = BundleDataset(
+            self.training_bundles(),
             query_train_transform(hp.query_size, hp.mean, hp.std, hp.augment_strength),
             gallery_train_transform(hp.gallery_size, hp.mean, hp.std, hp.augment_strength),
+            max_products=hp.max_products_per_bundle,
+            query_crop=hp.query_crop,
         )
         return DataLoader(
             dataset,
@@ -156,11 +163,13 @@ class ChallengeDataModule(pl.LightningDataModule):
             drop_last=len(dataset) > hp.batch_size,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
-            collate_fn=PairCollator({k: frozenset(v) for k, v in bundle_products.items()}),
+            collate_fn=collate_bundles,
         )
 
     def query_dataloader(self, split: str) -> DataLoader:
-        return self._eval_loader(self.query_set(split).image_paths, self.hparams.query_size)
+        return self._eval_loader(
+            self.query_set(split).image_paths, self.hparams.query_size, self.hparams.query_crop
+        )
 
     def gallery_dataloader(self) -> DataLoader:
         return self._eval_loader([str(p) for p in self.cat.products["image_path"]], self.hparams.gallery_size)

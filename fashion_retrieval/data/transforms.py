@@ -23,6 +23,19 @@ def load_rgb(path: str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def crop_fraction(image: np.ndarray, box: Sequence[float] | None) -> np.ndarray:
+    """Cut ``box = (left, top, right, bottom)``, given as fractions of the width and height, from an
+    ``(H, W, 3)`` image; ``None`` keeps the whole image. A fixed region of interest: bundle photos
+    centre the person, so the side margins are mostly background."""
+    if box is None:
+        return image
+    left, top, right, bottom = box
+    if not (0.0 <= left < right <= 1.0 and 0.0 <= top < bottom <= 1.0):
+        raise ValueError(f"crop box must be fractions with left < right and top < bottom, got {list(box)}")
+    height, width = image.shape[:2]
+    return image[round(top * height) : round(bottom * height), round(left * width) : round(right * width)]
+
+
 def eval_transform(size: Sequence[int], mean: Sequence[float], std: Sequence[float]) -> A.Compose:
     """Resize to ``size = (H, W)`` and normalise; used for validation, indexing and inference."""
     height, width = size

@@ -29,6 +29,8 @@ class TimmBackbone(nn.Module):
         frozen_prefixes: parameter-name prefixes to freeze (e.g. ``[conv_stem, bn1, blocks.0]``); their
             batch-norm layers stay in eval mode so their statistics are frozen too.
         mean, std: the input normalisation the weights expect; the data pipeline reads them from here.
+        global_pool: timm pooling (``avg``, ``max``, ``avgmax``, ``catavgmax``); max pooling keeps a small
+            garment's strongest responses from being averaged away by the background of a bundle photo.
     """
 
     def __init__(
@@ -39,15 +41,16 @@ class TimmBackbone(nn.Module):
         mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225),
         drop_path_rate: float = 0.0,
+        global_pool: str = "avg",
     ) -> None:
         super().__init__()
         self.model_name = model_name
         self.mean = tuple(mean)
         self.std = tuple(std)
-        kwargs = (
-            {"num_classes": 0, "drop_path_rate": drop_path_rate} if drop_path_rate else {"num_classes": 0}
-        )
-        if weights in ("hub",) or (weights or "").startswith("hub:"):
+        kwargs: dict = {"num_classes": 0, "global_pool": global_pool}
+        if drop_path_rate:
+            kwargs["drop_path_rate"] = drop_path_rate
+        if weights == "hub" or (weights or "").startswith("hub:"):
             self.model = self._from_hub(model_name, weights, kwargs)
         else:
             self.model = timm.create_model(model_name, pretrained=False, **kwargs)

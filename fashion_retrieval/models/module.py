@@ -54,8 +54,8 @@ class RetrievalModule(pl.LightningModule):
         return self.encoder(images)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        query = self.encoder(batch["query"])
-        gallery = self.encoder(batch["gallery"])
+        query = self(batch["query"])
+        gallery = self(batch["gallery"])
         loss = self.loss(query, gallery, batch["positive_mask"])
         self.log("train/loss", loss, prog_bar=True, batch_size=query.shape[0])
         return loss
@@ -63,7 +63,7 @@ class RetrievalModule(pl.LightningModule):
     def validation_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
     ) -> dict:
-        return {"embeddings": self.encoder(batch["image"]), "index": batch["index"], "loader": dataloader_idx}
+        return {"embeddings": self(batch["image"]), "index": batch["index"], "loader": dataloader_idx}
 
     def configure_optimizers(self) -> dict:
         backbone = [p for p in self.encoder.backbone.parameters() if p.requires_grad]

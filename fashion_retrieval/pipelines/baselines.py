@@ -37,7 +37,8 @@ def baseline_embeddings(
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors[: len(queries.bundle_ids)], vectors[len(queries.bundle_ids) :]
     if name == "colour_histogram":
-        return histogram_embeddings(queries.image_paths), histogram_embeddings(gallery_paths)
+        query_crop = datamodule.hparams.query_crop  # the region the trained model sees, for a fair comparison
+        return histogram_embeddings(queries.image_paths, crop=query_crop), histogram_embeddings(gallery_paths)
     if name == "pretrained":
         encoder: ImageEncoder = instantiate(cfg.model.encoder).eval()
         torch.manual_seed(cfg.seed)
