@@ -18,7 +18,12 @@ from fashion_retrieval.data.catalogue import (
     split_bundles,
 )
 from fashion_retrieval.data.datasets import BundleDataset, ImageDataset, TrainingBundle, collate_bundles
-from fashion_retrieval.data.transforms import eval_transform, gallery_train_transform, query_train_transform
+from fashion_retrieval.data.transforms import (
+    GALLERY_AUGMENTATION,
+    QUERY_AUGMENTATION,
+    eval_transform,
+    train_transform,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +156,8 @@ class ChallengeDataModule(pl.LightningDataModule):
         hp = self.hparams
         dataset = BundleDataset(
             self.training_bundles(),
-            query_train_transform(hp.query_size, hp.mean, hp.std, hp.augment_strength),
-            gallery_train_transform(hp.gallery_size, hp.mean, hp.std, hp.augment_strength),
+            train_transform(hp.query_size, hp.mean, hp.std, QUERY_AUGMENTATION, hp.augment_strength),
+            train_transform(hp.gallery_size, hp.mean, hp.std, GALLERY_AUGMENTATION, hp.augment_strength),
             max_products=hp.max_products_per_bundle,
             query_crop=hp.query_crop,
         )

@@ -7,6 +7,7 @@ turn a positive into a different product.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import albumentations as A
 import cv2
@@ -48,55 +49,53 @@ def eval_transform(size: Sequence[int], mean: Sequence[float], std: Sequence[flo
     )
 
 
-def query_train_transform(
-    size: Sequence[int], mean: Sequence[float], std: Sequence[float], strength: float = 1.0
+@dataclass(frozen=True)
+class AugmentationStrengths:
+    """How hard one side is augmented, at ``strength`` 1: crop scale loss, aspect jitter, light jitter."""
+
+    scale_loss: float
+    aspect_jitter: float
+    light: float
+    saturation: float
+    light_probability: float
+    blur_probability: float
+
+
+# Bundle photos vary a lot at test time (pose, light, framing); packshots are clean at test time too.
+QUERY_AUGMENTATION = AugmentationStrengths(0.25, 0.1, 0.25, 0.1, 0.8, 0.1)
+GALLERY_AUGMENTATION = AugmentationStrengths(0.15, 0.05, 0.1, 0.0, 0.5, 0.0)
+
+
+def train_transform(
+    size: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    augmentation: AugmentationStrengths,
+    strength: float = 1.0,
 ) -> A.Compose:
-    """Augment a bundle photo: crop jitter, flip, light and blur; ``strength`` 0 turns it into eval."""
+    """Crop jitter, flip, light and blur scaled by ``strength`` (0 gives :func:`eval_transform`)."""
     if strength <= 0:
         return eval_transform(size, mean, std)
     height, width = size
     aspect = width / height
+    jitter = augmentation.aspect_jitter
     return A.Compose(
         [
             A.RandomResizedCrop(
                 size=(height, width),
-                scale=(1.0 - 0.25 * strength, 1.0),
-                ratio=(aspect * 0.9, aspect * 1.1),
+                scale=(1.0 - augmentation.scale_loss * strength, 1.0),
+                ratio=(aspect * (1 - jitter), aspect * (1 + jitter)),
                 interpolation=cv2.INTER_AREA,
             ),
             A.HorizontalFlip(p=0.5),
             A.ColorJitter(
-                brightness=0.25 * strength,
-                contrast=0.25 * strength,
-                saturation=0.1 * strength,
+                brightness=augmentation.light * strength,
+                contrast=augmentation.light * strength,
+                saturation=augmentation.saturation * strength,
                 hue=0.0,
-                p=0.8,
+                p=augmentation.light_probability,
             ),
-            A.GaussianBlur(blur_limit=(3, 3), p=0.1 * strength),
-            A.Normalize(mean=tuple(mean), std=tuple(std)),
-            ToTensorV2(),
-        ]
-    )
-
-
-def gallery_train_transform(
-    size: Sequence[int], mean: Sequence[float], std: Sequence[float], strength: float = 1.0
-) -> A.Compose:
-    """Augment a catalogue packshot lightly: it is clean at test time too."""
-    if strength <= 0:
-        return eval_transform(size, mean, std)
-    height, width = size
-    aspect = width / height
-    return A.Compose(
-        [
-            A.RandomResizedCrop(
-                size=(height, width),
-                scale=(1.0 - 0.15 * strength, 1.0),
-                ratio=(aspect * 0.95, aspect * 1.05),
-                interpolation=cv2.INTER_AREA,
-            ),
-            A.HorizontalFlip(p=0.5),
-            A.ColorJitter(brightness=0.1 * strength, contrast=0.1 * strength, saturation=0.0, hue=0.0, p=0.5),
+            A.GaussianBlur(blur_limit=(3, 3), p=augmentation.blur_probability * strength),
             A.Normalize(mean=tuple(mean), std=tuple(std)),
             ToTensorV2(),
         ]

@@ -269,6 +269,19 @@ def socks(g: Shape, body: BodyShape, pose: Pose) -> Silhouette:
     return sil
 
 
+def _handle(origin: np.ndarray, width: float, height: float, kind: str) -> np.ndarray:
+    """The carrying handle arching above a bag's top edge (a rucksack's is a narrow loop)."""
+    return ellipse(
+        origin[0],
+        origin[1],
+        width * (0.12 if kind == RUCKSACK else 0.28),
+        height,
+        n=14,
+        a0=np.pi,
+        a1=2 * np.pi,
+    )
+
+
 def bag(g: Shape, body: BodyShape, pose: Pose) -> Silhouette:
     """A bag body with flap/clasp/quilting and its handle or strap; worn: held or on the shoulder."""
     sil = Silhouette()
@@ -281,17 +294,7 @@ def bag(g: Shape, body: BodyShape, pose: Pose) -> Silhouette:
         origin = np.array([0.0, 0.5])
         if kind in (TOTE, RUCKSACK, BUCKET):
             hh = g["handle_h"] * (0.5 if kind == RUCKSACK else 1.0)
-            straps.append(
-                ellipse(
-                    origin[0],
-                    origin[1],
-                    w * (0.28 if kind != RUCKSACK else 0.12),
-                    hh,
-                    n=14,
-                    a0=np.pi,
-                    a1=2 * np.pi,
-                )
-            )
+            straps.append(_handle(origin, w, hh, kind))
         if kind in (SHOULDER, CROSSBODY, BUCKET):
             straps.append(
                 ellipse(origin[0], origin[1], w * 0.42, g["strap_drop"], n=20, a0=np.pi, a1=2 * np.pi)
@@ -305,17 +308,7 @@ def bag(g: Shape, body: BodyShape, pose: Pose) -> Silhouette:
                 origin = hand + np.array([0.0, -h * 0.45])
             else:
                 origin = hand + np.array([0.0, hh * 0.85])
-                straps.append(
-                    ellipse(
-                        origin[0],
-                        origin[1],
-                        w * (0.28 if kind != RUCKSACK else 0.12),
-                        hh,
-                        n=14,
-                        a0=np.pi,
-                        a1=2 * np.pi,
-                    )
-                )
+                straps.append(_handle(origin, w, hh, kind))
         else:
             drop = 0.05 if kind == SHOULDER else 0.0
             origin = np.array([side * (body.hip_hw + w * 0.3), body.hip_y - h * 0.3 - drop])
