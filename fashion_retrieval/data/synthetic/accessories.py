@@ -269,7 +269,7 @@ def socks(g: Shape, body: BodyShape, pose: Pose) -> Silhouette:
     return sil
 
 
-def _handle(origin: np.ndarray, width: float, height: float, kind: str) -> np.ndarray:
+def _handle(origin: np.ndarray, width: float, height: float, kind: int) -> np.ndarray:
     """The carrying handle arching above a bag's top edge (a rucksack's is a narrow loop)."""
     return ellipse(
         origin[0],
