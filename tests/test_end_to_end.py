@@ -25,7 +25,10 @@ def fashion_retrieval(*args: str, cwd) -> subprocess.CompletedProcess:
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("e2e")
     run_dir = workdir / "run"
-    result = fashion_retrieval("run", "experiment=tiny", f"hydra.run.dir={run_dir}", cwd=workdir)
+    # logger=default: the CSV logger and W&B in offline mode, as in real runs.
+    result = fashion_retrieval(
+        "run", "experiment=tiny", "logger=default", f"hydra.run.dir={run_dir}", cwd=workdir
+    )
     return workdir, run_dir, result
 
 
@@ -41,6 +44,9 @@ def test_run_writes_every_artefact(tiny_run):
     ):
         assert (run_dir / name).is_file(), name
     assert (workdir / "data/synthetic_tiny/metadata.json").is_file()
+    assert (run_dir / "csv/metrics.csv").is_file()
+    offline_runs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(offline_runs) == 1, "W&B should have logged offline into the run directory"
     assert "| fine-tuned |" in result.stdout and "| colour histogram |" in result.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for key in (

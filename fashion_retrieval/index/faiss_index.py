@@ -10,11 +10,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 import numpy.typing as npt
 
 from fashion_retrieval.io import atomic_open, atomic_path
+
+try:
+    import faiss
+except ImportError as error:  # faiss comes from an extra: two builds provide the same module
+    raise ImportError(
+        "FAISS is not installed: pip install 'fashion-retrieval[cpu]' (faiss-cpu) or "
+        "'fashion-retrieval[gpu]' (faiss-gpu)"
+    ) from error
 
 __all__ = ["IDS_FILE", "INDEX_FILE", "META_FILE", "PAD_SCORE", "EmbeddingIndex", "check_ids", "check_matrix"]
 
