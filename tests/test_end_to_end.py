@@ -116,3 +116,12 @@ def test_unknown_subcommand_and_help():
         [sys.executable, "-m", "fashion_retrieval.cli", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "run experiment=quickstart" in result.stdout
+
+
+def test_train_without_any_logger(tiny_run):
+    workdir, _, _ = tiny_run
+    run_dir = workdir / "no_logger"
+    fashion_retrieval("train", "experiment=tiny", "logger=none", f"hydra.run.dir={run_dir}", cwd=workdir)
+    assert (run_dir / "checkpoints/best.ckpt").is_file()
+    assert "val/recall@15" in json.loads((run_dir / "metrics.json").read_text())
+    assert not (run_dir / "csv").exists() and not (run_dir / "wandb").exists()

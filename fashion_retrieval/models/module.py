@@ -58,6 +58,9 @@ class RetrievalModule(pl.LightningModule):
         gallery = self(batch["gallery"])
         loss = self.loss(query, gallery, batch["positive_mask"])
         self.log("train/loss", loss, prog_bar=True, batch_size=query.shape[0])
+        # Logged here rather than by LearningRateMonitor, which refuses to run without a logger.
+        for group in self.optimizers().optimizer.param_groups:
+            self.log(f"train/lr_{group['name']}", group["lr"], batch_size=query.shape[0])
         return loss
 
     def validation_step(
