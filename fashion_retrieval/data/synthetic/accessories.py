@@ -456,6 +456,17 @@ def scarf(g: Shape, body: BodyShape, pose: Pose) -> Silhouette:
     return sil
 
 
+def _belt_tip(x: float, y: float, width: float) -> list[tuple[float, float]]:
+    """The pointed end of a belt strap that starts at ``x``, centred on ``y``, ``width`` thick."""
+    return [
+        (x, y - width / 2),
+        (x + 0.035, y - width / 2),
+        (x + 0.042, y),
+        (x + 0.035, y + width / 2),
+        (x, y + width / 2),
+    ]
+
+
 def belt(g: Shape, body: BodyShape, pose: Pose) -> Silhouette:
     """A belt: worn round the waist with a centred buckle; in the catalogue laid straight with its tip."""
     sil = Silhouette()
@@ -471,32 +482,14 @@ def belt(g: Shape, body: BodyShape, pose: Pose) -> Silhouette:
         )
         bx, by = 0.0, y + 0.006
         sil.poly("main", band)
-        sil.poly(
-            "main",
-            [
-                (bx + bs * 0.4, by - bw / 2),
-                (bx + bs * 0.4 + 0.035, by - bw / 2),
-                (bx + bs * 0.4 + 0.042, by),
-                (bx + bs * 0.4 + 0.035, by + bw / 2),
-                (bx + bs * 0.4, by + bw / 2),
-            ],
-        )
+        sil.poly("main", _belt_tip(bx + bs * 0.4, by, bw))
         tip_x = bx + bs * 0.4 + 0.03
     else:  # catalogue shot: the belt fastened in a loop, seen from slightly above
         rx, ry = 0.1, 0.035
         bx, by = 0.0, 0.5 + ry
         sil.line("main_dark", ellipse(0.0, 0.5, rx, ry, n=20, a0=np.pi, a1=2 * np.pi), bw)
         sil.line("main", ellipse(0.0, 0.5, rx, ry, n=20, a0=0.0, a1=np.pi), bw)
-        sil.poly(
-            "main",
-            [
-                (bx + bs * 0.4, by - bw / 2),
-                (bx + bs * 0.4 + 0.035, by - bw / 2),
-                (bx + bs * 0.4 + 0.042, by),
-                (bx + bs * 0.4 + 0.035, by + bw / 2),
-                (bx + bs * 0.4, by + bw / 2),
-            ],
-        )
+        sil.poly("main", _belt_tip(bx + bs * 0.4, by, bw))
         for k in range(int(g["holes"])):
             hx = bx - 0.03 - k * 0.012
             sil.poly(

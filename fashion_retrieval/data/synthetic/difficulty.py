@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fashion_retrieval.data import catalogue as challenge_format
 from fashion_retrieval.data.synthetic import writer
 from fashion_retrieval.data.synthetic.catalogue import build_layout
 from fashion_retrieval.data.synthetic.spec import SyntheticSpec
@@ -57,7 +58,7 @@ def difficulty(data_dir: str | Path, k: int = 15, seed: int = 0) -> dict[str, fl
         gallery.append(colour_histogram(image, mask if mask.sum() > 30 else None))
     hists = np.stack(gallery)
     truth: dict[str, list[int]] = defaultdict(list)
-    for bundle, product in _rows(root / writer.TEST_TRUTH_FILE):
+    for bundle, product in _rows(root / challenge_format.TEST_TRUTH_FILE):
         truth[bundle].append(index[product])
     boxes: dict[str, list[tuple[int, int, int, int, int]]] = defaultdict(list)
     for bundle, product, _, x1, y1, x2, y2, _ in _rows(root / writer.BOXES_FILE):

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
+from fashion_retrieval.data import catalogue as challenge_format
 from fashion_retrieval.data.synthetic import writer
 from fashion_retrieval.data.synthetic.catalogue import CatalogueLayout, build_layout
 from fashion_retrieval.data.synthetic.outfits import compose_bundles
@@ -230,7 +231,7 @@ def generate_dataset(
         "boxes": 0,
     }
     with _executor(workers, (layout, bundle_ids, cfg, out)) as imap, contextlib.ExitStack() as stack:
-        products_csv = _csv(stack, out / writer.PRODUCTS_FILE, writer.PRODUCT_COLUMNS)
+        products_csv = _csv(stack, out / challenge_format.PRODUCTS_FILE, challenge_format.PRODUCT_COLUMNS)
         for index, product_id in enumerate(layout.product_ids):
             products_csv.writerow(
                 (
@@ -244,10 +245,10 @@ def generate_dataset(
             progress.step()
         product_seconds = progress.finish()
 
-        bundles_csv = _csv(stack, out / writer.BUNDLES_FILE, writer.BUNDLE_COLUMNS)
-        train_csv = _csv(stack, out / writer.TRAIN_MATCHES_FILE, writer.MATCH_COLUMNS)
-        test_csv = _csv(stack, out / writer.TEST_MATCHES_FILE, writer.MATCH_COLUMNS)
-        truth_csv = _csv(stack, out / writer.TEST_TRUTH_FILE, writer.MATCH_COLUMNS)
+        bundles_csv = _csv(stack, out / challenge_format.BUNDLES_FILE, challenge_format.BUNDLE_COLUMNS)
+        train_csv = _csv(stack, out / challenge_format.TRAIN_MATCHES_FILE, challenge_format.MATCH_COLUMNS)
+        test_csv = _csv(stack, out / challenge_format.TEST_MATCHES_FILE, challenge_format.MATCH_COLUMNS)
+        truth_csv = _csv(stack, out / challenge_format.TEST_TRUTH_FILE, challenge_format.MATCH_COLUMNS)
         boxes_csv = _csv(stack, out / writer.BOXES_FILE, writer.BOX_COLUMNS)
         progress = _Progress("bundles", spec.num_bundles)
         for plan, boxes in zip(plans, imap(_bundle_task, plans, bundle_chunk)):
@@ -323,11 +324,11 @@ def _metadata(
         "seed": spec.seed,
         "spec": spec_dict,
         "files": {
-            "products": writer.PRODUCTS_FILE,
-            "bundles": writer.BUNDLES_FILE,
-            "train_matches": writer.TRAIN_MATCHES_FILE,
-            "test_bundles": writer.TEST_MATCHES_FILE,
-            "test_truth": writer.TEST_TRUTH_FILE,
+            "products": challenge_format.PRODUCTS_FILE,
+            "bundles": challenge_format.BUNDLES_FILE,
+            "train_matches": challenge_format.TRAIN_MATCHES_FILE,
+            "test_bundles": challenge_format.TEST_MATCHES_FILE,
+            "test_truth": challenge_format.TEST_TRUTH_FILE,
             "garment_boxes": writer.BOXES_FILE,
             "product_images": writer.PRODUCT_IMAGE_DIR,
             "bundle_images": writer.BUNDLE_IMAGE_DIR,

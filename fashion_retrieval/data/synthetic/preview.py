@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from fashion_retrieval.data import catalogue as challenge_format
 from fashion_retrieval.data.synthetic import writer
 
 
@@ -28,7 +29,7 @@ def contact_sheet(
     """``rows`` training bundles (from the ``skip``-th), each with up to ``max_products`` packshots."""
     root = Path(data_dir)
     matches: dict[str, list[str]] = defaultdict(list)
-    for row in _rows(root / writer.TRAIN_MATCHES_FILE):
+    for row in _rows(root / challenge_format.TRAIN_MATCHES_FILE):
         matches[row["bundle_asset_id"]].append(row["product_asset_id"])
     boxes: dict[str, list[tuple[int, int, int, int]]] = defaultdict(list)
     if (root / writer.BOXES_FILE).is_file():
@@ -37,7 +38,8 @@ def contact_sheet(
                 (int(row["x1"]), int(row["y1"]), int(row["x2"]), int(row["y2"]))
             )
     descriptions = {
-        row["product_asset_id"]: row["product_description"] for row in _rows(root / writer.PRODUCTS_FILE)
+        row["product_asset_id"]: row["product_description"]
+        for row in _rows(root / challenge_format.PRODUCTS_FILE)
     }
     chosen = [b for b in matches if 2 <= len(matches[b]) <= max_products][skip : skip + rows]
     tiles: list[Image.Image] = []

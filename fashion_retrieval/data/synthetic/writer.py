@@ -16,26 +16,25 @@ from typing import Any
 import cv2
 import numpy as np
 
+from fashion_retrieval.data.catalogue import (  # the challenge format: one definition, shared with the reader
+    BUNDLES_FILE,
+    PRODUCTS_FILE,
+    TEST_MATCHES_FILE,
+    TEST_TRUTH_FILE,
+    TRAIN_MATCHES_FILE,
+)
 from fashion_retrieval.io import atomic_open, atomic_path
 
 log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "1.0.0"
 
-PRODUCTS_FILE = "product_dataset.csv"
-BUNDLES_FILE = "bundles_dataset.csv"
-TRAIN_MATCHES_FILE = "bundles_product_match_train.csv"
-TEST_MATCHES_FILE = "bundles_product_match_test.csv"
-TEST_TRUTH_FILE = "bundles_product_match_test_truth.csv"
 BOXES_FILE = "bundle_garment_boxes.csv"
 METADATA_FILE = "metadata.json"
 MARKER_FILE = ".synthetic_in_progress.json"  # written first, removed last: names the spec being written
 PRODUCT_IMAGE_DIR = "images/products"
 BUNDLE_IMAGE_DIR = "images/bundles"
 
-PRODUCT_COLUMNS = ("product_asset_id", "product_image_url", "product_description")
-BUNDLE_COLUMNS = ("bundle_asset_id", "bundle_id_section", "bundle_image_url")
-MATCH_COLUMNS = ("bundle_asset_id", "product_asset_id")
 BOX_COLUMNS = (
     "bundle_asset_id",
     "product_asset_id",
