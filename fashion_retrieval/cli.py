@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         return run_stages(cfg, stages)
 
     # Hydra reads sys.argv; the job name (and so the run directory) is the subcommand.
-    sys.argv = [f"fashion-retrieval {subcommand}", f"hydra.job.name={subcommand}", *overrides]
+    sys.argv = [f"fashion-retrieval {subcommand}", *overrides, f"hydra.job.name={subcommand}"]
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(task)()
 
 

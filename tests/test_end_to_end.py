@@ -125,3 +125,23 @@ def test_train_without_any_logger(tiny_run):
     assert (run_dir / "checkpoints/best.ckpt").is_file()
     assert "val/recall@15" in json.loads((run_dir / "metrics.json").read_text())
     assert not (run_dir / "csv").exists() and not (run_dir / "wandb").exists()
+
+
+def test_multirun_sweep_gives_one_run_directory_per_job(tiny_run):
+    workdir, _, _ = tiny_run
+    sweep = workdir / "sweep"
+    fashion_retrieval(
+        "train",
+        "-m",
+        "experiment=tiny",
+        "logger=none",
+        "loss.temperature=0.1,0.2",
+        f"hydra.sweep.dir={sweep}",
+        cwd=workdir,
+    )
+    temperatures = [
+        json.loads((sweep / job / "metrics.json").read_text())
+        and (sweep / job / "config_resolved.yaml").read_text()
+        for job in ("0", "1")
+    ]
+    assert "temperature: 0.1" in temperatures[0] and "temperature: 0.2" in temperatures[1]
