@@ -139,9 +139,6 @@ def test_multirun_sweep_gives_one_run_directory_per_job(tiny_run):
         f"hydra.sweep.dir={sweep}",
         cwd=workdir,
     )
-    temperatures = [
-        json.loads((sweep / job / "metrics.json").read_text())
-        and (sweep / job / "config_resolved.yaml").read_text()
-        for job in ("0", "1")
-    ]
-    assert "temperature: 0.1" in temperatures[0] and "temperature: 0.2" in temperatures[1]
+    for job, temperature in (("0", 0.1), ("1", 0.2)):
+        assert "val/recall@15" in json.loads((sweep / job / "metrics.json").read_text())
+        assert f"temperature: {temperature}" in (sweep / job / "config_resolved.yaml").read_text()
