@@ -35,7 +35,12 @@ def run_stages(cfg: DictConfig, stages: Sequence[str]) -> float | None:
         raise ValueError(f"unknown stage(s) {unknown}; choose from {list(STAGE_NAMES)}")
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_open(output_dir / "config_resolved.yaml", "w") as handle:
+    # The first invocation in a run directory owns config_resolved.yaml (the run's recipe); a later
+    # `evaluate` or `report` pointed at the same directory writes its config beside it, not over it.
+    config_file = output_dir / "config_resolved.yaml"
+    if config_file.exists():
+        config_file = output_dir / f"config_resolved_{'_'.join(stages)}.yaml"
+    with atomic_open(config_file, "w") as handle:
         handle.write(OmegaConf.to_yaml(cfg, resolve=True))
     context = RunContext(output_dir=output_dir)
     metrics: dict[str, float] = {}
