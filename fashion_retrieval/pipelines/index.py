@@ -26,9 +26,10 @@ def datamodule_for(cfg: DictConfig, encoder: ImageEncoder) -> ChallengeDataModul
     return datamodule
 
 
-def build_index(cfg: DictConfig, checkpoint: Path, index_dir: Path) -> EmbeddingIndex:
-    encoder = load_encoder(checkpoint)
-    datamodule = datamodule_for(cfg, encoder)
+def build_index(
+    encoder: ImageEncoder, datamodule: ChallengeDataModule, checkpoint: Path, index_dir: Path
+) -> EmbeddingIndex:
+    """Embed the catalogue with ``encoder`` (from ``checkpoint``) and save the index in ``index_dir``."""
     embeddings = embed_loader(encoder, datamodule.gallery_dataloader())
     ids = datamodule.gallery_ids
     index = export_catalogue(index_dir, embeddings, ids, checkpoint)
@@ -37,5 +38,7 @@ def build_index(cfg: DictConfig, checkpoint: Path, index_dir: Path) -> Embedding
 
 
 def index(cfg: DictConfig, context: RunContext) -> dict[str, float]:
-    built = build_index(cfg, context.checkpoint(cfg), Path(cfg.index.dir))
+    checkpoint = context.checkpoint(cfg)
+    encoder = load_encoder(checkpoint)
+    built = build_index(encoder, datamodule_for(cfg, encoder), checkpoint, Path(cfg.index.dir))
     return {"index/num_items": float(len(built))}

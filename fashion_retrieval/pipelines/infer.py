@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from fashion_retrieval.data.datamodule import ChallengeDataModule
 from fashion_retrieval.evaluation.submission import write_submission
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.io import file_digest
 from fashion_retrieval.models.checkpoint import load_encoder
+from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.inference import embed_loader
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.index import build_index, datamodule_for
@@ -21,7 +23,9 @@ from fashion_retrieval.rerank.section import gallery_section_array, search_withi
 log = logging.getLogger(__name__)
 
 
-def load_or_build_index(cfg: DictConfig, checkpoint: Path) -> EmbeddingIndex:
+def load_or_build_index(
+    cfg: DictConfig, encoder: ImageEncoder, datamodule: ChallengeDataModule, checkpoint: Path
+) -> EmbeddingIndex:
     """Reuse ``index.dir`` when it was built from this very checkpoint, else build it."""
     index_dir = Path(cfg.index.dir)
     meta_path = index_dir / "index_meta.json"
@@ -31,14 +35,14 @@ def load_or_build_index(cfg: DictConfig, checkpoint: Path) -> EmbeddingIndex:
             log.info("infer: reusing index %s", index_dir)
             return EmbeddingIndex.load(index_dir)
         log.info("infer: %s was built from another checkpoint; rebuilding", index_dir)
-    return build_index(cfg, checkpoint, index_dir)
+    return build_index(encoder, datamodule, checkpoint, index_dir)
 
 
 def infer(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     checkpoint = context.checkpoint(cfg)
-    index = load_or_build_index(cfg, checkpoint)
     encoder = load_encoder(checkpoint)
     datamodule = datamodule_for(cfg, encoder)
+    index = load_or_build_index(cfg, encoder, datamodule, checkpoint)
     if list(index.ids) != datamodule.gallery_ids:
         raise ValueError(
             f"index {cfg.index.dir} does not hold this catalogue's products; delete it to rebuild"
