@@ -51,8 +51,6 @@ class ChallengeDataModule(pl.LightningDataModule):
         data_dir: str,
         query_size: Sequence[int] = (192, 128),
         gallery_size: Sequence[int] = (128, 96),
-        mean: Sequence[float] = (0.5, 0.5, 0.5),
-        std: Sequence[float] = (0.5, 0.5, 0.5),
         batch_size: int = 12,
         max_products_per_bundle: int | None = 6,
         eval_batch_size: int = 64,
@@ -148,7 +146,7 @@ class ChallengeDataModule(pl.LightningDataModule):
         self, paths: Sequence[str], size: Sequence[int], crop: Sequence[float] | None = None
     ) -> DataLoader:
         hp = self.hparams
-        dataset = ImageDataset(paths, eval_transform(size, hp.mean, hp.std), crop)
+        dataset = ImageDataset(paths, eval_transform(size), crop)
         return DataLoader(dataset, batch_size=hp.eval_batch_size, shuffle=False, num_workers=hp.num_workers)
 
     def train_dataloader(self) -> DataLoader:
@@ -156,8 +154,8 @@ class ChallengeDataModule(pl.LightningDataModule):
         hp = self.hparams
         dataset = BundleDataset(
             self.training_bundles(),
-            train_transform(hp.query_size, hp.mean, hp.std, QUERY_AUGMENTATION, hp.augment_strength),
-            train_transform(hp.gallery_size, hp.mean, hp.std, GALLERY_AUGMENTATION, hp.augment_strength),
+            train_transform(hp.query_size, QUERY_AUGMENTATION, hp.augment_strength),
+            train_transform(hp.gallery_size, GALLERY_AUGMENTATION, hp.augment_strength),
             max_products=hp.max_products_per_bundle,
             query_crop=hp.query_crop,
         )

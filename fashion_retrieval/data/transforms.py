@@ -37,13 +37,16 @@ def crop_fraction(image: np.ndarray, box: Sequence[float] | None) -> np.ndarray:
     return image[round(top * height) : round(bottom * height), round(left * width) : round(right * width)]
 
 
-def eval_transform(size: Sequence[int], mean: Sequence[float], std: Sequence[float]) -> A.Compose:
-    """Resize to ``size = (H, W)`` and normalise; used for validation, indexing and inference."""
+def eval_transform(size: Sequence[int]) -> A.Compose:
+    """Resize to ``size = (H, W)``; used for validation, indexing and inference.
+
+    Outputs stay ``uint8``: the model normalises its own input
+    (:class:`fashion_retrieval.models.normalization.InputNormalization`), so one pipeline feeds any
+    backbone, and ensembles of backbones with different statistics."""
     height, width = size
     return A.Compose(
         [
             A.Resize(height, width, interpolation=cv2.INTER_AREA),
-            A.Normalize(mean=tuple(mean), std=tuple(std)),
             ToTensorV2(),
         ]
     )
@@ -68,14 +71,12 @@ GALLERY_AUGMENTATION = AugmentationStrengths(0.15, 0.05, 0.1, 0.0, 0.5, 0.0)
 
 def train_transform(
     size: Sequence[int],
-    mean: Sequence[float],
-    std: Sequence[float],
     augmentation: AugmentationStrengths,
     strength: float = 1.0,
 ) -> A.Compose:
     """Crop jitter, flip, light and blur scaled by ``strength`` (0 gives :func:`eval_transform`)."""
     if strength <= 0:
-        return eval_transform(size, mean, std)
+        return eval_transform(size)
     height, width = size
     aspect = width / height
     jitter = augmentation.aspect_jitter
@@ -96,12 +97,11 @@ def train_transform(
                 p=augmentation.light_probability,
             ),
             A.GaussianBlur(blur_limit=(3, 3), p=augmentation.blur_probability * strength),
-            A.Normalize(mean=tuple(mean), std=tuple(std)),
             ToTensorV2(),
         ]
     )
 
 
 def apply(transform: A.Compose, image: np.ndarray) -> torch.Tensor:
-    """Run an albumentations pipeline on an ``(H, W, 3) uint8`` image; returns ``(3, H, W) float32``."""
+    """Run an albumentations pipeline on an ``(H, W, 3) uint8`` image; returns ``(3, H, W) uint8``."""
     return transform(image=image)["image"]

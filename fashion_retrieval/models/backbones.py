@@ -9,6 +9,7 @@ import timm
 import torch
 from torch import nn
 
+from fashion_retrieval.models.normalization import InputNormalization
 from fashion_retrieval.models.weights import (
     WeightsNotFoundError,
     load_state_dict_flexible,
@@ -28,7 +29,8 @@ class TimmBackbone(nn.Module):
             :mod:`fashion_retrieval.models.weights`).
         frozen_prefixes: parameter-name prefixes to freeze (e.g. ``[conv_stem, bn1, blocks.0]``); their
             batch-norm layers stay in eval mode so their statistics are frozen too.
-        mean, std: the input normalisation the weights expect; the data pipeline reads them from here.
+        mean, std: the input normalisation the weights expect, applied in ``forward`` (inputs are
+            ``uint8`` or 0..1 float RGB).
         global_pool: timm pooling (``avg``, ``max``, ``avgmax``, ``catavgmax``); max pooling keeps a small
             garment's strongest responses from being averaged away by the background of a bundle photo.
     """
@@ -47,6 +49,7 @@ class TimmBackbone(nn.Module):
         self.model_name = model_name
         self.mean = tuple(mean)
         self.std = tuple(std)
+        self.normalize = InputNormalization(self.mean, self.std)
         kwargs: dict = {"num_classes": 0, "global_pool": global_pool}
         if drop_path_rate:
             kwargs["drop_path_rate"] = drop_path_rate
@@ -101,5 +104,5 @@ class TimmBackbone(nn.Module):
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` normalised images -> ``(B, num_features)`` pooled features."""
-        return self.model(images)
+        """``(B, 3, H, W)`` uint8 or 0..1 RGB images -> ``(B, num_features)`` pooled features."""
+        return self.model(self.normalize(images))

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def datamodule_for(cfg: DictConfig, encoder: ImageEncoder) -> ChallengeDataModule:
     """The data config with the normalisation the trained encoder expects."""
-    datamodule: ChallengeDataModule = instantiate(cfg.data, mean=list(encoder.mean), std=list(encoder.std))
+    datamodule: ChallengeDataModule = instantiate(cfg.data)
     datamodule.setup()
     return datamodule
 

@@ -28,8 +28,8 @@ def saved_weights(tmp_path, rename: bool):
 def test_local_weights_load_by_name_or_order(tmp_path, rename):
     source, path = saved_weights(tmp_path, rename)
     backbone = TimmBackbone(TINY, weights=str(path)).eval()
-    images = torch.randn(2, 3, 64, 64)
-    torch.testing.assert_close(backbone(images), source.eval()(images))
+    images = torch.rand(2, 3, 64, 64)
+    torch.testing.assert_close(backbone(images), source.eval()(backbone.normalize(images)))
 
 
 def test_order_mismatch_is_refused(tmp_path):
@@ -72,3 +72,10 @@ def test_encoder_outputs_unit_vectors():
     embeddings = encoder(torch.randn(3, 3, 64, 48))
     assert embeddings.shape == (3, 16)
     torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(3))
+
+
+def test_backbone_normalises_uint8_and_float_inputs_alike():
+    backbone = TimmBackbone("test_efficientnet", mean=(0.2, 0.3, 0.4), std=(0.5, 0.6, 0.7)).eval()
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(backbone(images), backbone(images.float() / 255))
