@@ -1,5 +1,29 @@
-"""Metric-learning losses: pure functions with a thin ``nn.Module`` for Hydra."""
+"""Metric-learning losses: pure functions with a thin ``nn.Module`` for Hydra.
 
+Every loss module is called as ``loss(query (B, D), gallery (P, D), positive_mask (B, P), negative_mask
+(B, P) | None)``; :func:`pair_masks` builds the masks from product ids, :class:`CrossBatchMemory` adds
+negative-only columns.
+"""
+
+from fashion_retrieval.losses.common import TemperatureMixin, similarity_float32
 from fashion_retrieval.losses.infonce import InfoNCELoss, info_nce
+from fashion_retrieval.losses.masks import label_in, pair_masks
+from fashion_retrieval.losses.memory import CrossBatchMemory, append_negatives
+from fashion_retrieval.losses.supcon import SupConLoss, supervised_contrastive
+from fashion_retrieval.losses.triplet import TripletLoss, cosine_to_euclidean, triplet_margin_loss
 
-__all__ = ["InfoNCELoss", "info_nce"]
+__all__ = [
+    "CrossBatchMemory",
+    "InfoNCELoss",
+    "SupConLoss",
+    "TemperatureMixin",
+    "TripletLoss",
+    "append_negatives",
+    "cosine_to_euclidean",
+    "info_nce",
+    "label_in",
+    "pair_masks",
+    "similarity_float32",
+    "supervised_contrastive",
+    "triplet_margin_loss",
+]

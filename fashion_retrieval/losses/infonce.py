@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from fashion_retrieval.losses.common import TemperatureMixin, check_pair_inputs, similarity_float32
 
 
-def _per_positive_cross_entropy(logits: torch.Tensor, positive_mask: torch.Tensor) -> torch.Tensor:
+def _per_positive_cross_entropy(
+    logits: torch.Tensor, positive_mask: torch.Tensor, negative_mask: torch.Tensor
+) -> torch.Tensor:
     """``-log softmax`` of each positive entry against its row's negatives only.
 
-    Other positives of the same row are left out of the denominator: they are not negatives, and a
-    bundle that lists several products must not push its own products apart. Returns ``(P,)`` losses.
+    Other positives of the same row (and ignored entries) are left out of the denominator: they are not
+    negatives, and a bundle that lists several products must not push its own products apart.
+    Returns ``(N,)`` losses, one per positive entry, in row-major order.
     """
-    negatives = logits.masked_fill(positive_mask, float("-inf"))
-    negative_lse = torch.logsumexp(negatives, dim=1, keepdim=True).expand_as(logits)
-    per_entry = torch.logaddexp(logits, negative_lse) - logits
+    negatives = logits.masked_fill(~negative_mask, float("-inf"))
+    negative_lse = torch.logsumexp(negatives, dim=1, keepdim=True)
+    # A row without negatives has an lse of -inf: logaddexp then gives loss 0, but the lse's backward
+    # would be 0 * nan; a finite stand-in keeps the gradient clean (exp(-1e4) is exactly 0 in float32).
+    negative_lse = negative_lse.masked_fill(~negative_mask.any(dim=1, keepdim=True), -1e4)
+    per_entry = torch.logaddexp(logits, negative_lse.expand_as(logits)) - logits
     return per_entry[positive_mask]
 
 
@@ -23,54 +30,73 @@ def info_nce(
     gallery: torch.Tensor,
     temperature: float | torch.Tensor,
     positive_mask: torch.Tensor | None = None,
+    negative_mask: torch.Tensor | None = None,
+    symmetric: bool = True,
 ) -> torch.Tensor:
-    """Symmetric InfoNCE with any number of positives per query.
+    """Symmetric InfoNCE with any number of positives per query and masked false negatives.
 
     Args:
-        query: ``(Bq, D)`` L2-normalised query embeddings (bundle views).
-        gallery: ``(Bg, D)`` L2-normalised gallery embeddings (product views).
-        temperature: softmax temperature (scalar).
-        positive_mask: ``(Bq, Bg)`` bool, True where gallery ``j`` is a true match of query ``i``. Each
-            True entry is one positive term, scored against the negatives of its row (query -> gallery)
-            and of its column (gallery -> query). ``None`` means aligned pairs: the diagonal of a square
-            batch, as in CLIP.
+        query: ``(B, D)`` L2-normalised query embeddings (bundle views).
+        gallery: ``(P, D)`` L2-normalised gallery embeddings (products, plus extra negatives).
+        temperature: softmax temperature (float or scalar tensor, e.g. a learnable one).
+        positive_mask: ``(B, P)`` bool, True where gallery ``j`` is a product of bundle ``i``. ``None``
+            means aligned pairs: the diagonal of a square batch, as in CLIP.
+        negative_mask: ``(B, P)`` bool, True where gallery ``j`` is a negative of bundle ``i``; default
+            ``~positive_mask``. Entries neither positive nor negative are ignored.
+        symmetric: add the gallery -> query direction.
+
+    Each positive ``(i, j)`` is one term, scored against the negatives of row ``i`` (query -> gallery) and
+    of column ``j`` (gallery -> query). Columns without a positive (extra negatives) add no
+    gallery -> query term but are negatives of the rows that allow them. Every row needs a positive.
 
     Returns:
-        Scalar: the mean over positives of the two directions' cross-entropies, averaged.
+        Scalar float32: the mean over positives of each direction's cross-entropy, the two averaged.
     """
-    if query.dim() != 2 or gallery.dim() != 2 or query.shape[1] != gallery.shape[1]:
-        raise ValueError(
-            f"query and gallery must be (B, D) with one D; got {tuple(query.shape)}, {tuple(gallery.shape)}"
-        )
     if positive_mask is None:
-        if query.shape[0] != gallery.shape[0]:
+        if query.dim() == 2 and gallery.dim() == 2 and query.shape[0] != gallery.shape[0]:
             raise ValueError(
                 "without positive_mask, query and gallery must be aligned pairs of the same size"
             )
         positive_mask = torch.eye(query.shape[0], dtype=torch.bool, device=query.device)
-    if positive_mask.shape != (query.shape[0], gallery.shape[0]):
-        raise ValueError(
-            f"positive_mask must be {(query.shape[0], gallery.shape[0])}, got {tuple(positive_mask.shape)}"
-        )
-    positive_mask = positive_mask.to(device=query.device, dtype=torch.bool)
-    if not positive_mask.any(dim=1).all() or not positive_mask.any(dim=0).all():
-        raise ValueError("every query and every gallery item needs at least one positive in the batch")
-    logits = query @ gallery.T / temperature
-    query_to_gallery = _per_positive_cross_entropy(logits, positive_mask).mean()
-    gallery_to_query = _per_positive_cross_entropy(logits.T, positive_mask.T).mean()
+    positive, negative = check_pair_inputs(query, gallery, positive_mask, negative_mask)
+    logits = similarity_float32(query, gallery) / temperature
+    query_to_gallery = _per_positive_cross_entropy(logits, positive, negative).mean()
+    if not symmetric:
+        return query_to_gallery
+    gallery_to_query = _per_positive_cross_entropy(logits.T, positive.T, negative.T).mean()
     return 0.5 * (query_to_gallery + gallery_to_query)
 
 
-class InfoNCELoss(nn.Module):
-    """Module form of :func:`info_nce` with a fixed temperature (config group ``loss/infonce``)."""
+class InfoNCELoss(TemperatureMixin):
+    """Module form of :func:`info_nce` (config group ``loss/infonce``).
 
-    def __init__(self, temperature: float = 0.05) -> None:
+    Args:
+        temperature: initial (or fixed) softmax temperature.
+        learnable_temperature: learn ``log(temperature)`` (see :class:`TemperatureMixin`); exclude it from
+            weight decay, which would otherwise pull the temperature towards 1.
+        symmetric: add the gallery -> query direction.
+        min_temperature, max_temperature: clamp range of a learnable temperature.
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.05,
+        learnable_temperature: bool = False,
+        symmetric: bool = True,
+        min_temperature: float = 0.01,
+        max_temperature: float = 1.0,
+    ) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        self.temperature = temperature
+        self._init_temperature(temperature, learnable_temperature, min_temperature, max_temperature)
+        self.symmetric = symmetric
 
     def forward(
-        self, query: torch.Tensor, gallery: torch.Tensor, positive_mask: torch.Tensor | None = None
+        self,
+        query: torch.Tensor,
+        gallery: torch.Tensor,
+        positive_mask: torch.Tensor | None = None,
+        negative_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return info_nce(query, gallery, self.temperature, positive_mask)
+        return info_nce(
+            query, gallery, self.temperature_tensor(), positive_mask, negative_mask, symmetric=self.symmetric
+        )

@@ -1,0 +1,6 @@
+"""Negative miners: in-batch (pure functions on similarity matrices) and offline (chunked exact search)."""
+
+from fashion_retrieval.miners.batch_hard import hardest_negatives, semi_hard_negatives
+from fashion_retrieval.miners.index import mine_hard_negatives
+
+__all__ = ["hardest_negatives", "mine_hard_negatives", "semi_hard_negatives"]
