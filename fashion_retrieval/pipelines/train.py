@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_retrieval.callbacks import RetrievalEvaluator
+from fashion_retrieval.models.checkpoint import checkpoint_encoder_config
 from fashion_retrieval.pipelines.context import RunContext
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, loss=instantiate(cfg.loss))
-    model.encoder_config = OmegaConf.to_container(cfg.model.encoder, resolve=True)
+    encoder_cfg = OmegaConf.to_container(cfg.model.encoder, resolve=True)
+    model.encoder_config = checkpoint_encoder_config(encoder_cfg, model.encoder)
     callbacks = instantiate_callbacks(cfg)
     loggers = instantiate_loggers(cfg)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

@@ -1,0 +1,22 @@
+"""Tiny CLIP checkpoints written by ``save_pretrained``, loaded through the same code path as real ones."""
+
+from __future__ import annotations
+
+import pytest
+from tiny_models import tiny_clip_model, tiny_vision_model
+
+
+@pytest.fixture
+def full_clip_dir(tmp_path):
+    """A full CLIPModel (vision + text), like Fashion-CLIP, saved with ``save_pretrained``."""
+    model = tiny_clip_model()
+    model.save_pretrained(tmp_path / "full_clip")
+    return tmp_path / "full_clip", model
+
+
+@pytest.fixture
+def vision_clip_dir(tmp_path):
+    """A CLIPVisionModelWithProjection saved with ``save_pretrained``."""
+    model = tiny_vision_model()
+    model.save_pretrained(tmp_path / "vision_clip")
+    return tmp_path / "vision_clip", model
