@@ -25,10 +25,13 @@ BUNDLES_FILE = "bundles_dataset.csv"
 TRAIN_MATCHES_FILE = "bundles_product_match_train.csv"
 TEST_MATCHES_FILE = "bundles_product_match_test.csv"
 TEST_TRUTH_FILE = "bundles_product_match_test_truth.csv"
+PRODUCT_ARTICLES_FILE = "product_articles.csv"  # optional (synthetic only): the article of each product
 
 PRODUCT_COLUMNS = ("product_asset_id", "product_image_url", "product_description")
 BUNDLE_COLUMNS = ("bundle_asset_id", "bundle_id_section", "bundle_image_url")
 MATCH_COLUMNS = ("bundle_asset_id", "product_asset_id")
+ARTICLE_COLUMNS = ("product_asset_id", "article_id")
+UNKNOWN_SECTION = -1  # a product never seen in a training match
 
 MissingImagePolicy = Literal["fail", "skip"]
 ImageCheck = Literal["none", "exists", "decode"]
@@ -114,6 +117,8 @@ class Catalogue:
     ``products`` columns: product_asset_id, product_image_url, product_description, image_path.
     ``bundles`` columns: bundle_asset_id, bundle_id_section (int), bundle_image_url, image_path.
     ``train_matches`` columns: bundle_asset_id, product_asset_id.
+    ``articles``: product id -> article id (colour variants share one), from the optional
+    ``product_articles.csv``; ``None`` when the dataset has no such file (the real data).
     """
 
     root: Path
@@ -122,6 +127,7 @@ class Catalogue:
     train_matches: pd.DataFrame
     test_bundle_ids: list[str]
     skipped: dict[str, int] = field(default_factory=dict)
+    articles: dict[str, str] | None = None
 
     @property
     def train_bundle_ids(self) -> list[str]:
@@ -152,6 +158,23 @@ class Catalogue:
 
     def product_index(self) -> dict[str, int]:
         return {product: i for i, product in enumerate(self.products["product_asset_id"])}
+
+    def article_variants(self) -> dict[str, list[str]]:
+        """Other colour variants of each product's article (catalogue order), for products that have any;
+        ``{}`` without an articles file."""
+        if not self.articles:
+            return {}
+        members: dict[str, list[str]] = {}
+        for product in self.products["product_asset_id"]:
+            article = self.articles.get(product)
+            if article is not None:
+                members.setdefault(article, []).append(product)
+        return {
+            product: [other for other in group if other != product]
+            for group in members.values()
+            if len(group) > 1
+            for product in group
+        }
 
 
 def load_catalogue(
@@ -197,6 +220,7 @@ def load_catalogue(
     if overlap:
         raise CatalogueError(f"{test_path}: bundles also in {TRAIN_MATCHES_FILE}: {_examples(overlap)}")
     _check_sections(train, bundles, train_path)
+    articles = _read_articles(root / PRODUCT_ARTICLES_FILE, products)
 
     products["image_path"] = [
         resolve_image_path(root, url, "products", pid)
@@ -230,7 +254,28 @@ def load_catalogue(
         train_matches=train.reset_index(drop=True),
         test_bundle_ids=list(test["bundle_asset_id"]),
         skipped=skipped,
+        articles=(
+            None
+            if articles is None
+            else {p: articles[p] for p in products["product_asset_id"] if p in articles}
+        ),
     )
+
+
+def _read_articles(path: Path, products: pd.DataFrame) -> dict[str, str] | None:
+    """product id -> article id from the optional articles file; ``None`` when it is absent. Products it
+    does not list are articles of their own (no variants)."""
+    if not path.is_file():
+        return None
+    frame = read_csv(path, ARTICLE_COLUMNS)
+    _check_non_empty(frame, "product_asset_id", path)
+    _check_non_empty(frame, "article_id", path)
+    _check_unique(frame, "product_asset_id", path)
+    unknown = frame.index[~frame["product_asset_id"].isin(set(products["product_asset_id"]))]
+    if len(unknown):
+        details = [f"{frame.at[r, 'product_asset_id']!r} (line {_line(r)})" for r in unknown]
+        raise CatalogueError(f"{path}: product_asset_id not in {PRODUCTS_FILE}: {_examples(details)}")
+    return dict(zip(frame["product_asset_id"], frame["article_id"]))
 
 
 def _check_matches(

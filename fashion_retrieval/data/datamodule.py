@@ -1,23 +1,34 @@
-"""LightningDataModule for the challenge format: training pairs, validation queries and the gallery."""
+"""LightningDataModule for the challenge format: training bundles with negatives, validation queries and
+the gallery, and the sets an index miner embeds."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader
 
 from fashion_retrieval.data.catalogue import (
+    UNKNOWN_SECTION,
     Catalogue,
     ImageCheck,
     MissingImagePolicy,
     load_catalogue,
     split_bundles,
 )
-from fashion_retrieval.data.datasets import BundleDataset, ImageDataset, TrainingBundle, collate_bundles
+from fashion_retrieval.data.datasets import (
+    BundleDataset,
+    ImageDataset,
+    ProductTable,
+    TrainingBundle,
+    collate_bundles,
+)
+from fashion_retrieval.data.samplers import RandomBatchSampler
 from fashion_retrieval.data.transforms import (
     GALLERY_AUGMENTATION,
     QUERY_AUGMENTATION,
@@ -26,6 +37,42 @@ from fashion_retrieval.data.transforms import (
 )
 
 log = logging.getLogger(__name__)
+
+SamplerFactory = Callable[..., BatchSampler]
+"""Called as ``factory(bundle_categories, batch_size=, seed=, drop_last=, rank=, world_size=)`` (one set of
+product categories per training bundle); returns a batch sampler of ``(index, epoch)`` keys with
+``set_epoch`` (see :mod:`fashion_retrieval.data.samplers`). Hydra: a ``_partial_: true`` config."""
+
+
+class DeferredDataLoader(DataLoader):
+    """A DataLoader whose iterator starts at the first ``next()`` instead of at ``iter()``.
+
+    Lightning (2.6, ``FitLoop.setup_data``) calls ``iter()`` on the train loader before ``set_epoch`` and
+    before ``on_train_start`` of the first epoch of every ``fit``. With workers, an eager iterator starts
+    them and draws its first batches right there: with the sampler's previous epoch (a resumed run would
+    replay epoch 0's order) and a dataset copy missing the lists an ``IndexNegativeMiner`` mines at train
+    start. Deferred to the first batch, both are current.
+    """
+
+    def __iter__(self) -> Iterator:
+        return _DeferredIterator(self)
+
+
+class _DeferredIterator:
+    def __init__(self, loader: DataLoader) -> None:
+        self._loader = loader
+        self._iterator: Iterator | None = None
+
+    def __iter__(self) -> _DeferredIterator:
+        return self
+
+    def __next__(self) -> Any:
+        if self._iterator is None:
+            self._iterator = DataLoader.__iter__(self._loader)
+        return next(self._iterator)
+
+    def __len__(self) -> int:
+        return len(self._loader)
 
 
 @dataclass(frozen=True)
@@ -38,12 +85,39 @@ class QuerySet:
     truth: list[list[int]] | None
 
 
+@dataclass(frozen=True)
+class MiningTargets:
+    """What an index miner needs about the training bundles, row ``i`` = ``mining_query_loader()`` item ``i``.
+
+    ``bundle_labels (Q,)`` (keys of :meth:`ChallengeDataModule.set_mined_negatives`); ``positives``: product
+    ids of each bundle; ``excluded``: product ids never to mine (its products, plus masked colour variants);
+    ``sections (Q,)`` int.
+    """
+
+    bundle_labels: list[int]
+    positives: list[list[int]]
+    excluded: list[list[int]]
+    sections: np.ndarray
+
+
 class ChallengeDataModule(pl.LightningDataModule):
-    """Feeds training bundles (one photo, its products' packshots), and query/gallery sets for validation.
+    """Feeds training bundles (one photo, its products' packshots, extra negatives), and query/gallery sets
+    for validation.
 
     Validation bundles are carved from the training matches (``val_fraction``, seeded), so the same code
     runs on the real challenge data, which ships no validation file. The gallery is the whole catalogue,
     distractors included.
+
+    Training randomness (order, product subsets, negatives, augmentation) is a pure function of
+    ``(seed, epoch, bundle)``: a resumed run sees the same batches as an uninterrupted one, for any
+    ``num_workers`` (see :mod:`fashion_retrieval.data.samplers`).
+
+    Negatives: ``same_category_negatives`` per bundle drawn from the catalogue (same category as a drawn
+    product, same or unknown section); ``mined_negatives`` per bundle from the lists handed to
+    :meth:`set_mined_negatives` (top ``mined_pool``), e.g. by
+    :class:`fashion_retrieval.callbacks.hard_negative_miner.IndexNegativeMiner`.
+    ``mask_same_article``: other colour variants of a bundle's articles are never its negatives (needs the
+    synthetic ``product_articles.csv``; without it a warning and no effect).
     """
 
     def __init__(
@@ -62,6 +136,12 @@ class ChallengeDataModule(pl.LightningDataModule):
         image_check: ImageCheck = "exists",
         max_train_bundles: int | None = None,
         query_crop: Sequence[float] | None = None,
+        seed: int = 0,
+        sampler: SamplerFactory | None = None,
+        same_category_negatives: int = 0,
+        mined_negatives: int = 0,
+        mined_pool: int | None = None,
+        mask_same_article: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -69,6 +149,9 @@ class ChallengeDataModule(pl.LightningDataModule):
         self.catalogue: Catalogue | None = None
         self.train_bundle_ids: list[str] = []
         self.val_bundle_ids: list[str] = []
+        self.mined_negatives: dict[int, list[int]] = {}
+        self.mined_epoch: int | None = None  # the epoch whose end produced them (-1: before training)
+        self._train_dataset: BundleDataset | None = None
 
     # -- setup ---------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -81,6 +164,12 @@ class ChallengeDataModule(pl.LightningDataModule):
         self.train_bundle_ids, self.val_bundle_ids = split_bundles(
             self.catalogue.train_bundle_ids, hp.val_fraction, hp.split_seed
         )
+        if hp.mask_same_article and self.catalogue.articles is None:
+            log.warning(
+                "data.mask_same_article=true but %s has no product_articles.csv (the real data has none): "
+                "colour variants stay negatives",
+                self.data_dir,
+            )
         log.info(
             "%s: %d products, %d train bundles, %d validation bundles, %d test bundles",
             self.data_dir,
@@ -106,6 +195,11 @@ class ChallengeDataModule(pl.LightningDataModule):
         """Product sections known without peeking at validation truth (training split only)."""
         return self.cat.product_sections(self.train_bundle_ids)
 
+    def gallery_section_array(self) -> np.ndarray:
+        """``(G,)`` int section of every catalogue product, ``UNKNOWN_SECTION`` (-1) where unknown."""
+        sections = self.gallery_sections()
+        return np.array([sections.get(p, UNKNOWN_SECTION) for p in self.gallery_ids], dtype=np.int64)
+
     def query_set(self, split: str) -> QuerySet:
         """``split`` is ``val`` (truth known) or ``test`` (truth hidden)."""
         catalogue = self.cat
@@ -123,23 +217,87 @@ class ChallengeDataModule(pl.LightningDataModule):
             truth=truth,
         )
 
+    def _masks_articles(self) -> bool:
+        return bool(self.hparams.mask_same_article) and self.cat.articles is not None
+
     def training_bundles(self) -> list[TrainingBundle]:
+        """The training bundles in a fixed order (the first ``max_train_bundles`` if set)."""
         catalogue = self.cat
         bundle_label = {b: i for i, b in enumerate(catalogue.bundles["bundle_asset_id"])}
         product_label = catalogue.product_index()
         bundle_paths = dict(zip(catalogue.bundles["bundle_asset_id"], catalogue.bundles["image_path"]))
         product_paths = dict(zip(catalogue.products["product_asset_id"], catalogue.products["image_path"]))
-        bundles = [
-            TrainingBundle(
-                bundle_path=str(bundle_paths[b]),
-                product_paths=tuple(str(product_paths[p]) for p in products),
-                bundle_label=bundle_label[b],
-                product_labels=tuple(product_label[p] for p in products),
+        sections = catalogue.bundle_sections()
+        variants = catalogue.article_variants() if self._masks_articles() else {}
+        bundles = []
+        for b, products in catalogue.products_of(self.train_bundle_ids).items():
+            own = set(products)
+            excluded = dict.fromkeys(v for p in products for v in variants.get(p, ()) if v not in own)
+            bundles.append(
+                TrainingBundle(
+                    bundle_path=str(bundle_paths[b]),
+                    product_paths=tuple(str(product_paths[p]) for p in products),
+                    bundle_label=bundle_label[b],
+                    product_labels=tuple(product_label[p] for p in products),
+                    section=int(sections[b]),
+                    excluded_labels=tuple(product_label[v] for v in excluded),
+                )
             )
-            for b, products in catalogue.products_of(self.train_bundle_ids).items()
-        ]
         limit = self.hparams.max_train_bundles
         return bundles[:limit] if limit else bundles
+
+    def product_table(self) -> ProductTable:
+        """Every catalogue product by id: image path, category code, section (training split, else -1)."""
+        products = self.cat.products
+        codes = {name: i for i, name in enumerate(sorted(set(products["product_description"])))}
+        return ProductTable(
+            paths=tuple(str(p) for p in products["image_path"]),
+            categories=np.array([codes[c] for c in products["product_description"]], dtype=np.int64),
+            sections=self.gallery_section_array(),
+        )
+
+    def bundle_categories(self, bundles: Sequence[TrainingBundle]) -> list[frozenset[str]]:
+        """The product categories of each bundle (what :class:`CategoryBalancedBatchSampler` groups by)."""
+        category = list(self.cat.products["product_description"])
+        return [frozenset(category[label] for label in bundle.product_labels) for bundle in bundles]
+
+    def mining_targets(self) -> MiningTargets:
+        """Positives, exclusions and sections of the training bundles, in ``mining_query_loader`` order."""
+        bundles = self.training_bundles()
+        return MiningTargets(
+            bundle_labels=[b.bundle_label for b in bundles],
+            positives=[list(b.product_labels) for b in bundles],
+            excluded=[list(dict.fromkeys((*b.product_labels, *b.excluded_labels))) for b in bundles],
+            sections=np.array([b.section for b in bundles], dtype=np.int64),
+        )
+
+    # -- mined negatives -------------------------------------------------------------------------------
+    def set_mined_negatives(self, negatives: Mapping[int, Sequence[int]], epoch: int | None = None) -> None:
+        """Hand over mined hard negatives: bundle label -> product ids, hardest first (-1 entries ignored).
+
+        They reach the dataset the train loader holds at once, and its workers when they start, at the next
+        epoch's first batch (also when handed over in ``on_train_start``: see :class:`DeferredDataLoader`).
+        While mining is on (``mined_negatives > 0``) the train loader does not keep persistent workers:
+        a persistent worker keeps the dataset copy it was started with and would never see a new list
+        (the price: workers are re-forked each epoch). ``epoch``: the epoch whose end produced them
+        (-1 before training), saved in checkpoints for resuming.
+        """
+        self.mined_negatives = {
+            int(bundle): [int(p) for p in ids if int(p) >= 0] for bundle, ids in negatives.items()
+        }
+        self.mined_epoch = epoch
+        if self._train_dataset is not None:
+            self._train_dataset.set_mined_negatives(self.mined_negatives)
+        if self.mined_negatives and not self.hparams.mined_negatives:
+            log.warning("mined negatives received but data.mined_negatives=0: they are not used")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints: the mined negatives, so a resumed run draws from the same lists."""
+        return {"mined_negatives": self.mined_negatives, "mined_epoch": self.mined_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "mined_negatives" in state_dict:
+            self.set_mined_negatives(state_dict["mined_negatives"], state_dict.get("mined_epoch"))
 
     # -- loaders ---------------------------------------------------------------------------------------
     def _eval_loader(
@@ -149,23 +307,55 @@ class ChallengeDataModule(pl.LightningDataModule):
         dataset = ImageDataset(paths, eval_transform(size), crop)
         return DataLoader(dataset, batch_size=hp.eval_batch_size, shuffle=False, num_workers=hp.num_workers)
 
-    def train_dataloader(self) -> DataLoader:
-        """Batches of ``batch_size`` bundles with their products (see :func:`collate_bundles`)."""
+    def _rank(self) -> tuple[int, int]:
+        """(rank, world size) from the attached trainer; (0, 1) without one."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
+    def train_dataset(self) -> BundleDataset:
         hp = self.hparams
+        negatives = hp.same_category_negatives or hp.mined_negatives
         dataset = BundleDataset(
             self.training_bundles(),
             train_transform(hp.query_size, QUERY_AUGMENTATION, hp.augment_strength),
             train_transform(hp.gallery_size, GALLERY_AUGMENTATION, hp.augment_strength),
             max_products=hp.max_products_per_bundle,
             query_crop=hp.query_crop,
+            products=self.product_table() if negatives else None,
+            same_category_negatives=hp.same_category_negatives,
+            mined_negatives=hp.mined_negatives,
+            mined_pool=hp.mined_pool,
+            seed=hp.seed,
         )
-        return DataLoader(
-            dataset,
+        dataset.set_mined_negatives(self.mined_negatives)
+        return dataset
+
+    def train_dataloader(self) -> DataLoader:
+        """Batches of ``batch_size`` bundles with their products and negatives (see :func:`collate_bundles`).
+
+        Items are ``(index, epoch)`` keys from the batch sampler (``sampler``, default
+        :class:`RandomBatchSampler`); Lightning calls its ``set_epoch`` at each epoch start.
+        """
+        hp = self.hparams
+        dataset = self._train_dataset = self.train_dataset()
+        rank, world_size = self._rank()
+        factory = hp.sampler or RandomBatchSampler
+        batch_sampler = factory(
+            self.bundle_categories(dataset.bundles),
             batch_size=hp.batch_size,
-            shuffle=True,
+            seed=hp.seed,
             drop_last=len(dataset) > hp.batch_size,
+            rank=rank,
+            world_size=world_size,
+        )
+        return DeferredDataLoader(
+            dataset,
+            batch_sampler=batch_sampler,
             num_workers=hp.num_workers,
-            persistent_workers=hp.num_workers > 0,
+            # Persistent workers keep a stale dataset copy: mined lists would never reach them.
+            persistent_workers=hp.num_workers > 0 and not hp.mined_negatives,
             collate_fn=collate_bundles,
         )
 
@@ -176,6 +366,11 @@ class ChallengeDataModule(pl.LightningDataModule):
 
     def gallery_dataloader(self) -> DataLoader:
         return self._eval_loader([str(p) for p in self.cat.products["image_path"]], self.hparams.gallery_size)
+
+    def mining_query_loader(self) -> DataLoader:
+        """The training bundle photos with the eval transform, in :meth:`training_bundles` order."""
+        paths = [b.bundle_path for b in self.training_bundles()]
+        return self._eval_loader(paths, self.hparams.query_size, self.hparams.query_crop)
 
     def val_dataloader(self) -> list[DataLoader]:
         """Two loaders: validation queries (index 0) and the gallery (index 1)."""

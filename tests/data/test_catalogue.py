@@ -151,3 +151,38 @@ def test_split_is_deterministic_and_disjoint():
     train, val = split_bundles(ids, 0.2, seed=3)
     assert (train, val) == split_bundles(list(reversed(ids)), 0.2, seed=3)
     assert len(val) == 20 and not set(train) & set(val) and len(train) + len(val) == 100
+
+
+def test_articles_file_is_optional_and_gives_colour_variants(tmp_path):
+    root = write_dataset(tmp_path)
+    assert load_catalogue(root).articles is None and load_catalogue(root).article_variants() == {}
+    (root / "product_articles.csv").write_text(
+        "product_asset_id,article_id\n"
+        "I_000000000001,A_1\nI_000000000002,A_1\nI_000000000003,A_1\nI_000000000004,A_2\n"
+    )
+    catalogue = load_catalogue(root)
+    assert catalogue.articles == {p: a for p, a in zip(PRODUCTS, ["A_1", "A_1", "A_1", "A_2"])}
+    assert catalogue.article_variants() == {
+        "I_000000000001": ["I_000000000002", "I_000000000003"],
+        "I_000000000002": ["I_000000000001", "I_000000000003"],
+        "I_000000000003": ["I_000000000001", "I_000000000002"],
+    }
+    # A product dropped for its missing image leaves its article's other variants alone.
+    (root / "images/products/I_000000000002.jpg").unlink()
+    skipped = load_catalogue(root, missing_images="skip")
+    assert skipped.article_variants()["I_000000000001"] == ["I_000000000003"]
+
+
+def test_articles_file_naming_unknown_products(tmp_path):
+    root = write_dataset(tmp_path)
+    (root / "product_articles.csv").write_text(
+        "product_asset_id,article_id\nI_000000000001,A_1\nI_00000000dead,A_1\n"
+    )
+    with pytest.raises(
+        CatalogueError,
+        match=r"product_articles.csv: product_asset_id not in product_dataset.csv: 'I_00000000dead' \(line 3",
+    ):
+        load_catalogue(root)
+    (root / "product_articles.csv").write_text("product_asset_id,article_id\nI_000000000001,\n")
+    with pytest.raises(CatalogueError, match=r"product_articles.csv: empty article_id on line\(s\) 2"):
+        load_catalogue(root)

@@ -21,6 +21,7 @@ from fashion_retrieval.data.synthetic.generator import scene_config
 from fashion_retrieval.data.synthetic.palette import luminance
 from fashion_retrieval.data.synthetic.scene import render_packshot
 from fashion_retrieval.data.synthetic.taxonomy import CATEGORIES
+from fashion_retrieval.pipelines.generate import same_dataset_exists
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = SyntheticSpec(
@@ -33,6 +34,7 @@ TINY = SyntheticSpec(
 MICRO = replace(TINY, num_products=30, num_bundles=12)
 CSV_FILES = (
     "product_dataset.csv",
+    "product_articles.csv",
     "bundles_dataset.csv",
     "bundles_product_match_train.csv",
     "bundles_product_match_test.csv",
@@ -181,6 +183,48 @@ def test_distractors_and_metadata(tiny: tuple[Path, GenerationReport]) -> None:
         == report.num_train_pairs
     )
     assert sum(meta["category_histogram"].values()) == TINY.num_products
+
+
+def test_articles_file_groups_the_colour_variants(tiny: tuple[Path, GenerationReport]) -> None:
+    root, _ = tiny
+    header, rows = _read(root / "product_articles.csv")
+    assert header == ["product_asset_id", "article_id"]
+    products = [row[0] for row in _read(root / "product_dataset.csv")[1]]
+    assert [row[0] for row in rows] == products  # one row per product, catalogue order
+    layout = build_layout(
+        TINY.seed,
+        TINY.num_products,
+        TINY.section_weights,
+        TINY.variants_per_article,
+        TINY.distractor_fraction,
+    )
+    article_of = dict(rows)
+    groups: dict[str, set[str]] = defaultdict(set)
+    truth: dict[int, set[str]] = defaultdict(set)
+    for index, product in enumerate(products):
+        groups[article_of[product]].add(product)
+        truth[int(layout.article[index])].add(product)
+    # The file's articles are exactly the generator's colour-variant groups.
+    assert sorted(map(sorted, groups.values())) == sorted(map(sorted, truth.values()))
+    assert len(groups) < len(products)
+    assert all(re.fullmatch(r"A_[0-9a-f]{12}", article) for article in groups)
+    meta = json.loads((root / "metadata.json").read_text())
+    assert meta["files"]["product_articles"] == "product_articles.csv"
+
+
+def test_a_dataset_of_an_older_generator_is_regenerated(tmp_path: Path) -> None:
+    generate_dataset(MICRO, tmp_path)
+    current = _tree_digest(tmp_path)
+    metadata = json.loads((tmp_path / "metadata.json").read_text())
+    metadata["generator_version"] = "1.0.0"
+    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
+    (tmp_path / "product_articles.csv").unlink()  # what 1.0.0 did not write
+    (tmp_path / "notes.txt").write_text("kept")
+    assert not same_dataset_exists(MICRO, tmp_path)  # the generate pipeline sees it as stale
+    generate_dataset(MICRO, tmp_path)  # same spec: replaced without overwrite=True
+    (tmp_path / "notes.txt").unlink()
+    assert _tree_digest(tmp_path) == current
+    assert same_dataset_exists(MICRO, tmp_path)
 
 
 def test_category_skew_of_a_large_catalogue() -> None:

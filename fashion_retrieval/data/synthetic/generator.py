@@ -240,6 +240,13 @@ def generate_dataset(
                     CATEGORIES[int(layout.category[index])].name,
                 )
             )
+        # Colour variants share an article: the (synthetic-only) file behind "mask same-article negatives".
+        articles_csv = _csv(
+            stack, out / challenge_format.PRODUCT_ARTICLES_FILE, challenge_format.ARTICLE_COLUMNS
+        )
+        article_ids = unique_ids("A_", spec.seed, "article", len(layout.article_category))
+        for index, product_id in enumerate(layout.product_ids):
+            articles_csv.writerow((product_id, article_ids[int(layout.article[index])]))
         progress = _Progress("products", spec.num_products)
         for _ in imap(_product_task, range(spec.num_products), chunk):
             progress.step()
@@ -325,6 +332,7 @@ def _metadata(
         "spec": spec_dict,
         "files": {
             "products": challenge_format.PRODUCTS_FILE,
+            "product_articles": challenge_format.PRODUCT_ARTICLES_FILE,
             "bundles": challenge_format.BUNDLES_FILE,
             "train_matches": challenge_format.TRAIN_MATCHES_FILE,
             "test_bundles": challenge_format.TEST_MATCHES_FILE,

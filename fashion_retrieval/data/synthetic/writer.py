@@ -18,6 +18,7 @@ import numpy as np
 
 from fashion_retrieval.data.catalogue import (  # the challenge format: one definition, shared with the reader
     BUNDLES_FILE,
+    PRODUCT_ARTICLES_FILE,
     PRODUCTS_FILE,
     TEST_MATCHES_FILE,
     TEST_TRUTH_FILE,
@@ -27,7 +28,10 @@ from fashion_retrieval.io import atomic_open, atomic_path
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1.0.0"
+# Bump the minor version when the output gains a file or changes: a directory written by another version is
+# stale (``pipelines.generate.same_dataset_exists``) and is regenerated in place (``prepare_output_dir``).
+# 1.1.0: product_articles.csv.
+GENERATOR_VERSION = "1.1.0"
 
 BOXES_FILE = "bundle_garment_boxes.csv"
 METADATA_FILE = "metadata.json"
@@ -48,6 +52,7 @@ BOX_COLUMNS = (
 
 OUTPUT_FILES = (
     PRODUCTS_FILE,
+    PRODUCT_ARTICLES_FILE,
     BUNDLES_FILE,
     TRAIN_MATCHES_FILE,
     TEST_MATCHES_FILE,
@@ -118,8 +123,9 @@ def prepare_output_dir(out_dir: Path, spec: dict[str, Any], overwrite: bool) -> 
     """Create ``out_dir`` or check it may be (re)written, then record the spec being generated.
 
     An empty directory, or one holding this very dataset (same spec and generator version, finished or
-    interrupted), is written in place. Anything else raises FileExistsError unless ``overwrite``, which
-    removes the previous dataset's files first.
+    interrupted), is written in place; the same spec from another generator version is replaced (its
+    files removed first). Anything else raises FileExistsError unless ``overwrite``, which removes the
+    previous dataset's files first.
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir} exists and is not a directory")
@@ -127,7 +133,17 @@ def prepare_output_dir(out_dir: Path, spec: dict[str, Any], overwrite: bool) -> 
     if any(out_dir.iterdir()):
         recorded, version = _recorded_spec(out_dir)
         same = recorded == spec and version == GENERATOR_VERSION
-        if not same:
+        # The same spec written by another generator version is this dataset, only stale: replace it.
+        outdated = recorded == spec and version != GENERATOR_VERSION
+        if outdated:
+            log.warning(
+                "%s holds this spec written by generator %s; regenerating it with %s",
+                out_dir,
+                version,
+                GENERATOR_VERSION,
+            )
+            _remove_dataset(out_dir)
+        elif not same:
             if not overwrite:
                 what = (
                     "a different synthetic dataset"
