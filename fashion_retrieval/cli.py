@@ -6,6 +6,7 @@ Hydra override or flag (``experiment=quickstart``, ``-m``, ``hydra.run.dir=...``
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,11 @@ SUBCOMMANDS = {
     "report": "print the results table of a run directory's metrics.json",
     "run": "the stages listed in `stages` (an experiment's recipe), in order, in one run directory",
 }
+
+
+# Lightning's DDP launcher starts the other ranks by re-running ``sys.argv`` with Hydra overrides appended;
+# the subcommand travels to them in the environment (see ``main``).
+SUBCOMMAND_ENV = "FASHION_RETRIEVAL_SUBCOMMAND"
 
 
 def config_dir() -> Path:
@@ -46,7 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return
-    subcommand, overrides = argv[0], argv[1:]
+    if argv[0] not in SUBCOMMANDS and os.environ.get(SUBCOMMAND_ENV) in SUBCOMMANDS:
+        subcommand, overrides = os.environ[SUBCOMMAND_ENV], argv  # a DDP rank started by Lightning
+    else:
+        subcommand, overrides = argv[0], argv[1:]
     if subcommand not in SUBCOMMANDS:
         print(f"fashion-retrieval: unknown subcommand {subcommand!r}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
@@ -60,8 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         stages = list(cfg.stages) if subcommand == "run" else [subcommand]
         return run_stages(cfg, stages)
 
-    # Hydra reads sys.argv; the job name (and so the run directory) is the subcommand.
-    sys.argv = [f"fashion-retrieval {subcommand}", *overrides, f"hydra.job.name={subcommand}"]
+    # Hydra reads sys.argv; the job name (and so the run directory) is the subcommand. argv[0] must be a
+    # runnable file: Lightning's DDP launcher re-runs `python argv[0] argv[1:]` for the other ranks.
+    os.environ[SUBCOMMAND_ENV] = subcommand
+    sys.argv = [str(Path(__file__).resolve()), *overrides, f"hydra.job.name={subcommand}"]
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(task)()
 
 

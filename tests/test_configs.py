@@ -12,7 +12,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from fashion_retrieval.cli import config_dir
 
-EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+EXPERIMENT_DIR = config_dir() / "experiment"
+# Nested files are experiment families: `experiment=hardneg/memory`.
+EXPERIMENTS = sorted(
+    str(p.relative_to(EXPERIMENT_DIR).with_suffix("")) for p in EXPERIMENT_DIR.rglob("*.yaml")
+)
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -53,16 +57,43 @@ def test_experiment_composes_and_targets_exist(experiment):
 
 
 def test_every_group_option_composes():
-    for group in ("model", "logger", "trainer", "callbacks", "synthetic", "data", "loss"):
+    groups = (
+        "model",
+        "logger",
+        "trainer",
+        "callbacks",
+        "synthetic",
+        "data",
+        "loss",
+        "miner",
+        "sampler",
+        "debug",
+    )
+    for group in groups:
         for option in sorted(p.stem for p in (config_dir() / group).glob("*.yaml")):
             cfg = compose_config([f"{group}={option}"])
             for path, target in targets(cfg):
                 assert get_object(target) is not None, f"{group}={option}: {path}._target_={target}"
 
 
+def test_options_of_one_group_combine():
+    cfg = compose_config(["miner=[same_category,index_mined,memory]", "callbacks=[default,ema]"])
+    assert cfg.data.same_category_negatives > 0 and cfg.data.mined_negatives > 0
+    assert cfg.model.memory_size > 0
+    assert {"hard_negative_miner", "ema", "retrieval_evaluator"} <= set(cfg.callbacks)
+
+
 def test_each_experiment_has_a_ledger_entry():
+    """``experiment=NAME`` is recorded in ``experiments/NAME/README.md``; a family ``FAMILY/NAME`` in
+    ``experiments/FAMILY/README.md``, which must name it."""
     ledger = Path(__file__).resolve().parents[1] / "experiments"
-    missing = [name for name in EXPERIMENTS if not (ledger / name / "README.md").is_file()]
+
+    def recorded(name: str) -> bool:
+        family, _, member = name.partition("/")
+        readme = ledger / family / "README.md"
+        return readme.is_file() and (not member or f"{name}" in readme.read_text())
+
+    missing = [name for name in EXPERIMENTS if not recorded(name)]
     assert not missing, f"experiments without experiments/<name>/README.md: {missing}"
 
 

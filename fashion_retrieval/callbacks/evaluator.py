@@ -30,17 +30,32 @@ class _Collector:
         self.index.append(index.reshape(-1).cpu())
         self.embeddings.append(embeddings.reshape(-1, embeddings.shape[-1]).float().cpu())
 
-    def assemble(self, size: int) -> np.ndarray:
+    def assemble(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(size, D)`` rows by dataset index and the ``(size,)`` bool mask of the rows that were seen
+        (all of them unless ``limit_val_batches`` or ``fast_dev_run`` cut the loader)."""
         index = torch.cat(self.index).numpy()
         embeddings = torch.cat(self.embeddings).numpy()
         rows = np.zeros((size, embeddings.shape[1]), dtype=np.float32)
         rows[index] = embeddings
-        missing = size - len(np.unique(index))
-        if missing:
-            raise RuntimeError(
-                f"validation saw {size - missing} of {size} items; limit_val_batches cuts the gallery?"
-            )
-        return rows
+        seen = np.zeros(size, dtype=bool)
+        seen[index] = True
+        return rows, seen
+
+
+def restrict_to_seen(
+    truth: Sequence[Sequence[int]], query_seen: np.ndarray, gallery_seen: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """Keep seen queries and seen gallery items; truth is renumbered into the kept gallery.
+
+    Returns the kept query indices ``(Q',)``, the kept gallery indices ``(G',)`` and the new truth lists
+    (a query whose products were all cut keeps an empty list, which the metrics skip).
+    """
+    queries = np.flatnonzero(query_seen)
+    gallery = np.flatnonzero(gallery_seen)
+    renumber = np.full(len(gallery_seen), -1, dtype=np.int64)
+    renumber[gallery] = np.arange(len(gallery))
+    kept_truth = [[int(renumber[g]) for g in truth[q] if renumber[g] >= 0] for q in queries]
+    return queries, gallery, kept_truth
 
 
 class RetrievalEvaluator(Callback):
@@ -77,14 +92,29 @@ class RetrievalEvaluator(Callback):
             return
         datamodule = trainer.datamodule
         queries = datamodule.query_set("val")
-        gallery_ids = datamodule.gallery_ids
+        gallery_ids = np.asarray(datamodule.gallery_ids)
+        query_rows, query_seen = self._collectors[QUERY_LOADER].assemble(len(queries.bundle_ids))
+        gallery_rows, gallery_seen = self._collectors[GALLERY_LOADER].assemble(len(gallery_ids))
+        kept_queries, kept_gallery, truth = restrict_to_seen(queries.truth, query_seen, gallery_seen)
+        if len(kept_queries) < len(query_seen) or len(kept_gallery) < len(gallery_seen):
+            # fast_dev_run / limit_val_batches: the numbers still exercise the code path, but searching a
+            # fraction of the catalogue is easier than the task: never compare them with full runs.
+            log.warning(
+                "partial validation: %d of %d queries against %d of %d gallery items; "
+                "metrics are not comparable with a full validation",
+                len(kept_queries),
+                len(query_seen),
+                len(kept_gallery),
+                len(gallery_seen),
+            )
+        sections = gallery_section_array(list(gallery_ids), datamodule.gallery_sections())
         metrics = evaluate_embeddings(
-            self._collectors[QUERY_LOADER].assemble(len(queries.bundle_ids)),
-            self._collectors[GALLERY_LOADER].assemble(len(gallery_ids)),
-            gallery_ids,
-            np.asarray(queries.sections),
-            gallery_section_array(gallery_ids, datamodule.gallery_sections()),
-            queries.truth,
+            query_rows[kept_queries],
+            gallery_rows[kept_gallery],
+            list(gallery_ids[kept_gallery]),
+            np.asarray(queries.sections)[kept_queries],
+            sections[kept_gallery],
+            truth,
             self.ks,
         )
         for name, value in metrics.items():

@@ -25,6 +25,9 @@ class EmbeddingExporter(Callback):
         self.output_dir = Path(output_dir)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.fast_dev_run:
+            log.info("export: skipped under fast_dev_run (no checkpoint was written)")
+            return
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if best:
             state = torch.load(best, map_location=pl_module.device, weights_only=False)["state_dict"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,6 +26,15 @@ def _stage(name: str) -> Stage:
 
 
 STAGE_NAMES = ("generate", "train", "baselines", "index", "infer", "evaluate", "report")
+# Stages every distributed process runs; the others run once, on the first process.
+DISTRIBUTED_STAGES = ("train",)
+
+
+def is_launch_leader() -> bool:
+    """True in a plain run and in the first process of a distributed one (Lightning's launcher, torchrun
+    or SLURM, before any process group exists: the ranks come from the environment)."""
+    rank_variables = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")
+    return all(os.environ.get(name, "0") == "0" for name in rank_variables)
 
 
 def run_stages(cfg: DictConfig, stages: Sequence[str]) -> float | None:
@@ -34,6 +44,8 @@ def run_stages(cfg: DictConfig, stages: Sequence[str]) -> float | None:
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; choose from {list(STAGE_NAMES)}")
     output_dir = Path(cfg.paths.output_dir)
+    if not is_launch_leader():
+        return _run_as_follower(cfg, stages, output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     # The first invocation in a run directory owns config_resolved.yaml (the run's recipe); a later
     # `evaluate` or `report` pointed at the same directory writes its config beside it, not over it.
@@ -53,6 +65,15 @@ def run_stages(cfg: DictConfig, stages: Sequence[str]) -> float | None:
     finally:
         _close_wandb()
     return metrics.get("val/recall@15")
+
+
+def _run_as_follower(cfg: DictConfig, stages: Sequence[str], output_dir: Path) -> None:
+    """Another DDP process: join the distributed stages; the leader writes every file and runs the rest."""
+    context = RunContext(output_dir=output_dir)
+    for stage in stages:
+        if stage in DISTRIBUTED_STAGES:
+            _stage(stage)(cfg, context)
+    return None
 
 
 def _close_wandb() -> None:
