@@ -52,10 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return
-    if argv[0] not in SUBCOMMANDS and os.environ.get(SUBCOMMAND_ENV) in SUBCOMMANDS:
-        subcommand, overrides = os.environ[SUBCOMMAND_ENV], argv  # a DDP rank started by Lightning
+    relaunched_rank = argv[0] not in SUBCOMMANDS and os.environ.get(SUBCOMMAND_ENV) in SUBCOMMANDS
+    if relaunched_rank:  # a DDP rank started by Lightning: it names its own job (train_ddp_process_N)
+        subcommand, overrides = os.environ[SUBCOMMAND_ENV], argv
     else:
-        subcommand, overrides = argv[0], argv[1:]
+        subcommand, overrides = argv[0], [*argv[1:], f"hydra.job.name={argv[0]}"]
     if subcommand not in SUBCOMMANDS:
         print(f"fashion-retrieval: unknown subcommand {subcommand!r}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     # Hydra reads sys.argv; the job name (and so the run directory) is the subcommand. argv[0] must be a
     # runnable file: Lightning's DDP launcher re-runs `python argv[0] argv[1:]` for the other ranks.
     os.environ[SUBCOMMAND_ENV] = subcommand
-    sys.argv = [str(Path(__file__).resolve()), *overrides, f"hydra.job.name={subcommand}"]
+    sys.argv = [str(Path(__file__).resolve()), *overrides]
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(task)()
 
 
