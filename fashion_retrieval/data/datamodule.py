@@ -144,7 +144,10 @@ class ChallengeDataModule(pl.LightningDataModule):
         mask_same_article: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        # The sampler factory is a Hydra partial: kept out of the checkpoint's hyperparameters so that
+        # checkpoints hold plain data and load with torch.load(weights_only=True) (resume too).
+        self.save_hyperparameters(ignore=["sampler"], logger=False)
+        self.sampler_factory = sampler
         self.data_dir = Path(data_dir)
         self.catalogue: Catalogue | None = None
         self.train_bundle_ids: list[str] = []
@@ -341,7 +344,7 @@ class ChallengeDataModule(pl.LightningDataModule):
         hp = self.hparams
         dataset = self._train_dataset = self.train_dataset()
         rank, world_size = self._rank()
-        factory = hp.sampler or RandomBatchSampler
+        factory = self.sampler_factory or RandomBatchSampler
         batch_sampler = factory(
             self.bundle_categories(dataset.bundles),
             batch_size=hp.batch_size,

@@ -51,7 +51,11 @@ class RetrievalModule(pl.LightningModule):
         memory_size: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["encoder", "loss"], logger=False)
+        # Optimiser and scheduler factories are Hydra partials: kept out of the checkpoint's hyperparameters
+        # so that checkpoints hold plain data and load with torch.load(weights_only=True) (resume too).
+        self.save_hyperparameters(ignore=["encoder", "loss", "optimizer", "scheduler"], logger=False)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
         self.encoder = encoder
         self.loss = loss
         self.memory = CrossBatchMemory(memory_size, encoder.embedding_dim) if memory_size > 0 else None
@@ -123,8 +127,8 @@ class RetrievalModule(pl.LightningModule):
             if self.hparams.backbone_lr is not None:
                 group["lr"] = self.hparams.backbone_lr
             groups.append(group)
-        optimizer = self.hparams.optimizer(groups)
-        if self.hparams.scheduler is None:
+        optimizer = self.optimizer_factory(groups)
+        if self.scheduler_factory is None:
             return {"optimizer": optimizer}
-        scheduler = self.hparams.scheduler(optimizer, total_steps=self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -27,8 +27,10 @@ def instantiate_loggers(cfg: DictConfig) -> list:
 
 def train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, loss=instantiate(cfg.loss))
+    # Plain lists and dicts (not OmegaConf containers) end up in the checkpoint's hyperparameters, so a
+    # resume can load it with torch.load(weights_only=True).
+    datamodule = instantiate(cfg.data, _convert_="all")
+    model = instantiate(cfg.model, loss=instantiate(cfg.loss, _convert_="all"), _convert_="all")
     encoder_cfg = OmegaConf.to_container(cfg.model.encoder, resolve=True)
     model.encoder_config = checkpoint_encoder_config(encoder_cfg, model.encoder)
     callbacks = instantiate_callbacks(cfg)
