@@ -19,12 +19,15 @@ EXPERIMENTS = sorted(
 )
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
-    """Compose like the CLI does, with the Hydra runtime set so every interpolation resolves."""
+def compose_config(
+    overrides: list[str], output_dir: str = "/tmp/fashion-retrieval-config-test"
+) -> DictConfig:
+    """Compose like the CLI does, with the Hydra runtime set so every interpolation resolves
+    (``paths.output_dir`` becomes ``output_dir``)."""
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
     OmegaConf.set_readonly(cfg.hydra, False)
-    cfg.hydra.runtime.output_dir = "/tmp/fashion-retrieval-config-test"
+    cfg.hydra.runtime.output_dir = str(output_dir)
     HydraConfig.instance().set_config(cfg)
     # Fails on any broken interpolation outside Hydra's own node (resolved at run time by Hydra).
     OmegaConf.to_container(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), resolve=True)
