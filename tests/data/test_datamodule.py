@@ -172,7 +172,7 @@ def test_category_balanced_sampler_from_the_config(data_dir):
             config_name="config", overrides=["sampler=category_balanced", f"paths.data_dir={data_dir}"]
         )
     module = instantiate(cfg.data)
-    assert isinstance(module.hparams.sampler, functools.partial)
+    assert isinstance(module.sampler_factory, functools.partial)
     loader = module.train_dataloader()
     assert isinstance(loader.batch_sampler, CategoryBalancedBatchSampler)
     assert loader.batch_sampler.categories_per_batch == cfg.sampler.categories_per_batch

@@ -33,7 +33,7 @@ def test_clip_configs_follow_the_recipe(name, full_clip_dir):
     encoder = instantiate(cfg.model.encoder)
     assert isinstance(encoder.backbone, ClipVisionBackbone) and encoder.backbone.trainable_blocks == 2
     module = instantiate(cfg.model, loss=instantiate(cfg.loss))
-    module.hparams.scheduler = None  # no trainer here to count the steps
+    module.scheduler_factory = None  # no trainer here to count the steps
     groups = {g["name"]: g for g in module.configure_optimizers()["optimizer"].param_groups}
     assert groups["backbone"]["lr"] == 1.0e-6 and groups["head"]["lr"] == 1.0e-4
 
