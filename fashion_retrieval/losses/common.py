@@ -1,8 +1,10 @@
-"""Shared pieces of the pair losses: input checks, float32 similarities and the temperature parameter."""
+"""Shared pieces of the pair losses: input checks, float32 similarities, the two-direction average and
+the temperature parameter."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -56,6 +58,25 @@ def similarity_float32(query: torch.Tensor, gallery: torch.Tensor) -> torch.Tens
         return query.to(dtype) @ gallery.to(dtype).T
 
 
+PerAnchorLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def anchored_both_ways(
+    per_anchor: PerAnchorLoss,
+    logits: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    symmetric: bool,
+) -> torch.Tensor:
+    """Mean of ``per_anchor(logits (B, P), positive, negative)`` (query-anchored, one value per term), and,
+    when ``symmetric``, its average with the same over the transposed batch (gallery-anchored)."""
+    query_anchored = per_anchor(logits, positive, negative).mean()
+    if not symmetric:
+        return query_anchored
+    gallery_anchored = per_anchor(logits.T, positive.T, negative.T).mean()
+    return 0.5 * (query_anchored + gallery_anchored)
+
+
 class TemperatureMixin(nn.Module):
     """A fixed or learnable softmax temperature, shared by :class:`InfoNCELoss` and :class:`SupConLoss`.
 
@@ -63,7 +84,26 @@ class TemperatureMixin(nn.Module):
     ``log(temperature)`` and clamped in place to ``[min_temperature, max_temperature]`` before every use,
     as OpenCLIP clamps its logit scale at 100 (temperature 0.01): below that, the logits of unit vectors
     overflow the softmax and training diverges. Fixed: a plain float, nothing in the state dict.
+
+    Args:
+        temperature: initial (or fixed) softmax temperature.
+        learnable_temperature: learn ``log(temperature)``; exclude it from weight decay, which would
+            otherwise pull the temperature towards 1.
+        symmetric: add the gallery -> query direction.
+        min_temperature, max_temperature: clamp range of a learnable temperature.
     """
+
+    def __init__(
+        self,
+        temperature: float = 0.05,
+        learnable_temperature: bool = False,
+        symmetric: bool = True,
+        min_temperature: float = 0.01,
+        max_temperature: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.symmetric = symmetric
+        self._init_temperature(temperature, learnable_temperature, min_temperature, max_temperature)
 
     def _init_temperature(
         self, temperature: float, learnable: bool, min_temperature: float, max_temperature: float

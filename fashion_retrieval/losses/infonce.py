@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from fashion_retrieval.losses.common import TemperatureMixin, check_pair_inputs, similarity_float32
+from fashion_retrieval.losses.common import (
+    TemperatureMixin,
+    anchored_both_ways,
+    check_pair_inputs,
+    similarity_float32,
+)
 
 
 def _per_positive_cross_entropy(
@@ -60,35 +65,12 @@ def info_nce(
         positive_mask = torch.eye(query.shape[0], dtype=torch.bool, device=query.device)
     positive, negative = check_pair_inputs(query, gallery, positive_mask, negative_mask)
     logits = similarity_float32(query, gallery) / temperature
-    query_to_gallery = _per_positive_cross_entropy(logits, positive, negative).mean()
-    if not symmetric:
-        return query_to_gallery
-    gallery_to_query = _per_positive_cross_entropy(logits.T, positive.T, negative.T).mean()
-    return 0.5 * (query_to_gallery + gallery_to_query)
+    return anchored_both_ways(_per_positive_cross_entropy, logits, positive, negative, symmetric)
 
 
 class InfoNCELoss(TemperatureMixin):
-    """Module form of :func:`info_nce` (config group ``loss/infonce``).
-
-    Args:
-        temperature: initial (or fixed) softmax temperature.
-        learnable_temperature: learn ``log(temperature)`` (see :class:`TemperatureMixin`); exclude it from
-            weight decay, which would otherwise pull the temperature towards 1.
-        symmetric: add the gallery -> query direction.
-        min_temperature, max_temperature: clamp range of a learnable temperature.
-    """
-
-    def __init__(
-        self,
-        temperature: float = 0.05,
-        learnable_temperature: bool = False,
-        symmetric: bool = True,
-        min_temperature: float = 0.01,
-        max_temperature: float = 1.0,
-    ) -> None:
-        super().__init__()
-        self._init_temperature(temperature, learnable_temperature, min_temperature, max_temperature)
-        self.symmetric = symmetric
+    """Module form of :func:`info_nce` (config group ``loss/infonce``); arguments: see
+    :class:`fashion_retrieval.losses.common.TemperatureMixin`."""
 
     def forward(
         self,

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from fashion_retrieval.losses.common import TemperatureMixin, check_pair_inputs, similarity_float32
+from fashion_retrieval.losses.common import (
+    TemperatureMixin,
+    anchored_both_ways,
+    check_pair_inputs,
+    similarity_float32,
+)
 
 
 def _anchored_supcon(
@@ -49,11 +54,7 @@ def supervised_contrastive(
     """
     positive, negative = check_pair_inputs(query, gallery, positive_mask, negative_mask)
     logits = similarity_float32(query, gallery) / temperature
-    query_anchored = _anchored_supcon(logits, positive, negative).mean()
-    if not symmetric:
-        return query_anchored
-    gallery_anchored = _anchored_supcon(logits.T, positive.T, negative.T).mean()
-    return 0.5 * (query_anchored + gallery_anchored)
+    return anchored_both_ways(_anchored_supcon, logits, positive, negative, symmetric)
 
 
 class SupConLoss(TemperatureMixin):
@@ -61,18 +62,6 @@ class SupConLoss(TemperatureMixin):
 
     Same arguments as :class:`fashion_retrieval.losses.InfoNCELoss`.
     """
-
-    def __init__(
-        self,
-        temperature: float = 0.05,
-        learnable_temperature: bool = False,
-        symmetric: bool = True,
-        min_temperature: float = 0.01,
-        max_temperature: float = 1.0,
-    ) -> None:
-        super().__init__()
-        self._init_temperature(temperature, learnable_temperature, min_temperature, max_temperature)
-        self.symmetric = symmetric
 
     def forward(
         self,
