@@ -47,6 +47,19 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def with_job_name(arguments: list[str], job_name: str) -> list[str]:
+    """Add ``hydra.job.name=<job_name>`` next to the user's overrides.
+
+    Hydra's argument parser takes overrides as one run of positionals, so the extra override goes just
+    before the first user override (after flags such as ``--cfg job``), or at the end when there is none.
+    """
+    job_override = f"hydra.job.name={job_name}"
+    for position, argument in enumerate(arguments):
+        if "=" in argument and not argument.startswith("-"):
+            return [*arguments[:position], job_override, *arguments[position:]]
+    return [*arguments, job_override]
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -56,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     if relaunched_rank:  # a DDP rank started by Lightning: it names its own job (train_ddp_process_N)
         subcommand, overrides = os.environ[SUBCOMMAND_ENV], argv
     else:
-        subcommand, overrides = argv[0], [*argv[1:], f"hydra.job.name={argv[0]}"]
+        subcommand, overrides = argv[0], with_job_name(argv[1:], argv[0])
     if subcommand not in SUBCOMMANDS:
         print(f"fashion-retrieval: unknown subcommand {subcommand!r}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)

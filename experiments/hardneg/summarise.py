@@ -12,7 +12,17 @@ import statistics
 import sys
 from pathlib import Path
 
-ARMS = ("inbatch", "same_category", "category_balanced", "index_mined", "memory", "combined", "triplet")
+ARMS = (
+    "inbatch",
+    "same_category",
+    "category_balanced",
+    "index_mined",
+    "memory",
+    "combined",
+    "mined_same_category",
+    "mined_balanced",
+    "triplet",
+)
 
 
 def summarise(sweep_dir: Path) -> str:
