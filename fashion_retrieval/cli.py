@@ -16,7 +16,9 @@ SUBCOMMANDS = {
     "generate": "make the synthetic dataset in paths.data_dir",
     "train": "fit + validate (Recall@15) + export catalogue embeddings and FAISS index",
     "baselines": "score random, colour-histogram and pretrained-backbone retrieval on validation",
+    "detect-train": "train the YOLO garment detector on the synthetic boxes; writes detector/best.pt",
     "index": "embed the catalogue with ckpt_path and build the FAISS index",
+    "validate": "score the validation bundles with ckpt_path through detector=none|zones|yolo|truth",
     "infer": "write submission.csv for the test bundles with ckpt_path",
     "evaluate": "validate and score a submission against a truth file",
     "report": "print the results table of a run directory's metrics.json",
@@ -37,7 +39,7 @@ def config_dir() -> Path:
 
 def usage() -> str:
     lines = ["usage: fashion-retrieval <subcommand> [key=value ...] [hydra flags]", "", "subcommands:"]
-    lines += [f"  {name:<10} {text}" for name, text in SUBCOMMANDS.items()]
+    lines += [f"  {name:<12} {text}" for name, text in SUBCOMMANDS.items()]
     lines += [
         "",
         "examples:",
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     from fashion_retrieval.pipelines import run_stages
 
     def task(cfg: DictConfig) -> float | None:
-        stages = list(cfg.stages) if subcommand == "run" else [subcommand]
+        # Subcommands are spelled with dashes (detect-train), stages with underscores, as their modules.
+        stages = list(cfg.stages) if subcommand == "run" else [subcommand.replace("-", "_")]
         return run_stages(cfg, stages)
 
     # Hydra reads sys.argv; the job name (and so the run directory) is the subcommand. argv[0] must be a

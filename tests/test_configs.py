@@ -71,6 +71,7 @@ def test_every_group_option_composes():
         "miner",
         "sampler",
         "debug",
+        "detector",
     )
     for group in groups:
         for option in sorted(p.stem for p in (config_dir() / group).glob("*.yaml")):

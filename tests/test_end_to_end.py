@@ -88,6 +88,53 @@ def test_stages_run_separately_from_a_checkpoint(tiny_run):
     assert scores["test/recall@15"] == json.loads((run_dir / "metrics.json").read_text())["test/recall@15"]
 
 
+def test_validate_through_each_detector(tiny_run):
+    """``validate`` scores the validation bundles per detector; without one it is the training validation."""
+    workdir, run_dir, _ = tiny_run
+    ckpt = run_dir / "checkpoints/best.ckpt"
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    scores = {}
+    for detector, merge in (("none", "round_robin"), ("zones", "quota"), ("truth", "score")):
+        out = workdir / f"validate_{detector}"
+        fashion_retrieval(
+            "validate",
+            "experiment=tiny",
+            f"detector={detector}",
+            f"retrieval.merge={merge}",
+            f"ckpt_path={ckpt}",
+            f"index.dir={run_dir / 'index'}",
+            f"hydra.run.dir={out}",
+            cwd=workdir,
+        )
+        scores[detector] = json.loads((out / "metrics.json").read_text())
+    assert scores["none"]["val_none/recall@15"] == pytest.approx(trained["val/recall@15"], abs=1e-6)
+    for detector in ("zones", "truth"):
+        assert 0.0 <= scores[detector][f"val_{detector}/recall@15"] <= 1.0
+    cache = workdir / "outputs/detection_cache"
+    assert len(list(cache.glob("*/*.json"))) > 0, "zone and truth detections are cached"
+
+
+def test_infer_with_garment_crops_writes_a_valid_submission(tiny_run):
+    workdir, run_dir, _ = tiny_run
+    out = workdir / "infer_zones"
+    fashion_retrieval(
+        "infer",
+        "experiment=tiny",
+        "detector=zones",
+        "retrieval.tta=[flip]",
+        f"ckpt_path={run_dir / 'checkpoints/best.ckpt'}",
+        f"index.dir={run_dir / 'index'}",
+        f"hydra.run.dir={out}",
+        cwd=workdir,
+    )
+    data = workdir / "data/synthetic_tiny"
+    test_bundles = pd.read_csv(data / "bundles_product_match_test.csv", dtype=str)["bundle_asset_id"]
+    products = pd.read_csv(data / "product_dataset.csv", dtype=str)["product_asset_id"]
+    submission = pd.read_csv(out / "submission.csv", dtype=str)
+    validate_submission(submission, test_bundle_ids=set(test_bundles), catalogue_ids=set(products))
+    assert submission.ne(pd.read_csv(run_dir / "submission.csv", dtype=str)).any().any()
+
+
 def test_evaluate_refuses_a_malformed_submission(tiny_run, tmp_path):
     workdir, run_dir, _ = tiny_run
     broken = tmp_path / "broken.csv"

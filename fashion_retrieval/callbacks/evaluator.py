@@ -61,7 +61,7 @@ def restrict_to_seen(
 class RetrievalEvaluator(Callback):
     """Computes Recall@k (the challenge metric), hit rate and mAP on the validation bundles each epoch.
 
-    Expects the datamodule's ``val_dataloader`` to return [queries, gallery] and ``query_set("val")``,
+    Expects the datamodule's ``val_dataloader`` to return [queries, gallery] and ``validation_queries()``,
     ``gallery_ids``, ``gallery_sections()`` (see :class:`fashion_retrieval.data.ChallengeDataModule`).
     """
 
@@ -91,7 +91,7 @@ class RetrievalEvaluator(Callback):
         if trainer.sanity_checking:
             return
         datamodule = trainer.datamodule
-        queries = datamodule.query_set("val")
+        queries = datamodule.validation_queries()
         gallery_ids = np.asarray(datamodule.gallery_ids)
         query_rows, query_seen = self._collectors[QUERY_LOADER].assemble(len(queries.bundle_ids))
         gallery_rows, gallery_seen = self._collectors[GALLERY_LOADER].assemble(len(gallery_ids))

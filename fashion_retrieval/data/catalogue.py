@@ -26,11 +26,22 @@ TRAIN_MATCHES_FILE = "bundles_product_match_train.csv"
 TEST_MATCHES_FILE = "bundles_product_match_test.csv"
 TEST_TRUTH_FILE = "bundles_product_match_test_truth.csv"
 PRODUCT_ARTICLES_FILE = "product_articles.csv"  # optional (synthetic only): the article of each product
+BOXES_FILE = "bundle_garment_boxes.csv"  # optional (synthetic only): each listed product's box in its photo
 
 PRODUCT_COLUMNS = ("product_asset_id", "product_image_url", "product_description")
 BUNDLE_COLUMNS = ("bundle_asset_id", "bundle_id_section", "bundle_image_url")
 MATCH_COLUMNS = ("bundle_asset_id", "product_asset_id")
 ARTICLE_COLUMNS = ("product_asset_id", "article_id")
+BOX_COLUMNS = (
+    "bundle_asset_id",
+    "product_asset_id",
+    "product_description",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "visible_fraction",
+)
 UNKNOWN_SECTION = -1  # a product never seen in a training match
 
 MissingImagePolicy = Literal["fail", "skip"]
@@ -333,6 +344,42 @@ def _apply_image_policy(
         "%s: dropping %d row(s) with missing or unreadable images: %s", path, len(bad), _examples(details, 3)
     )
     return frame[~frame[id_column].isin(dropped)], dropped
+
+
+BOX_COORDINATES = ("x1", "y1", "x2", "y2")
+
+
+def read_garment_boxes(data_dir: str | Path) -> pd.DataFrame:
+    """``bundle_garment_boxes.csv`` of ``data_dir`` with integer ``x1, y1, x2, y2`` columns.
+
+    Raises :class:`CatalogueError` naming the file, line and field of a non-integer coordinate or an
+    empty box, and a clear message when the file is missing (real data ships none).
+    """
+    path = Path(data_dir) / BOXES_FILE
+    if not path.is_file():
+        raise CatalogueError(
+            f"{path}: file not found. Ground-truth garment boxes exist only in synthetic datasets "
+            "(`fashion-retrieval generate`); real challenge data has none, so use detector=yolo or zones."
+        )
+    frame = read_csv(path, BOX_COLUMNS)  # data row i is line i + 2 of the file (line 1: the header)
+    for column in BOX_COORDINATES:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = frame.index[values.isna() | (values != values.round())]
+        if len(bad):
+            row = bad[0]
+            value = frame.at[row, column]
+            raise CatalogueError(
+                f"{path}: line {row + 2}: field {column}: expected an integer pixel, got {value!r}"
+            )
+        frame[column] = values.astype(int)
+    empty = frame.index[(frame["x2"] <= frame["x1"]) | (frame["y2"] <= frame["y1"])]
+    if len(empty):
+        row = empty[0]
+        box = [int(frame.at[row, c]) for c in BOX_COORDINATES]
+        raise CatalogueError(
+            f"{path}: line {row + 2}: empty box x1, y1, x2, y2 = {box} (need x1 < x2, y1 < y2)"
+        )
+    return frame
 
 
 def split_bundles(bundle_ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -19,6 +19,7 @@ from fashion_retrieval.data.catalogue import (
     ImageCheck,
     MissingImagePolicy,
     load_catalogue,
+    read_garment_boxes,
     split_bundles,
 )
 from fashion_retrieval.data.datasets import (
@@ -35,9 +36,11 @@ from fashion_retrieval.data.transforms import (
     eval_transform,
     train_transform,
 )
+from fashion_retrieval.detection.types import Box
 
 log = logging.getLogger(__name__)
 
+TrainQueries = Literal["bundles", "garments"]
 SamplerFactory = Callable[..., BatchSampler]
 """Called as ``factory(bundle_categories, batch_size=, seed=, drop_last=, rank=, world_size=)`` (one set of
 product categories per training bundle); returns a batch sampler of ``(index, epoch)`` keys with
@@ -77,12 +80,17 @@ class _DeferredIterator:
 
 @dataclass(frozen=True)
 class QuerySet:
-    """Queries for retrieval: bundle ids, image paths, sections and (when known) truth as gallery indices."""
+    """Queries for retrieval: bundle ids, image paths, sections and (when known) truth as gallery indices.
+
+    ``boxes``: when set, query ``i`` is the region ``boxes[i]`` of its photo (a ground-truth garment; a
+    bundle then appears once per garment, with that garment's product as its truth).
+    """
 
     bundle_ids: list[str]
     image_paths: list[str]
     sections: list[int]
     truth: list[list[int]] | None
+    boxes: list[Box] | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,13 @@ class ChallengeDataModule(pl.LightningDataModule):
     :class:`fashion_retrieval.callbacks.hard_negative_miner.IndexNegativeMiner`.
     ``mask_same_article``: other colour variants of a bundle's articles are never its negatives (needs the
     synthetic ``product_articles.csv``; without it a warning and no effect).
+
+    ``train_queries``: ``bundles`` (a query is a whole photo with all its products) or ``garments`` (a
+    query is one garment's ground-truth box from ``bundle_garment_boxes.csv``, grown by
+    ``garment_padding``, at ``crop_size``, with its one product; garments less visible than
+    ``min_garment_visibility`` are left out, counted in the log). Validation queries follow the same
+    choice, so ``val/recall@15`` of a ``garments`` run is a per-garment recall: compare runs of one mode,
+    and bundle-level results with the ``validate`` stage.
     """
 
     def __init__(
@@ -142,6 +157,10 @@ class ChallengeDataModule(pl.LightningDataModule):
         mined_negatives: int = 0,
         mined_pool: int | None = None,
         mask_same_article: bool = False,
+        crop_size: Sequence[int] | None = None,
+        train_queries: TrainQueries = "bundles",
+        garment_padding: float = 0.05,
+        min_garment_visibility: float = 0.0,
     ) -> None:
         super().__init__()
         # The sampler factory is a Hydra partial: kept out of the checkpoint's hyperparameters so that
@@ -155,6 +174,9 @@ class ChallengeDataModule(pl.LightningDataModule):
         self.mined_negatives: dict[int, list[int]] = {}
         self.mined_epoch: int | None = None  # the epoch whose end produced them (-1: before training)
         self._train_dataset: BundleDataset | None = None
+        self._garment_boxes: dict[tuple[str, str], tuple[Box, float]] | None = None
+        if train_queries not in ("bundles", "garments"):
+            raise ValueError(f"data.train_queries must be 'bundles' or 'garments', got {train_queries!r}")
 
     # -- setup ---------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -220,6 +242,67 @@ class ChallengeDataModule(pl.LightningDataModule):
             truth=truth,
         )
 
+    @property
+    def garment_queries(self) -> bool:
+        return self.hparams.train_queries == "garments"
+
+    def garment_boxes(self) -> dict[tuple[str, str], tuple[Box, float]]:
+        """``(bundle id, product id) -> (box, visible fraction)`` from the synthetic box file."""
+        if self._garment_boxes is None:
+            frame = read_garment_boxes(self.data_dir)
+            self._garment_boxes = {
+                (row.bundle_asset_id, row.product_asset_id): (
+                    (float(row.x1), float(row.y1), float(row.x2), float(row.y2)),
+                    float(row.visible_fraction),
+                )
+                for row in frame.itertuples(index=False)
+            }
+        return self._garment_boxes
+
+    def visible_garments(self, bundle_ids: Sequence[str]) -> list[tuple[str, str, Box]]:
+        """``(bundle, product, box)`` of every listed product of ``bundle_ids`` with a box at least
+        ``min_garment_visibility`` visible; the products left out are counted in the log."""
+        boxes = self.garment_boxes()
+        garments, missing, hidden = [], 0, 0
+        for bundle, products in self.cat.products_of(bundle_ids).items():
+            for product in products:
+                found = boxes.get((bundle, product))
+                if found is None:
+                    missing += 1
+                elif found[1] < self.hparams.min_garment_visibility:
+                    hidden += 1
+                else:
+                    garments.append((bundle, product, found[0]))
+        if missing or hidden:
+            log.info(
+                "garment queries: %d of %d pairs kept (%d without a box, %d less than %.0f%% visible)",
+                len(garments),
+                len(garments) + missing + hidden,
+                missing,
+                hidden,
+                100 * self.hparams.min_garment_visibility,
+            )
+        return garments
+
+    def garment_query_set(self) -> QuerySet:
+        """One query per ground-truth garment of the validation bundles (truth: its product)."""
+        catalogue = self.cat  # sets the split up
+        paths = dict(zip(catalogue.bundles["bundle_asset_id"], catalogue.bundles["image_path"]))
+        sections = catalogue.bundle_sections()
+        index = catalogue.product_index()
+        garments = self.visible_garments(self.val_bundle_ids)
+        return QuerySet(
+            bundle_ids=[bundle for bundle, _, _ in garments],
+            image_paths=[str(paths[bundle]) for bundle, _, _ in garments],
+            sections=[int(sections[bundle]) for bundle, _, _ in garments],
+            truth=[[index[product]] for _, product, _ in garments],
+            boxes=[box for _, _, box in garments],
+        )
+
+    def validation_queries(self) -> QuerySet:
+        """What validation searches with: whole bundles, or their garments (``train_queries``)."""
+        return self.garment_query_set() if self.garment_queries else self.query_set("val")
+
     def _masks_articles(self) -> bool:
         return bool(self.hparams.mask_same_article) and self.cat.articles is not None
 
@@ -247,7 +330,32 @@ class ChallengeDataModule(pl.LightningDataModule):
                 )
             )
         limit = self.hparams.max_train_bundles
-        return bundles[:limit] if limit else bundles
+        bundles = bundles[:limit] if limit else bundles
+        return self._garment_items(bundles) if self.garment_queries else bundles
+
+    def _garment_items(self, bundles: Sequence[TrainingBundle]) -> list[TrainingBundle]:
+        """One item per visible garment of ``bundles``: its box as the query, its product as the positive.
+        Labels are renumbered (an item is a garment, not a bundle)."""
+        catalogue = self.cat
+        bundle_ids = list(catalogue.bundles["bundle_asset_id"])
+        product_label = catalogue.product_index()
+        by_id = {bundle_ids[b.bundle_label]: b for b in bundles}
+        items = []
+        for bundle, product, box in self.visible_garments(list(by_id)):
+            source = by_id[bundle]
+            position = source.product_labels.index(product_label[product])
+            items.append(
+                TrainingBundle(
+                    bundle_path=source.bundle_path,
+                    product_paths=(source.product_paths[position],),
+                    bundle_label=len(items),
+                    product_labels=(source.product_labels[position],),
+                    section=source.section,
+                    excluded_labels=source.excluded_labels,
+                    query_box=box,
+                )
+            )
+        return items
 
     def product_table(self) -> ProductTable:
         """Every catalogue product by id: image path, category code, section (training split, else -1)."""
@@ -304,10 +412,15 @@ class ChallengeDataModule(pl.LightningDataModule):
 
     # -- loaders ---------------------------------------------------------------------------------------
     def _eval_loader(
-        self, paths: Sequence[str], size: Sequence[int], crop: Sequence[float] | None = None
+        self,
+        paths: Sequence[str],
+        size: Sequence[int],
+        crop: Sequence[float] | None = None,
+        boxes: Sequence[Box | None] | None = None,
+        padding: float = 0.0,
     ) -> DataLoader:
         hp = self.hparams
-        dataset = ImageDataset(paths, eval_transform(size), crop)
+        dataset = ImageDataset(paths, eval_transform(size), crop, boxes, padding)
         return DataLoader(dataset, batch_size=hp.eval_batch_size, shuffle=False, num_workers=hp.num_workers)
 
     def _rank(self) -> tuple[int, int]:
@@ -322,10 +435,11 @@ class ChallengeDataModule(pl.LightningDataModule):
         negatives = hp.same_category_negatives or hp.mined_negatives
         dataset = BundleDataset(
             self.training_bundles(),
-            train_transform(hp.query_size, QUERY_AUGMENTATION, hp.augment_strength),
+            train_transform(self.training_query_size, QUERY_AUGMENTATION, hp.augment_strength),
             train_transform(hp.gallery_size, GALLERY_AUGMENTATION, hp.augment_strength),
             max_products=hp.max_products_per_bundle,
             query_crop=hp.query_crop,
+            query_padding=hp.garment_padding,
             products=self.product_table() if negatives else None,
             same_category_negatives=hp.same_category_negatives,
             mined_negatives=hp.mined_negatives,
@@ -363,18 +477,42 @@ class ChallengeDataModule(pl.LightningDataModule):
         )
 
     def query_dataloader(self, split: str) -> DataLoader:
+        """The ``split`` bundle photos, whole, at the query size."""
+        return self._query_loader(self.query_set(split))
+
+    @property
+    def training_query_size(self) -> Sequence[int]:
+        """``(H, W)`` of training and validation queries: garment crops or whole photos."""
+        return self.crop_size if self.garment_queries else self.hparams.query_size
+
+    def _query_loader(self, queries: QuerySet) -> DataLoader:
+        if queries.boxes is None:
+            return self._eval_loader(queries.image_paths, self.hparams.query_size, self.hparams.query_crop)
         return self._eval_loader(
-            self.query_set(split).image_paths, self.hparams.query_size, self.hparams.query_crop
+            queries.image_paths, self.crop_size, boxes=queries.boxes, padding=self.hparams.garment_padding
         )
+
+    @property
+    def crop_size(self) -> Sequence[int]:
+        """``(H, W)`` of garment crops: ``crop_size``, else the packshot size (a crop shows one garment)."""
+        return self.hparams.crop_size or self.hparams.gallery_size
+
+    def crop_dataloader(self, paths: Sequence[str], boxes: Sequence[Box | None]) -> DataLoader:
+        """Regions of photos (detected garments; ``None``: the whole photo) at :attr:`crop_size`, in order."""
+        return self._eval_loader(paths, self.crop_size, boxes=boxes)
 
     def gallery_dataloader(self) -> DataLoader:
         return self._eval_loader([str(p) for p in self.cat.products["image_path"]], self.hparams.gallery_size)
 
     def mining_query_loader(self) -> DataLoader:
         """The training bundle photos with the eval transform, in :meth:`training_bundles` order."""
-        paths = [b.bundle_path for b in self.training_bundles()]
-        return self._eval_loader(paths, self.hparams.query_size, self.hparams.query_crop)
+        bundles = self.training_bundles()
+        paths = [b.bundle_path for b in bundles]
+        if not self.garment_queries:
+            return self._eval_loader(paths, self.hparams.query_size, self.hparams.query_crop)
+        boxes = [b.query_box for b in bundles]
+        return self._eval_loader(paths, self.crop_size, boxes=boxes, padding=self.hparams.garment_padding)
 
     def val_dataloader(self) -> list[DataLoader]:
-        """Two loaders: validation queries (index 0) and the gallery (index 1)."""
-        return [self.query_dataloader("val"), self.gallery_dataloader()]
+        """Two loaders: validation queries (index 0, :meth:`validation_queries`) and the gallery (index 1)."""
+        return [self._query_loader(self.validation_queries()), self.gallery_dataloader()]

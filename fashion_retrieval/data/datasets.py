@@ -23,6 +23,8 @@ from torch.utils.data import Dataset
 from fashion_retrieval.data.catalogue import UNKNOWN_SECTION
 from fashion_retrieval.data.samplers import ItemKey, keyed_rng
 from fashion_retrieval.data.transforms import apply, crop_fraction, load_rgb
+from fashion_retrieval.detection.geometry import pad_box, pixel_box
+from fashion_retrieval.detection.types import Box
 
 _NO_IDS = np.empty(0, np.int64)
 
@@ -43,7 +45,8 @@ class TrainingBundle:
 
     ``section`` is the bundle's section (``UNKNOWN_SECTION`` if unknown); ``excluded_labels`` are further
     products that must never be its negatives (other colour variants of its articles when
-    ``mask_same_article`` is on).
+    ``mask_same_article`` is on). ``query_box``: the query is this region of the photo (a garment's pixel
+    box, ``x2``/``y2`` exclusive) instead of the whole photo; such an item is one garment and its product.
     """
 
     bundle_path: str
@@ -52,6 +55,17 @@ class TrainingBundle:
     product_labels: tuple[int, ...]
     section: int = UNKNOWN_SECTION
     excluded_labels: tuple[int, ...] = ()
+    query_box: Box | None = None
+
+
+def region(image: np.ndarray, box: Box | None, padding: float = 0.0) -> np.ndarray:
+    """The ``(h, w, 3)`` view of an ``(H, W, 3)`` image under ``box`` grown by ``padding`` (a fraction of
+    its size per side) and clipped to the image; ``None``: the whole image."""
+    if box is None:
+        return image
+    height, width = image.shape[:2]
+    left, top, right, bottom = pixel_box(pad_box(box, padding), width, height)
+    return image[top:bottom, left:right]
 
 
 @dataclass(frozen=True)
@@ -170,7 +184,8 @@ class BundleDataset(Dataset):
     (:meth:`set_mined_negatives`, its top ``mined_pool``).
     A negative is never in ``excluded``, and each product appears at most once per item. Encoding the bundle
     photo once for all its products costs a third of encoding it once per (bundle, product) pair.
-    ``query_crop`` is the region of the bundle photo to keep (see :func:`crop_fraction`).
+    ``query_crop`` is the region of the bundle photo to keep (see :func:`crop_fraction`); an item with a
+    ``query_box`` keeps that box instead, grown by ``query_padding``.
     """
 
     def __init__(
@@ -181,6 +196,7 @@ class BundleDataset(Dataset):
         max_products: int | None = None,
         query_crop: Sequence[float] | None = None,
         *,
+        query_padding: float = 0.0,
         products: ProductTable | None = None,
         same_category_negatives: int = 0,
         mined_negatives: int = 0,
@@ -191,6 +207,7 @@ class BundleDataset(Dataset):
             raise ValueError("negatives need the product table (products=...)")
         self.bundles = list(bundles)
         self.query_crop = query_crop
+        self.query_padding = query_padding
         self.query_transform = query_transform
         self.gallery_transform = gallery_transform
         self.max_products = max_products
@@ -247,7 +264,11 @@ class BundleDataset(Dataset):
             assert self.products is not None
             paths += [self.products.paths[p] for p in negatives]
         query_rng = keyed_rng(self.seed, epoch, index, Stream.QUERY_AUGMENT)
-        query = crop_fraction(load_rgb(bundle.bundle_path), self.query_crop)
+        photo = load_rgb(bundle.bundle_path)
+        if bundle.query_box is None:
+            query = crop_fraction(photo, self.query_crop)
+        else:
+            query = region(photo, bundle.query_box, self.query_padding)
         gallery = [
             seeded_apply(
                 self.gallery_transform,
@@ -300,18 +321,38 @@ def collate_bundles(items: Sequence[dict]) -> dict[str, torch.Tensor]:
 
 
 class ImageDataset(Dataset):
-    """Items: ``image (3, H, W)`` uint8 and ``index``, the position in ``paths`` (DDP-safe gathering)."""
+    """Items: ``image (3, H, W)`` uint8 and ``index``, the position in ``paths`` (DDP-safe gathering).
+
+    ``crop``: one region for every image, as fractions (:func:`crop_fraction`); ``boxes``: a region per
+    image in pixels, ``(x1, y1, x2, y2)`` with ``x2``/``y2`` exclusive, or ``None`` for the whole image
+    (e.g. garment crops: several items may share one photo), grown by ``padding`` and clipped to the image.
+    """
 
     def __init__(
-        self, paths: Sequence[str], transform: A.Compose, crop: Sequence[float] | None = None
+        self,
+        paths: Sequence[str],
+        transform: A.Compose,
+        crop: Sequence[float] | None = None,
+        boxes: Sequence[Box | None] | None = None,
+        padding: float = 0.0,
     ) -> None:
+        if boxes is not None and len(boxes) != len(paths):
+            raise ValueError(f"{len(boxes)} boxes for {len(paths)} images")
+        if boxes is not None and crop is not None:
+            raise ValueError("give a fractional crop or per-image boxes, not both")
         self.paths = [str(p) for p in paths]
         self.transform = transform
         self.crop = crop
+        self.boxes = boxes
+        self.padding = padding
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
-        image = crop_fraction(load_rgb(self.paths[index]), self.crop)
+        image = load_rgb(self.paths[index])
+        if self.boxes is None:
+            image = crop_fraction(image, self.crop)
+        else:
+            image = region(image, self.boxes[index], self.padding)
         return {"image": apply(self.transform, image), "index": index}

@@ -25,7 +25,17 @@ def _stage(name: str) -> Stage:
     return getattr(module, name)
 
 
-STAGE_NAMES = ("generate", "train", "baselines", "index", "infer", "evaluate", "report")
+STAGE_NAMES = (
+    "generate",
+    "train",
+    "baselines",
+    "detect_train",
+    "index",
+    "validate",
+    "infer",
+    "evaluate",
+    "report",
+)
 # Stages every distributed process runs; the others run once, on the first process.
 DISTRIBUTED_STAGES = ("train",)
 

@@ -1,4 +1,5 @@
-"""``infer``: embed the test bundles, search the catalogue within their section, write submission.csv."""
+"""``infer``: search the catalogue for the test bundles (whole photos or garment crops, within their section),
+write submission.csv."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.io import file_digest
 from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.models.encoder import ImageEncoder
-from fashion_retrieval.models.inference import embed_loader
+from fashion_retrieval.pipelines.bundle_search import search_bundles
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.index import build_index, datamodule_for
-from fashion_retrieval.rerank.section import gallery_section_array, search_within_sections
+from fashion_retrieval.rerank.section import gallery_section_array
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,12 @@ def infer(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         raise ValueError(
             f"index {cfg.index.dir} does not hold this catalogue's products; delete it to rebuild"
         )
-    queries = datamodule.query_set("test")
-    if not queries.bundle_ids:
-        raise ValueError(f"{datamodule.data_dir}: no test bundles in bundles_product_match_test.csv")
     # Every training match tells a product's section here (no validation split to protect at test time).
     gallery_sections = gallery_section_array(datamodule.gallery_ids, datamodule.cat.product_sections())
-    query_embeddings = embed_loader(encoder, datamodule.query_dataloader("test"))
+    if not datamodule.cat.test_bundle_ids:
+        raise ValueError(f"{datamodule.data_dir}: no test bundles in bundles_product_match_test.csv")
+    queries, topk = search_bundles(cfg, encoder, datamodule, index, "test", gallery_sections)
     k = cfg.retrieval.k
-    topk = search_within_sections(index, query_embeddings, np.asarray(queries.sections), gallery_sections, k)
     if (topk < 0).any():
         raise ValueError(f"fewer than {k} products are eligible for some bundle; the catalogue is too small")
     ids = np.asarray(index.ids)

@@ -1,40 +1,124 @@
-"""Section constraint: products never cross sections, so a bundle only receives products of its own
-section (or products whose section is unknown, i.e. never seen in a training match)."""
+"""Hard constraints on what a query may retrieve.
+
+* Section: products never cross sections, so a bundle only receives products of its own section (or
+  products whose section is unknown, i.e. never seen in a training match).
+* Category (optional): a garment crop only receives products of the categories its detector label maps
+  to (a shoe crop never returns a coat).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.index.faiss_index import PAD_SCORE, EmbeddingIndex
 
 UNKNOWN_SECTION = -1
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """Which gallery items each query may receive.
+
+    ``query_sections (Q,)`` and ``gallery_sections (G,)`` int (``UNKNOWN_SECTION`` in the gallery matches
+    any query); optionally ``query_categories (Q, C)`` bool, the category codes each query may receive,
+    with ``gallery_categories (G,)`` int codes in ``[0, C)``.
+    """
+
+    query_sections: np.ndarray
+    gallery_sections: np.ndarray
+    query_categories: np.ndarray | None = None
+    gallery_categories: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if (self.query_categories is None) != (self.gallery_categories is None):
+            raise ValueError("query_categories and gallery_categories go together")
+        if self.query_categories is not None and len(self.query_categories) != len(self.query_sections):
+            raise ValueError(
+                f"{len(self.query_categories)} category rows for {len(self.query_sections)} queries"
+            )
+
+    def rows(self, rows: np.ndarray) -> Eligibility:
+        """The constraints of a subset of the queries."""
+        categories = None if self.query_categories is None else self.query_categories[rows]
+        return Eligibility(
+            np.asarray(self.query_sections)[rows], self.gallery_sections, categories, self.gallery_categories
+        )
+
+    def allowed(self, candidates: np.ndarray) -> np.ndarray:
+        """``(Q, N)`` bool: which of the ``(Q, N)`` candidate gallery indices (``-1`` padding) are allowed."""
+        valid = candidates >= 0
+        safe = np.where(valid, candidates, 0)
+        sections = self.gallery_sections[safe]
+        query_sections = np.asarray(self.query_sections)[:, None]
+        allowed = valid & ((sections == UNKNOWN_SECTION) | (sections == query_sections))
+        if self.query_categories is not None and self.gallery_categories is not None:
+            codes = self.gallery_categories[safe]
+            allowed &= np.take_along_axis(self.query_categories, codes, axis=1)
+        return allowed
+
+
+def keep_allowed(
+    candidates: np.ndarray, scores: np.ndarray, allowed: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``k`` allowed candidates of each row, in rank order.
+
+    Args:
+        candidates: ``(Q, N)`` int64 gallery indices in rank order, ``-1`` for padding.
+        scores: ``(Q, N)`` float32 their scores.
+        allowed: ``(Q, N)`` bool.
+        k: how many to keep.
+
+    Returns:
+        ``(Q, k)`` int64 indices, ``-1``-padded where fewer than ``k`` qualify, and ``(Q, k)`` float32 scores
+        (``PAD_SCORE`` on padding).
+    """
+    # A stable sort of "not allowed" moves allowed candidates to the front and keeps their rank order.
+    order = np.argsort(~allowed, axis=1, kind="stable")[:, :k]
+    kept = np.take_along_axis(np.asarray(candidates, dtype=np.int64), order, axis=1)
+    kept_scores = np.take_along_axis(np.asarray(scores, dtype=np.float32), order, axis=1)
+    rejected = ~np.take_along_axis(allowed, order, axis=1)
+    kept[rejected] = -1
+    kept_scores[rejected] = PAD_SCORE
+    if kept.shape[1] < k:
+        pad = ((0, 0), (0, k - kept.shape[1]))
+        kept = np.pad(kept, pad, constant_values=-1)
+        kept_scores = np.pad(kept_scores, pad, constant_values=PAD_SCORE)
+    return kept, kept_scores
 
 
 def filter_by_section(
     candidates: np.ndarray, query_sections: np.ndarray, gallery_sections: np.ndarray, k: int
 ) -> np.ndarray:
-    """Keep, in rank order, the first ``k`` candidates whose section is the query's or unknown.
-
-    Args:
-        candidates: ``(Q, N)`` int64 gallery indices in rank order, ``-1`` for padding.
-        query_sections: ``(Q,)`` int section of each query.
-        gallery_sections: ``(G,)`` int section of each gallery item, ``UNKNOWN_SECTION`` if unknown.
-        k: how many to keep.
-
-    Returns:
-        ``(Q, k)`` int64 gallery indices, ``-1``-padded where fewer than ``k`` candidates qualify.
-    """
+    """Keep, in rank order, the first ``k`` candidates ``(Q, N)`` whose section is the query's or unknown;
+    ``(Q, k)`` int64, ``-1``-padded."""
     candidates = np.asarray(candidates, dtype=np.int64)
-    valid = candidates >= 0
-    sections = np.where(valid, gallery_sections[np.where(valid, candidates, 0)], UNKNOWN_SECTION - 1)
-    allowed = valid & ((sections == UNKNOWN_SECTION) | (sections == np.asarray(query_sections)[:, None]))
-    # A stable sort of "not allowed" moves allowed candidates to the front and keeps their rank order.
-    order = np.argsort(~allowed, axis=1, kind="stable")[:, :k]
-    kept = np.take_along_axis(candidates, order, axis=1)
-    kept[~np.take_along_axis(allowed, order, axis=1)] = -1
-    if kept.shape[1] < k:
-        kept = np.pad(kept, ((0, 0), (0, k - kept.shape[1])), constant_values=-1)
+    allowed = Eligibility(np.asarray(query_sections), gallery_sections).allowed(candidates)
+    kept, _ = keep_allowed(candidates, np.zeros(candidates.shape, np.float32), allowed, k)
     return kept
+
+
+def search_eligible(
+    index: EmbeddingIndex, queries: np.ndarray, eligibility: Eligibility, k: int, depth: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` allowed gallery items per query ``(Q, D)``: ``(Q, k)`` int64 indices (``-1``-padded when
+    fewer qualify) and ``(Q, k)`` float32 scores.
+
+    Searches ``depth`` candidates (default ``10 k``) and searches deeper only for the queries that the
+    constraints left short, so the usual cost is one FAISS search.
+    """
+    depth = min(len(index), depth or 10 * k)
+    scores, candidates = index.search(queries, depth)
+    result, result_scores = keep_allowed(candidates, scores, eligibility.allowed(candidates), k)
+    short = np.flatnonzero((result < 0).any(axis=1))
+    while len(short) and depth < len(index):
+        depth = min(len(index), depth * 4)
+        scores, deeper = index.search(queries[short], depth)
+        allowed = eligibility.rows(short).allowed(deeper)
+        result[short], result_scores[short] = keep_allowed(deeper, scores, allowed, k)
+        short = short[(result[short] < 0).any(axis=1)]
+    return result, result_scores
 
 
 def search_within_sections(
@@ -45,22 +129,9 @@ def search_within_sections(
     k: int,
     depth: int | None = None,
 ) -> np.ndarray:
-    """Top-``k`` gallery indices per query ``(Q, D)`` that respect sections; ``(Q, k)`` int64.
-
-    Searches ``depth`` candidates (default ``10 k``) and searches deeper only for the queries that the
-    filter left short, so the usual cost is one FAISS search.
-    """
-    query_sections = np.asarray(query_sections)
-    depth = min(len(index), depth or 10 * k)
-    _, candidates = index.search(queries, depth)
-    result = filter_by_section(candidates, query_sections, gallery_sections, k)
-    short = np.flatnonzero((result < 0).any(axis=1))
-    while len(short) and depth < len(index):
-        depth = min(len(index), depth * 4)
-        _, deeper = index.search(queries[short], depth)
-        result[short] = filter_by_section(deeper, query_sections[short], gallery_sections, k)
-        short = short[(result[short] < 0).any(axis=1)]
-    return result
+    """Top-``k`` gallery indices per query ``(Q, D)`` that respect sections; ``(Q, k)`` int64."""
+    eligibility = Eligibility(np.asarray(query_sections), gallery_sections)
+    return search_eligible(index, queries, eligibility, k, depth)[0]
 
 
 def gallery_section_array(gallery_ids: list[str], product_sections: dict[str, int]) -> np.ndarray:

@@ -180,3 +180,41 @@ def test_category_balanced_sampler_from_the_config(data_dir):
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"paths.data_dir={data_dir}"])
     assert isinstance(instantiate(cfg.data).train_dataloader().batch_sampler, RandomBatchSampler)
+
+
+def test_garment_queries_crop_the_ground_truth_boxes(data_dir):
+    module = make(data_dir, train_queries="garments", crop_size=(40, 30), garment_padding=0.0)
+    boxes = module.garment_boxes()
+    items = module.training_bundles()
+    product_ids = module.gallery_ids
+    train_pairs = sum(len(p) for p in module.cat.products_of(module.train_bundle_ids).values())
+    assert len(items) == train_pairs  # every listed product of the generator has a box
+    assert [item.bundle_label for item in items] == list(range(len(items)))
+    for item in items[:10]:
+        (product,) = item.product_labels
+        bundle = Path(item.bundle_path).stem  # photos are images/bundles/<bundle id>.jpg
+        assert item.query_box == boxes[(bundle, product_ids[product])][0]
+    batch = next(iter(module.train_dataloader()))
+    assert batch["query"].shape[1:] == (3, 40, 30)
+    assert (batch["query_products"][:, 1:] == -1).all()  # one product per garment query
+    # Validation searches with the garments of the validation bundles, one truth product each.
+    queries = module.validation_queries()
+    assert queries.boxes is not None and all(len(t) == 1 for t in queries.truth)
+    assert set(queries.bundle_ids) == set(module.val_bundle_ids)
+    crop = module.val_dataloader()[0].dataset[0]["image"]
+    assert crop.shape == (3, 40, 30)
+    # The miner embeds the same garment crops it mines for.
+    loader = module.mining_query_loader()
+    assert loader.dataset.boxes == [item.query_box for item in items]
+
+
+def test_garment_visibility_threshold_is_counted(data_dir, caplog):
+    module = make(data_dir, train_queries="garments", min_garment_visibility=0.99)
+    module.setup()
+    with caplog.at_level(logging.INFO):
+        kept = module.visible_garments(module.train_bundle_ids)
+    assert "less than 99% visible" in caplog.text
+    assert 0 < len(kept) < sum(len(p) for p in module.cat.products_of(module.train_bundle_ids).values())
+    assert all(module.garment_boxes()[(b, p)][1] >= 0.99 for b, p, _ in kept)
+    with pytest.raises(ValueError, match="train_queries"):
+        make(data_dir, train_queries="crops")

@@ -17,6 +17,7 @@ from fashion_retrieval.data.datasets import (
     draw_mined_negatives,
     draw_same_category_negatives,
     pad_labels,
+    region,
     seeded_apply,
 )
 from fashion_retrieval.data.transforms import (
@@ -179,3 +180,20 @@ def test_crop_fraction_and_image_dataset_index(tmp_path):
     # uint8 out: the model normalises its own input.
     assert item["image"].dtype == torch.uint8
     assert torch.allclose(item["image"].float(), torch.full((3, 4, 4), 10.0), atol=2)
+
+
+def test_regions_are_padded_and_clipped_in_pixel_space(tmp_path):
+    image = np.arange(10 * 20 * 3, dtype=np.uint8).reshape(10, 20, 3)
+    np.testing.assert_array_equal(region(image, (4, 2, 8, 6)), image[2:6, 4:8])
+    # 50% of 4 pixels per side, clipped at the top border: rows 0..8, columns 2..10.
+    np.testing.assert_array_equal(region(image, (4, 2, 8, 6), padding=0.5), image[0:8, 2:10])
+    np.testing.assert_array_equal(region(image, (-5.0, 8.5, 30.0, 12.0)), image[8:10, 0:20])
+    assert region(image, None) is image
+    path = image_file(tmp_path / "b.png", 0, (20, 10))
+    boxes = [(0, 0, 5, 5), None]
+    dataset = ImageDataset([path, path], eval_transform((4, 4)), boxes=boxes)
+    assert dataset[0]["image"].shape == dataset[1]["image"].shape == (3, 4, 4)
+    with pytest.raises(ValueError, match="2 boxes for 1 images"):
+        ImageDataset([path], eval_transform((4, 4)), boxes=boxes)
+    with pytest.raises(ValueError, match="not both"):
+        ImageDataset([path, path], eval_transform((4, 4)), crop=(0, 0, 1, 1), boxes=boxes)

@@ -1,8 +1,14 @@
 import numpy as np
 import pytest
 
-from fashion_retrieval.index.faiss_index import EmbeddingIndex
-from fashion_retrieval.rerank.section import UNKNOWN_SECTION, filter_by_section, search_within_sections
+from fashion_retrieval.index.faiss_index import PAD_SCORE, EmbeddingIndex
+from fashion_retrieval.rerank.section import (
+    UNKNOWN_SECTION,
+    Eligibility,
+    filter_by_section,
+    search_eligible,
+    search_within_sections,
+)
 
 
 def reference_filter(candidates, query_sections, gallery_sections, k):
@@ -35,3 +41,31 @@ def test_search_goes_deeper_when_the_first_candidates_are_of_other_sections():
     topk = search_within_sections(index, gallery[:3], np.array([1, 1, 2]), sections, k=10, depth=15)
     assert set(topk[0]) == set(topk[1]) == set(range(190, 200))
     assert (sections[topk[2]] == 2).all() and topk[2][0] == 2  # the query itself ranks first
+
+
+def test_category_mask_keeps_only_the_crop_categories_and_their_scores():
+    rng = np.random.default_rng(1)
+    gallery = rng.standard_normal((60, 8)).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    categories = np.arange(60) % 3
+    sections = np.full(60, UNKNOWN_SECTION)
+    index = EmbeddingIndex(gallery, [f"I_{i:012x}" for i in range(60)])
+    query_categories = np.array([[True, False, False], [False, True, True]])
+    eligibility = Eligibility(np.array([1, 2]), sections, query_categories, categories)
+    topk, scores = search_eligible(index, gallery[[0, 1]], eligibility, k=10, depth=10)
+    assert (categories[topk[0]] == 0).all() and (categories[topk[1]] != 0).all()
+    assert topk[0][0] == 0 and topk[1][0] == 1
+    expected = (gallery[[0, 1]][:, None, :] * gallery[topk]).sum(-1)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+
+
+def test_eligibility_pads_when_nothing_qualifies():
+    gallery = np.eye(4, dtype=np.float32)
+    index = EmbeddingIndex(gallery, [f"I_{i:012x}" for i in range(4)])
+    eligibility = Eligibility(np.array([1]), np.full(4, 1), np.array([[False, True]]), np.zeros(4, np.int64))
+    topk, scores = search_eligible(index, gallery[:1], eligibility, k=2)
+    assert topk.tolist() == [[-1, -1]]
+    assert (scores == PAD_SCORE).all()
+    with pytest.raises(ValueError, match="go together"):
+        Eligibility(np.array([1]), np.full(4, 1), np.array([[True]]))

@@ -256,7 +256,7 @@ def generate_dataset(
         train_csv = _csv(stack, out / challenge_format.TRAIN_MATCHES_FILE, challenge_format.MATCH_COLUMNS)
         test_csv = _csv(stack, out / challenge_format.TEST_MATCHES_FILE, challenge_format.MATCH_COLUMNS)
         truth_csv = _csv(stack, out / challenge_format.TEST_TRUTH_FILE, challenge_format.MATCH_COLUMNS)
-        boxes_csv = _csv(stack, out / writer.BOXES_FILE, writer.BOX_COLUMNS)
+        boxes_csv = _csv(stack, out / writer.BOXES_FILE, challenge_format.BOX_COLUMNS)
         progress = _Progress("bundles", spec.num_bundles)
         for plan, boxes in zip(plans, imap(_bundle_task, plans, bundle_chunk)):
             bundle_id = bundle_ids[plan.index]

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from fashion_retrieval.data.catalogue import (  # the challenge format: one definition, shared with the reader
+    BOXES_FILE,
     BUNDLES_FILE,
     PRODUCT_ARTICLES_FILE,
     PRODUCTS_FILE,
@@ -33,22 +34,10 @@ log = logging.getLogger(__name__)
 # 1.1.0: product_articles.csv.
 GENERATOR_VERSION = "1.1.0"
 
-BOXES_FILE = "bundle_garment_boxes.csv"
 METADATA_FILE = "metadata.json"
 MARKER_FILE = ".synthetic_in_progress.json"  # written first, removed last: names the spec being written
 PRODUCT_IMAGE_DIR = "images/products"
 BUNDLE_IMAGE_DIR = "images/bundles"
-
-BOX_COLUMNS = (
-    "bundle_asset_id",
-    "product_asset_id",
-    "product_description",
-    "x1",
-    "y1",
-    "x2",
-    "y2",
-    "visible_fraction",
-)
 
 OUTPUT_FILES = (
     PRODUCTS_FILE,

@@ -1,0 +1,74 @@
+"""Box geometry in pixel space: ``(x1, y1, x2, y2)``, ``x2``/``y2`` exclusive, origin at the top-left.
+
+Pure functions on :class:`Detection` and boxes; no detector, file or cache in here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from fashion_retrieval.detection.types import Box, Detection
+
+
+def pad_box(box: Box, fraction: float) -> Box:
+    """Grow each side by ``fraction`` of the box's width (left, right) or height (top, bottom): a tight
+    box cuts off the garment's edges, which carry its outline."""
+    if fraction < 0:
+        raise ValueError(f"padding must be >= 0, got {fraction}")
+    x1, y1, x2, y2 = box
+    dx, dy = fraction * (x2 - x1), fraction * (y2 - y1)
+    return (x1 - dx, y1 - dy, x2 + dx, y2 + dy)
+
+
+def clip_box(box: Box, width: int, height: int) -> Box:
+    """Clip to the ``width`` x ``height`` image; a box entirely outside becomes empty (zero area)."""
+    x1, y1, x2, y2 = box
+    x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
+    y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
+    return (x1, y1, max(x1, x2), max(y1, y2))
+
+
+def pixel_box(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
+    """The integer pixels a box touches, clipped to the image: ``floor`` of the start, ``ceil`` of the
+    (exclusive) end, at least one pixel each way so a crop is never empty."""
+    x1, y1, x2, y2 = clip_box(box, width, height)
+    left, top = min(math.floor(x1), width - 1), min(math.floor(y1), height - 1)
+    right, bottom = max(math.ceil(x2), left + 1), max(math.ceil(y2), top + 1)
+    return left, top, right, bottom
+
+
+def select_detections(
+    detections: Sequence[Detection],
+    width: int,
+    height: int,
+    *,
+    min_score: float = 0.0,
+    min_area: float = 0.0,
+    max_crops: int | None = None,
+) -> list[Detection]:
+    """Keep detections with ``score >= min_score`` and a clipped area of at least ``min_area`` (a fraction
+    of the image area), best score first (ties keep the detector's order), at most ``max_crops``."""
+    smallest = min_area * width * height
+    kept = [
+        d
+        for d in detections
+        if d.score >= min_score and replace(d, box=clip_box(d.box, width, height)).area >= smallest
+    ]
+    kept.sort(key=lambda d: -d.score)
+    return kept if max_crops is None else kept[:max_crops]
+
+
+def pad_and_clip(detection: Detection, fraction: float, width: int, height: int) -> Detection:
+    """The detection with its box padded by ``fraction`` and clipped to the image."""
+    return replace(detection, box=clip_box(pad_box(detection.box, fraction), width, height))
+
+
+def crop(image: np.ndarray, detection: Detection) -> np.ndarray:
+    """The ``(h, w, C)`` view of an ``(H, W, C)`` image under the detection's box (see :func:`pixel_box`)."""
+    height, width = image.shape[:2]
+    left, top, right, bottom = pixel_box(detection.box, width, height)
+    return image[top:bottom, left:right]

@@ -1,0 +1,89 @@
+"""Search the catalogue for a split's bundles through the configured detector; shared by ``infer`` (test
+bundles) and ``validate`` (validation bundles).
+
+``detector=none`` embeds each bundle photo whole, at the query size. Any other detector turns each photo
+into garment crops (cached on disk), embeds every crop at the crop size, searches it within the bundle's
+section and its label's categories, and shares the ``k`` slots among the crops
+(:mod:`fashion_retrieval.rerank.garments`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from fashion_retrieval.data.datamodule import ChallengeDataModule, QuerySet
+from fashion_retrieval.detection.cache import DetectionCache
+from fashion_retrieval.detection.crops import CropSettings, detect_crops
+from fashion_retrieval.detection.zones import WholeImageDetector
+from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.models.encoder import ImageEncoder
+from fashion_retrieval.models.inference import embed_loader
+from fashion_retrieval.rerank.garments import GarmentQueries, SlotSettings, rank_bundles
+from fashion_retrieval.rerank.section import search_within_sections
+
+log = logging.getLogger(__name__)
+
+
+def slot_settings(cfg: DictConfig) -> SlotSettings:
+    retrieval = cfg.retrieval
+    return SlotSettings(
+        k=int(retrieval.k),
+        per_crop_k=retrieval.get("per_crop_k"),
+        strategy=retrieval.merge,
+        category_mask=bool(retrieval.category_mask),
+        label_weights=OmegaConf.to_container(retrieval.label_weights) if retrieval.label_weights else {},
+    )
+
+
+def search_bundles(
+    cfg: DictConfig,
+    encoder: ImageEncoder,
+    datamodule: ChallengeDataModule,
+    index: EmbeddingIndex,
+    split: str,
+    gallery_sections: np.ndarray,
+) -> tuple[QuerySet, np.ndarray]:
+    """The ``split`` bundles and their ``(Q, k)`` int64 gallery indices (``-1`` where too few qualify).
+
+    ``gallery_sections (G,)``: the section of each catalogue product that the caller may know (validation
+    must not read its own bundles' matches).
+    """
+    queries = datamodule.query_set(split)
+    settings = slot_settings(cfg)
+    views = list(cfg.retrieval.tta)
+    detector = instantiate(cfg.detector)
+    if isinstance(detector, WholeImageDetector):
+        embeddings = embed_loader(encoder, datamodule.query_dataloader(split), views=views)
+        sections = np.asarray(queries.sections)
+        return queries, search_within_sections(index, embeddings, sections, gallery_sections, settings.k)
+    crop_settings: CropSettings = instantiate(cfg.crops)
+    cache = None
+    if cfg.detection_cache:
+        cache = DetectionCache(cfg.detection_cache, detector.fingerprint(), crop_settings.cache_settings())
+    detections = detect_crops(detector, queries.image_paths, queries.bundle_ids, crop_settings, cache)
+    crops = GarmentQueries.from_detections(queries.image_paths, detections)
+    log.info(
+        "%s: %d crops of %d bundles (%.2f per bundle)",
+        split,
+        len(crops),
+        len(queries.bundle_ids),
+        len(crops) / max(1, len(queries.bundle_ids)),
+    )
+    embeddings = embed_loader(encoder, datamodule.crop_dataloader(crops.paths, crops.boxes), views=views)
+    categories = list(datamodule.cat.products["product_description"])
+    ranked = rank_bundles(
+        embeddings,
+        crops,
+        len(queries.bundle_ids),
+        np.asarray(queries.sections),
+        index,
+        gallery_sections,
+        categories,
+        detector.label_categories,
+        settings,
+    )
+    return queries, ranked

@@ -1,0 +1,38 @@
+"""``validate``: score the validation bundles with ``ckpt_path`` through the configured detector and slot
+merging (``detector=none|zones|yolo|truth``, ``retrieval.merge=...``), without training."""
+
+from __future__ import annotations
+
+import logging
+
+from omegaconf import DictConfig
+
+from fashion_retrieval.evaluation.metrics import GroundTruth, retrieval_metrics
+from fashion_retrieval.models.checkpoint import load_encoder
+from fashion_retrieval.pipelines.bundle_search import search_bundles
+from fashion_retrieval.pipelines.context import RunContext
+from fashion_retrieval.pipelines.index import datamodule_for
+from fashion_retrieval.pipelines.infer import load_or_build_index
+
+log = logging.getLogger(__name__)
+
+
+def validate(cfg: DictConfig, context: RunContext) -> dict[str, float]:
+    checkpoint = context.checkpoint(cfg)
+    encoder = load_encoder(checkpoint)
+    datamodule = datamodule_for(cfg, encoder)
+    index = load_or_build_index(cfg, encoder, datamodule, checkpoint)
+    # Only the training split tells product sections here: validation must not read its own matches.
+    queries, ranked = search_bundles(
+        cfg, encoder, datamodule, index, "val", datamodule.gallery_section_array()
+    )
+    assert queries.truth is not None
+    metrics = retrieval_metrics(ranked, GroundTruth.from_lists(queries.truth), list(cfg.retrieval.ks))
+    name = cfg.validate.name
+    result = {
+        f"val_{name}/{metric}": float(value)
+        for metric, value in metrics.items()
+        if not metric.startswith("per_query_")
+    }
+    log.info("validate (%s): %s", name, {key: round(value, 4) for key, value in result.items()})
+    return result

@@ -1,0 +1,187 @@
+"""Retrieval per garment: every crop of a bundle photo is searched on its own, within the bundle's section
+and the categories its detector label allows, and the crops' lists share the bundle's ``k`` slots."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fashion_retrieval.detection.types import Box, Detection
+from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.rerank.section import Eligibility, search_eligible
+from fashion_retrieval.rerank.slots import MergeStrategy, merge_garment_lists
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GarmentQueries:
+    """The crops of a set of bundle photos, flattened; crops of one bundle are in decreasing score order.
+
+    ``bundle_rows (N,)`` the bundle (row of the query set) of each crop; ``paths``/``boxes``/``labels``
+    ``N`` photo paths, pixel boxes (final: padded and clipped) and detector labels; ``scores (N,)``
+    detector confidences.
+    """
+
+    bundle_rows: np.ndarray
+    paths: list[str]
+    boxes: list[Box]
+    labels: list[str]
+    scores: np.ndarray
+
+    @classmethod
+    def from_detections(
+        cls, image_paths: Sequence[str], detections: Sequence[Sequence[Detection]]
+    ) -> GarmentQueries:
+        """One crop per detection of each photo; a photo without any is an error (the detection step
+        guarantees a fallback region)."""
+        if len(image_paths) != len(detections):
+            raise ValueError(f"{len(detections)} detection lists for {len(image_paths)} images")
+        rows, paths, boxes, labels, scores = [], [], [], [], []
+        for row, (path, found) in enumerate(zip(image_paths, detections)):
+            if not found:
+                raise ValueError(f"{path}: no region to search (detection must fall back to zones or whole)")
+            for detection in sorted(found, key=lambda d: -d.score):
+                rows.append(row)
+                paths.append(str(path))
+                boxes.append(detection.box)
+                labels.append(detection.label)
+                scores.append(detection.score)
+        return cls(np.asarray(rows, np.int64), paths, boxes, labels, np.asarray(scores, np.float32))
+
+    def __post_init__(self) -> None:
+        if (np.diff(self.bundle_rows) < 0).any():
+            raise ValueError("crops must be grouped by bundle, in bundle order")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def category_codes(categories: Sequence[str]) -> tuple[np.ndarray, dict[str, int]]:
+    """``(G,)`` int code per gallery item and the category -> code map (codes in first-seen order)."""
+    codes: dict[str, int] = {}
+    array = np.array([codes.setdefault(category, len(codes)) for category in categories], dtype=np.int64)
+    return array, codes
+
+
+def label_category_mask(
+    labels: Sequence[str], label_categories: Mapping[str, Sequence[str]], codes: Mapping[str, int]
+) -> np.ndarray:
+    """``(N, C)`` bool: the category codes each crop may receive.
+
+    A label missing from ``label_categories`` (or mapped to nothing) restricts nothing; so does a label
+    none of whose categories is in this catalogue (logged once per label: a wrong map must not silently
+    leave crops with no candidates).
+    """
+    mask = np.ones((len(labels), len(codes)), dtype=bool)
+    rows_of: dict[str, np.ndarray] = {}
+    for label in dict.fromkeys(labels):
+        allowed = [codes[c] for c in label_categories.get(label, ()) if c in codes]
+        if label_categories.get(label) and not allowed:
+            log.warning(
+                "detector label %r maps to %s, none of which is a category of this catalogue: "
+                "its crops are searched over every category",
+                label,
+                list(label_categories[label]),
+            )
+        if allowed:
+            rows_of[label] = np.zeros(len(codes), dtype=bool)
+            rows_of[label][allowed] = True
+    for row, label in enumerate(labels):
+        if label in rows_of:
+            mask[row] = rows_of[label]
+    return mask
+
+
+@dataclass(frozen=True)
+class SlotSettings:
+    """How crops share a bundle's slots.
+
+    ``k`` slots per bundle; ``per_crop_k`` products searched per crop (default ``k``); ``strategy`` one of
+    :data:`fashion_retrieval.rerank.slots.MERGE_STRATEGIES`; ``category_mask`` restricts each crop to its
+    label's categories; ``label_weights`` weigh crops by label for ``quota`` (default 1).
+    """
+
+    k: int = 15
+    per_crop_k: int | None = None
+    strategy: MergeStrategy = "round_robin"
+    category_mask: bool = True
+    label_weights: Mapping[str, float] = field(default_factory=dict)
+
+
+def rank_bundles(
+    crop_embeddings: np.ndarray,
+    queries: GarmentQueries,
+    num_bundles: int,
+    bundle_sections: np.ndarray,
+    index: EmbeddingIndex,
+    gallery_sections: np.ndarray,
+    gallery_categories: Sequence[str],
+    label_categories: Mapping[str, Sequence[str]],
+    settings: SlotSettings,
+) -> np.ndarray:
+    """Search every crop and merge each bundle's lists.
+
+    Args:
+        crop_embeddings: ``(N, D)`` float32, L2-normalised, one row per crop of ``queries``.
+        num_bundles: ``Q``; bundle_sections ``(Q,)`` int.
+        index: the catalogue; gallery_sections ``(G,)`` int; gallery_categories ``G`` category names.
+        label_categories: detector label -> categories it may match.
+
+    Returns:
+        ``(Q, k)`` int64 gallery indices, ``-1``-padded where the eligible catalogue is too small.
+    """
+    if len(crop_embeddings) != len(queries):
+        raise ValueError(f"{len(crop_embeddings)} embeddings for {len(queries)} crops")
+    codes, code_of = category_codes(gallery_categories)
+    mask = label_category_mask(queries.labels, label_categories, code_of) if settings.category_mask else None
+    eligibility = Eligibility(
+        np.asarray(bundle_sections)[queries.bundle_rows],
+        gallery_sections,
+        mask,
+        codes if mask is not None else None,
+    )
+    crop_ids, crop_scores = search_eligible(
+        index, crop_embeddings, eligibility, settings.per_crop_k or settings.k
+    )
+    weights = np.array([settings.label_weights.get(label, 1.0) for label in queries.labels])
+    result = np.full((num_bundles, settings.k), -1, dtype=np.int64)
+    # Crops are grouped by bundle (GarmentQueries keeps them in bundle order).
+    bounds = np.searchsorted(queries.bundle_rows, np.arange(num_bundles + 1))
+    for bundle, (start, stop) in enumerate(itertools.pairwise(bounds)):
+        if stop > start:
+            result[bundle] = merge_garment_lists(
+                crop_ids[start:stop],
+                crop_scores[start:stop],
+                settings.k,
+                settings.strategy,
+                weights[start:stop],
+            )
+    short = np.flatnonzero((result < 0).any(axis=1) & (bounds[1:] > bounds[:-1]))
+    if mask is not None and len(short):
+        # The categories of a bundle's labels hold fewer than k products of its section: the free slots go
+        # to the crops' best products of any category, so a submission still gets k products per bundle.
+        crops_of_short = np.flatnonzero(np.isin(queries.bundle_rows, short))
+        unmasked = Eligibility(
+            np.asarray(bundle_sections)[queries.bundle_rows[crops_of_short]], gallery_sections
+        )
+        extra_ids, extra_scores = search_eligible(
+            index, crop_embeddings[crops_of_short], unmasked, settings.k
+        )
+        for bundle in short:
+            rows = queries.bundle_rows[crops_of_short] == bundle
+            extra = merge_garment_lists(extra_ids[rows], extra_scores[rows], 2 * settings.k, "score")
+            result[bundle] = fill_free_slots(result[bundle], extra)
+        log.info("%d bundles had fewer than %d products in their crops' categories", len(short), settings.k)
+    return result
+
+
+def fill_free_slots(ranked: np.ndarray, extra: np.ndarray) -> np.ndarray:
+    """``ranked (k,)`` with its ``-1`` slots (at the end) filled by the products of ``extra`` it lacks."""
+    kept = [int(p) for p in ranked if p >= 0]
+    kept += [int(p) for p in extra if p >= 0 and p not in kept][: len(ranked) - len(kept)]
+    return np.array(kept + [-1] * (len(ranked) - len(kept)), dtype=np.int64)

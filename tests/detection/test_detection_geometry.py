@@ -1,0 +1,68 @@
+"""Crop geometry in pixel space: padding, clipping at the borders, integer crops, selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fashion_retrieval.detection.geometry import (
+    clip_box,
+    crop,
+    pad_and_clip,
+    pad_box,
+    pixel_box,
+    select_detections,
+)
+from fashion_retrieval.detection.types import Detection
+
+
+def test_pad_grows_each_side_by_a_fraction_of_its_own_size():
+    assert pad_box((10, 20, 30, 60), 0.1) == pytest.approx((8, 16, 32, 64))
+    assert pad_box((10, 20, 30, 60), 0.0) == (10, 20, 30, 60)
+    with pytest.raises(ValueError, match="padding"):
+        pad_box((0, 0, 1, 1), -0.1)
+
+
+def test_clip_keeps_boxes_inside_the_image():
+    assert clip_box((-5, -3, 50, 70), 40, 60) == (0, 0, 40, 60)
+    assert clip_box((5, 6, 7, 8), 40, 60) == (5, 6, 7, 8)
+    outside = clip_box((50, 10, 60, 20), 40, 60)
+    assert outside[0] == outside[2] == 40  # entirely to the right: empty, not inverted
+
+
+def test_pixel_box_covers_every_touched_pixel_with_exclusive_ends():
+    assert pixel_box((1.2, 2.7, 3.1, 4.0), 10, 10) == (1, 2, 4, 4)
+    assert pixel_box((-3, -3, 20, 20), 10, 8) == (0, 0, 10, 8)
+    assert pixel_box((9.5, 7.9, 9.5, 7.9), 10, 8) == (9, 7, 10, 8)  # never empty, even at the border
+
+
+def test_crop_cuts_the_box_and_clips_at_the_borders():
+    image = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    inside = crop(image, Detection((2, 1, 5, 4), 1.0, "top"))
+    assert inside.shape == (3, 3, 3)
+    np.testing.assert_array_equal(inside, image[1:4, 2:5])
+    corner = crop(image, Detection((-4, -4, 3, 2), 1.0, "top"))
+    np.testing.assert_array_equal(corner, image[0:2, 0:3])
+    assert crop(image, Detection((6.5, 4.5, 20, 20), 1.0, "top")).shape == (2, 2, 3)
+
+
+def test_pad_and_clip_pads_then_clips():
+    padded = pad_and_clip(Detection((0, 10, 20, 30), 0.9, "bag"), 0.5, 25, 100)
+    assert padded == Detection((0, 0, 25, 40), 0.9, "bag")
+
+
+def test_selection_by_score_area_and_count():
+    detections = [
+        Detection((0, 0, 10, 10), 0.30, "top"),  # 100 px
+        Detection((0, 0, 2, 2), 0.90, "headwear"),  # 4 px: too small
+        Detection((0, 0, 10, 10), 0.10, "bottom"),  # below min_score
+        Detection((5, 5, 30, 30), 0.80, "bag"),  # clipped to 5..20: 225 px
+        Detection((0, 0, 10, 10), 0.30, "dress"),  # ties keep the detector's order
+    ]
+    kept = select_detections(detections, 20, 20, min_score=0.2, min_area=0.05)  # 5% of 400 = 20 px
+    assert [d.label for d in kept] == ["bag", "top", "dress"]
+    assert [d.label for d in select_detections(detections, 20, 20, min_score=0.2, max_crops=2)] == [
+        "headwear",
+        "bag",
+    ]
+    assert select_detections(detections, 20, 20, min_score=0.95) == []
