@@ -3,6 +3,7 @@ the gallery, and the sets an index miner embeds."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,9 @@ from fashion_retrieval.data.transforms import (
     eval_transform,
     train_transform,
 )
-from fashion_retrieval.detection.types import Box
+from fashion_retrieval.detection.crops import CropSettings, detect_crops_cached
+from fashion_retrieval.detection.geometry import match_boxes
+from fashion_retrieval.detection.types import Box, Detector
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +135,10 @@ class ChallengeDataModule(pl.LightningDataModule):
     ``garment_padding``, at ``crop_size``, with its one product; garments less visible than
     ``min_garment_visibility`` are left out, counted in the log). Validation queries follow the same
     choice, so ``val/recall@15`` of a ``garments`` run is a per-garment recall: compare runs of one mode,
-    and bundle-level results with the ``validate`` stage.
+    and bundle-level results with the ``validate`` stage. With a ``garment_detector``, training also gets
+    the detector's boxes (selected by ``garment_crops``, cached in ``detection_cache``) that match a
+    visible garment with IoU >= ``detected_garment_iou``, each with that garment's product: detected
+    crops mixed with the ground-truth ones.
     """
 
     def __init__(
@@ -161,12 +167,18 @@ class ChallengeDataModule(pl.LightningDataModule):
         train_queries: TrainQueries = "bundles",
         garment_padding: float = 0.05,
         min_garment_visibility: float = 0.0,
+        garment_detector: Detector | None = None,
+        garment_crops: CropSettings | None = None,
+        detected_garment_iou: float = 0.5,
+        detection_cache: str | None = None,
     ) -> None:
         super().__init__()
         # The sampler factory is a Hydra partial: kept out of the checkpoint's hyperparameters so that
         # checkpoints hold plain data and load with torch.load(weights_only=True) (resume too).
-        self.save_hyperparameters(ignore=["sampler"], logger=False)
+        self.save_hyperparameters(ignore=["sampler", "garment_detector", "garment_crops"], logger=False)
         self.sampler_factory = sampler
+        self.garment_detector = garment_detector
+        self.garment_crops = garment_crops or CropSettings()
         self.data_dir = Path(data_dir)
         self.catalogue: Catalogue | None = None
         self.train_bundle_ids: list[str] = []
@@ -340,8 +352,11 @@ class ChallengeDataModule(pl.LightningDataModule):
         bundle_ids = list(catalogue.bundles["bundle_asset_id"])
         product_label = catalogue.product_index()
         by_id = {bundle_ids[b.bundle_label]: b for b in bundles}
+        garments = self.visible_garments(list(by_id))
+        if self.garment_detector is not None:
+            garments += self.detected_garments(garments)
         items = []
-        for bundle, product, box in self.visible_garments(list(by_id)):
+        for bundle, product, box in garments:
             source = by_id[bundle]
             position = source.product_labels.index(product_label[product])
             items.append(
@@ -356,6 +371,38 @@ class ChallengeDataModule(pl.LightningDataModule):
                 )
             )
         return items
+
+    def detected_garments(self, garments: Sequence[tuple[str, str, Box]]) -> list[tuple[str, str, Box]]:
+        """``(bundle, product, detected box)`` for every box of ``garment_detector`` on the bundles of
+        ``garments`` (``(bundle, product, ground-truth box)``) that matches one of them (one-to-one, IoU at
+        least ``detected_garment_iou``)."""
+        assert self.garment_detector is not None
+        truth: dict[str, list[tuple[str, Box]]] = {}
+        for bundle, product, box in garments:
+            truth.setdefault(bundle, []).append((product, box))
+        bundle_ids = list(truth)
+        paths = dict(zip(self.cat.bundles["bundle_asset_id"], self.cat.bundles["image_path"]))
+        # Unpadded: the dataset pads every query box by garment_padding itself.
+        settings = dataclasses.replace(self.garment_crops, padding=0.0)
+        found = detect_crops_cached(
+            self.garment_detector,
+            [str(paths[b]) for b in bundle_ids],
+            bundle_ids,
+            settings,
+            self.hparams.detection_cache,
+        )
+        matched: list[tuple[str, str, Box]] = []
+        for bundle, detections in zip(bundle_ids, found):
+            boxes = [box for _, box in truth[bundle]]
+            for i, j in match_boxes([d.box for d in detections], boxes, self.hparams.detected_garment_iou):
+                matched.append((bundle, truth[bundle][j][0], detections[i].box))
+        log.info(
+            "detected garments: %d of %d detections matched one of %d ground-truth garments",
+            len(matched),
+            sum(len(d) for d in found),
+            len(garments),
+        )
+        return matched
 
     def product_table(self) -> ProductTable:
         """Every catalogue product by id: image path, category code, section (training split, else -1)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fashion_retrieval.data.transforms import load_rgb
@@ -119,3 +120,18 @@ def detect_crops(
     if cache is not None:
         log.info(cache.summary())
     return [results[position] for position in range(len(image_ids))]
+
+
+def detect_crops_cached(
+    detector: Detector,
+    image_paths: Sequence[str],
+    image_ids: Sequence[str],
+    settings: CropSettings,
+    cache_dir: str | Path | None,
+) -> list[list[Detection]]:
+    """:func:`detect_crops` with the cache of ``detector`` and ``settings`` under ``cache_dir``
+    (``None``: no cache)."""
+    cache = None
+    if cache_dir:
+        cache = DetectionCache(cache_dir, detector.fingerprint(), settings.cache_settings())
+    return detect_crops(detector, image_paths, image_ids, settings, cache)

@@ -72,3 +72,30 @@ def crop(image: np.ndarray, detection: Detection) -> np.ndarray:
     height, width = image.shape[:2]
     left, top, right, bottom = pixel_box(detection.box, width, height)
     return image[top:bottom, left:right]
+
+
+def box_iou(first: Box, second: Box) -> float:
+    """Intersection over union of two pixel boxes (0 when either is empty)."""
+    width = min(first[2], second[2]) - max(first[0], second[0])
+    height = min(first[3], second[3]) - max(first[1], second[1])
+    intersection = max(0.0, width) * max(0.0, height)
+    area = (first[2] - first[0]) * (first[3] - first[1]) + (second[2] - second[0]) * (second[3] - second[1])
+    union = area - intersection
+    return intersection / union if union > 0 else 0.0
+
+
+def match_boxes(found: Sequence[Box], truth: Sequence[Box], min_iou: float = 0.5) -> list[tuple[int, int]]:
+    """One-to-one ``(found index, truth index)`` pairs, greedily by decreasing IoU, each at least
+    ``min_iou`` (ties: lower indices first), in the order they were matched."""
+    candidates = sorted((-box_iou(f, t), i, j) for i, f in enumerate(found) for j, t in enumerate(truth))
+    used_found: set[int] = set()
+    used_truth: set[int] = set()
+    pairs = []
+    for negative_iou, i, j in candidates:
+        if -negative_iou < min_iou:
+            break
+        if i not in used_found and j not in used_truth:
+            pairs.append((i, j))
+            used_found.add(i)
+            used_truth.add(j)
+    return pairs

@@ -16,8 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_retrieval.data.datamodule import ChallengeDataModule, QuerySet
-from fashion_retrieval.detection.cache import DetectionCache
-from fashion_retrieval.detection.crops import CropSettings, detect_crops
+from fashion_retrieval.detection.crops import CropSettings, detect_crops_cached
 from fashion_retrieval.detection.zones import WholeImageDetector
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.models.encoder import ImageEncoder
@@ -61,11 +60,12 @@ def search_bundles(
         sections = np.asarray(queries.sections)
         return queries, search_within_sections(index, embeddings, sections, gallery_sections, settings.k)
     crop_settings: CropSettings = instantiate(cfg.crops)
-    cache = None
-    if cfg.detection_cache:
-        cache = DetectionCache(cfg.detection_cache, detector.fingerprint(), crop_settings.cache_settings())
-    detections = detect_crops(detector, queries.image_paths, queries.bundle_ids, crop_settings, cache)
-    crops = GarmentQueries.from_detections(queries.image_paths, detections)
+    detections = detect_crops_cached(
+        detector, queries.image_paths, queries.bundle_ids, crop_settings, cfg.detection_cache
+    )
+    crops = GarmentQueries.from_detections(
+        queries.image_paths, detections, whole_image=bool(cfg.retrieval.whole_image)
+    )
     log.info(
         "%s: %d crops of %d bundles (%.2f per bundle)",
         split,

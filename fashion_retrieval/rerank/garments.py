@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fashion_retrieval.detection.types import Box, Detection
+from fashion_retrieval.detection.zones import WHOLE_LABEL
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.rerank.section import Eligibility, search_eligible
 from fashion_retrieval.rerank.slots import MergeStrategy, merge_garment_lists
@@ -23,34 +24,40 @@ class GarmentQueries:
     """The crops of a set of bundle photos, flattened; crops of one bundle are in decreasing score order.
 
     ``bundle_rows (N,)`` the bundle (row of the query set) of each crop; ``paths``/``boxes``/``labels``
-    ``N`` photo paths, pixel boxes (final: padded and clipped) and detector labels; ``scores (N,)``
-    detector confidences.
+    ``N`` photo paths, pixel boxes (final: padded and clipped; ``None``: the whole photo) and labels;
+    ``scores (N,)`` detector confidences.
     """
 
     bundle_rows: np.ndarray
     paths: list[str]
-    boxes: list[Box]
+    boxes: list[Box | None]
     labels: list[str]
     scores: np.ndarray
 
     @classmethod
     def from_detections(
-        cls, image_paths: Sequence[str], detections: Sequence[Sequence[Detection]]
+        cls, image_paths: Sequence[str], detections: Sequence[Sequence[Detection]], whole_image: bool = False
     ) -> GarmentQueries:
-        """One crop per detection of each photo; a photo without any is an error (the detection step
-        guarantees a fallback region)."""
+        """One crop per detection of each photo, and with ``whole_image`` the whole photo as one more query
+        after them (box ``None``, label ``whole``, score 0): what the detector missed can still be found.
+        A photo with no query at all is an error (the detection step falls back to zones or the whole)."""
         if len(image_paths) != len(detections):
             raise ValueError(f"{len(detections)} detection lists for {len(image_paths)} images")
         rows, paths, boxes, labels, scores = [], [], [], [], []
         for row, (path, found) in enumerate(zip(image_paths, detections)):
-            if not found:
+            regions: list[tuple[Box | None, str, float]] = [
+                (d.box, d.label, d.score) for d in sorted(found, key=lambda d: -d.score)
+            ]
+            if whole_image:
+                regions.append((None, WHOLE_LABEL, 0.0))
+            if not regions:
                 raise ValueError(f"{path}: no region to search (detection must fall back to zones or whole)")
-            for detection in sorted(found, key=lambda d: -d.score):
+            for box, label, score in regions:
                 rows.append(row)
                 paths.append(str(path))
-                boxes.append(detection.box)
-                labels.append(detection.label)
-                scores.append(detection.score)
+                boxes.append(box)
+                labels.append(label)
+                scores.append(score)
         return cls(np.asarray(rows, np.int64), paths, boxes, labels, np.asarray(scores, np.float32))
 
     def __post_init__(self) -> None:

@@ -17,6 +17,8 @@ from fashion_retrieval.cli import config_dir
 from fashion_retrieval.data.datamodule import ChallengeDataModule
 from fashion_retrieval.data.samplers import CategoryBalancedBatchSampler, RandomBatchSampler
 from fashion_retrieval.data.synthetic import SyntheticSpec, generate_dataset
+from fashion_retrieval.detection.crops import CropSettings
+from fashion_retrieval.detection.types import Detection
 
 MICRO = SyntheticSpec(
     seed=7, num_products=60, num_bundles=40, product_image_size=(48, 64), bundle_image_size=(64, 96)
@@ -218,3 +220,58 @@ def test_garment_visibility_threshold_is_counted(data_dir, caplog):
     assert all(module.garment_boxes()[(b, p)][1] >= 0.99 for b, p, _ in kept)
     with pytest.raises(ValueError, match="train_queries"):
         make(data_dir, train_queries="crops")
+
+
+class ShiftedTruth:
+    """A fake detector: every ground-truth box shifted right by ``shift`` pixels, plus one box of sky."""
+
+    def __init__(self, boxes: dict, shift: float) -> None:
+        self.label_categories: dict[str, list[str]] = {}
+        self.by_bundle: dict[str, list] = {}
+        for (bundle, _), (box, _) in boxes.items():
+            self.by_bundle.setdefault(bundle, []).append(box)
+        self.shift = shift
+
+    def fingerprint(self) -> str:
+        return f"shifted-{self.shift}"
+
+    def detect(self, images, image_ids):
+        return [
+            [
+                Detection((x1 + self.shift, y1, x2 + self.shift, y2), 0.9, "top")
+                for x1, y1, x2, y2 in self.by_bundle[i]
+            ]
+            + [Detection((0, 0, 4, 4), 0.9, "top")]
+            for i in image_ids
+        ]
+
+
+def test_detected_crops_that_match_a_garment_are_mixed_in(data_dir, tmp_path, caplog):
+    plain = make(data_dir, train_queries="garments")
+    truth_items = plain.training_bundles()
+    boxes = plain.garment_boxes()
+    settings = CropSettings(min_score=0.5, max_crops=20)
+    # A 1-pixel shift keeps IoU high: every garment gets a second, detected crop; the sky box never matches.
+    near = make(
+        data_dir,
+        train_queries="garments",
+        garment_detector=ShiftedTruth(boxes, 1.0),
+        garment_crops=settings,
+        detection_cache=str(tmp_path / "cache"),
+    )
+    with caplog.at_level(logging.INFO):
+        items = near.training_bundles()
+    assert "detections matched" in caplog.text
+    assert len(items) == 2 * len(truth_items)
+    detected = items[len(truth_items) :]
+    shifted = sorted((t.bundle_path, t.product_labels, t.query_box[0] + 1.0) for t in truth_items)
+    assert sorted((i.bundle_path, i.product_labels, i.query_box[0]) for i in detected) == shifted
+    assert len(list((tmp_path / "cache").glob("*/B_*.json"))) == len(near.train_bundle_ids)
+    # Shifted by far more than the boxes' width: nothing matches, only the ground-truth crops remain.
+    far = make(
+        data_dir,
+        train_queries="garments",
+        garment_detector=ShiftedTruth(boxes, 500.0),
+        garment_crops=settings,
+    )
+    assert len(far.training_bundles()) == len(truth_items)

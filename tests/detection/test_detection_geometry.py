@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from fashion_retrieval.detection.geometry import (
+    box_iou,
     clip_box,
     crop,
+    match_boxes,
     pad_and_clip,
     pad_box,
     pixel_box,
@@ -66,3 +68,33 @@ def test_selection_by_score_area_and_count():
         "bag",
     ]
     assert select_detections(detections, 20, 20, min_score=0.95) == []
+
+
+def reference_matches(found, truth, min_iou):
+    """Every one-to-one assignment is tried; the greedy one is what a by-hand check gives on tiny cases."""
+    pairs, used = [], set()
+    for i, f in enumerate(found):
+        best = max(((box_iou(f, t), j) for j, t in enumerate(truth) if j not in used), default=(0.0, -1))
+        if best[0] >= min_iou:
+            pairs.append((i, best[1]))
+            used.add(best[1])
+    return pairs
+
+
+def test_box_iou_by_hand():
+    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert box_iou((0, 0, 10, 10), (10, 0, 20, 10)) == 0.0
+    assert box_iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0
+
+
+def test_matching_is_one_to_one_and_best_first():
+    truth = [(0, 0, 10, 10), (20, 0, 30, 10)]
+    # Detection 0 overlaps truth 0 a little, detection 1 overlaps it more: 1 gets it, 0 gets nothing.
+    found = [(3, 0, 13, 10), (1, 0, 11, 10), (21, 0, 31, 10), (50, 50, 60, 60)]
+    assert match_boxes(found, truth, 0.5) == [(1, 0), (2, 1)]
+    assert match_boxes(found, truth, 0.95) == []
+    assert match_boxes([], truth) == [] and match_boxes(found, []) == []
+    separated = [(0, 0, 10, 10), (20, 0, 30, 10), (40, 0, 50, 10)]
+    shifted = [(41, 0, 51, 10), (1, 0, 11, 10)]
+    assert sorted(match_boxes(shifted, separated)) == sorted(reference_matches(shifted, separated, 0.5))

@@ -31,6 +31,10 @@ def test_crops_are_flattened_by_bundle_in_score_order() -> None:
     assert queries.boxes[0] == (1.4, 2.6, 8, 9)
     with pytest.raises(ValueError, match=r"b\.jpg: no region"):
         GarmentQueries.from_detections(["a.jpg", "b.jpg"], [detections[0], []])
+    with_whole = GarmentQueries.from_detections(["a.jpg", "b.jpg"], [detections[0], []], whole_image=True)
+    assert with_whole.bundle_rows.tolist() == [0, 0, 0, 1]
+    assert with_whole.labels == ["bottom", "top", "whole", "whole"]
+    assert with_whole.boxes[2] is None and with_whole.scores[2] == 0.0
 
 
 def test_label_mask_restricts_known_labels_only(caplog: pytest.LogCaptureFixture) -> None:
