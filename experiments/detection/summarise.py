@@ -20,7 +20,11 @@ MODES = {
     "yolo_quota": "detected crops, category quotas",
     "yolo_flip": "detected crops, round robin + flip TTA",
     "yolo_nomask": "detected crops, round robin, no category mask",
+    "yolo_whole": "detected crops + whole photo, round robin",
+    "yolo_whole_score": "detected crops + whole photo, score merge",
+    "zones_whole": "body zones + whole photo, round robin",
     "truth": "ground-truth crops (ceiling), round robin",
+    "truth_whole": "ground-truth crops + whole photo, round robin",
 }
 
 
