@@ -72,6 +72,7 @@ def test_every_group_option_composes():
         "sampler",
         "debug",
         "detector",
+        "index",
     )
     for group in groups:
         for option in sorted(p.stem for p in (config_dir() / group).glob("*.yaml")):

@@ -108,6 +108,9 @@ def test_validate_through_each_detector(tiny_run):
         )
         scores[detector] = json.loads((out / "metrics.json").read_text())
     assert scores["none"]["val_none/recall@15"] == pytest.approx(trained["val/recall@15"], abs=1e-6)
+    by_section = [key for key in scores["none"] if key.startswith("val_none/section/")]
+    by_category = [key for key in scores["none"] if key.startswith("val_none/category/")]
+    assert by_section and by_category, "validate breaks the metrics down by section and category"
     for detector in ("zones", "truth"):
         assert 0.0 <= scores[detector][f"val_{detector}/recall@15"] <= 1.0
     cache = workdir / "outputs/detection_cache"

@@ -10,19 +10,22 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from fashion_retrieval.index.export import export_catalogue
+from fashion_retrieval.index.factory import IndexSpec
 from fashion_retrieval.models.inference import embed_loader
 
 log = logging.getLogger(__name__)
 
 
 class EmbeddingExporter(Callback):
-    """Writes ``catalogue_embeddings.npz`` and the FAISS index with its id map into ``output_dir``.
+    """Writes ``catalogue_embeddings.npz`` and the FAISS index (``spec``; default flat) with its id map into
+    ``output_dir``.
 
     The module is left holding the best checkpoint's weights, which is what every later stage uses.
     """
 
-    def __init__(self, output_dir: str) -> None:
+    def __init__(self, output_dir: str, spec: IndexSpec | None = None) -> None:
         self.output_dir = Path(output_dir)
+        self.spec = spec
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.fast_dev_run:
@@ -39,5 +42,5 @@ class EmbeddingExporter(Callback):
         pl_module.eval()
         embeddings = embed_loader(pl_module, datamodule.gallery_dataloader(), pl_module.device)
         ids = datamodule.gallery_ids
-        export_catalogue(self.output_dir, embeddings, ids, best or None)
+        export_catalogue(self.output_dir, embeddings, ids, best or None, self.spec)
         log.info("export: %d catalogue embeddings and their index written to %s", len(ids), self.output_dir)

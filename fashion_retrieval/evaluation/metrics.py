@@ -1,25 +1,34 @@
 """Batched retrieval metrics over top-k index arrays.
 
 Everything works on a ``(Q, K)`` array of retrieved gallery indices and a CSR ground truth, so memory is
-``O(Q * K + P)`` and never a query x gallery matrix.
+``O(Q * K + P)`` and never a query x gallery matrix. Definitions and conventions: ``docs/metrics.md``.
 
-Definitions, for a query ``q`` with ``R_q`` relevant items and ``h_q(k)`` distinct relevant items among its
-first ``k`` retrieved entries (``-1`` padding never counts, a repeated index counts once, at its first rank):
+For a query ``q`` with ``R_q`` relevant items, ``rel_q(i)`` is 1 when rank ``i`` (1-based column) holds a
+relevant item for the first time in the row (``-1`` padding never counts, a repeated index counts once, at
+its first rank) and ``h_q(k) = sum_{i <= k} rel_q(i)``:
 
 * ``recall@k`` -- the challenge metric, micro-averaged: ``sum_q h_q(k) / sum_q R_q``.
 * ``per_query_recall@k`` -- macro: ``mean_q h_q(k) / R_q`` (not divided by ``min(k, R_q)``, so it is
   below 1 whenever ``R_q > k``; the same definition as ``torchmetrics`` ``retrieval_recall``).
-* ``hit_rate@k`` -- CMC@k: share of queries with ``h_q(k) >= 1``.
+* ``hit_rate@k`` -- CMC@k (this is the only CMC we report): share of queries with ``h_q(k) >= 1``.
 * ``precision@k`` -- ``mean_q h_q(k) / k`` (padding and duplicates count as misses).
 * ``map@k`` -- ``mean_q (1 / min(k, R_q)) * sum_{i <= k} rel_q(i) * h_q(i) / i``.
+* ``ndcg@k`` -- binary gains: ``mean_q DCG_q(k) / IDCG_q(k)`` with ``DCG_q(k) = sum_{i <= k} rel_q(i) /
+  log2(i + 1)`` and the ideal ``IDCG_q(k) = sum_{i <= min(k, R_q)} 1 / log2(i + 1)`` (all of the first
+  ``min(k, R_q)`` ranks relevant), so a query is 1 exactly when its first ``min(k, R_q)`` ranks all hit.
 
 Macro metrics average only over queries with ``R_q > 0``; those without truth are counted in
 ``num_queries_without_truth``. A metric with nothing to average is ``nan``.
+
+Breakdowns (``metrics_by_group``): by a label per query (e.g. section), each group is the metrics of its
+queries; by a label per gallery item (e.g. product category), group ``c`` keeps only the (query, item)
+pairs whose item is in ``c`` -- as if every other item were irrelevant -- and the queries with at least
+one such pair, so ``recall@k`` of ``c`` is hits on ``c``'s pairs over ``c``'s pairs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,8 +36,10 @@ import numpy.typing as npt
 
 __all__ = [
     "GroundTruth",
+    "flatten_groups",
     "grouped_retrieval_metrics",
     "hit_matrix",
+    "metrics_by_group",
     "metrics_from_hits",
     "retrieval_metrics",
 ]
@@ -166,6 +177,10 @@ def metrics_from_hits(
     total_relevant = int(relevant.sum())
     cum_hits = np.cumsum(hit, axis=1, dtype=np.int64)
     hit_eval, cum_eval, rel_eval = hit[has_truth], cum_hits[has_truth], relevant[has_truth]
+    # Rank i (1-based) is discounted by 1 / log2(i + 1); cumulative sums give DCG and ideal DCG at every k.
+    discount = 1.0 / np.log2(np.arange(2, hit.shape[1] + 2, dtype=np.float64))
+    cum_dcg = np.cumsum(hit_eval * discount, axis=1)
+    cum_ideal = np.cumsum(discount)
 
     out: dict[str, float] = {}
     for k in ks:
@@ -178,6 +193,7 @@ def metrics_from_hits(
         out[f"hit_rate@{k}"] = _mean(found_eval > 0)
         out[f"precision@{k}"] = _mean(found_eval / k)
         out[f"map@{k}"] = _mean(average_precision)
+        out[f"ndcg@{k}"] = _mean(cum_dcg[:, k - 1] / cum_ideal[np.minimum(k, rel_eval) - 1])
     out["num_queries"] = float(hit.shape[0])
     out["num_queries_without_truth"] = float(hit.shape[0] - num_eval)
     return out
@@ -188,29 +204,86 @@ def retrieval_metrics(
 ) -> dict[str, float]:
     """Metrics of ``(Q, K)`` retrieved indices against ``gt`` (definitions in the module docstring).
 
-    Keys: ``recall@k``, ``per_query_recall@k``, ``hit_rate@k``, ``precision@k``, ``map@k`` for each ``k``,
-    then ``num_queries`` and ``num_queries_without_truth``. Raises ``ValueError`` if some ``k`` exceeds ``K``.
+    Keys: ``recall@k``, ``per_query_recall@k``, ``hit_rate@k``, ``precision@k``, ``map@k``, ``ndcg@k`` for
+    each ``k``, then ``num_queries`` and ``num_queries_without_truth``. Raises ``ValueError`` if some ``k``
+    exceeds ``K``.
     """
     return metrics_from_hits(hit_matrix(topk, gt), gt.num_relevant, ks)
+
+
+def metrics_by_group(
+    topk: npt.ArrayLike,
+    gt: GroundTruth,
+    *,
+    query_groups: npt.ArrayLike | None = None,
+    item_groups: npt.ArrayLike | None = None,
+    ks: Iterable[int] = DEFAULT_KS,
+) -> dict[Hashable, dict[str, float]]:
+    """``retrieval_metrics`` per group, ``{label: {metric: value}}`` with labels in sorted order.
+
+    Give exactly one of:
+
+    * ``query_groups``: ``(Q,)`` sortable label per query (e.g. section); a group is the metrics of its
+      queries, queries without truth included in ``num_queries_without_truth``.
+    * ``item_groups``: ``(G,)`` sortable label per gallery item (e.g. product category), ``G`` above every
+      index in ``gt``; a pair belongs to its item's group. Group ``c`` scores only ``c``'s pairs (items
+      outside ``c`` count as irrelevant) over the queries with at least one of them, so its ``recall@k`` is
+      hits on ``c``'s pairs / ``c``'s pairs. Labels without a pair are left out.
+
+    ``topk``: ``(Q, K)`` integer gallery indices, ``-1`` for padding.
+    """
+    if (query_groups is None) == (item_groups is None):
+        raise ValueError("metrics_by_group needs exactly one of query_groups and item_groups")
+    hits = hit_matrix(topk, gt)
+    ks = _check_ks(ks, hits.shape[1])
+    if query_groups is not None:
+        labels = np.asarray(query_groups)
+        if labels.shape != (hits.shape[0],):
+            raise ValueError(f"query_groups must have shape ({hits.shape[0]},), got {labels.shape}")
+        unique, codes = np.unique(labels, return_inverse=True)
+        num_relevant = gt.num_relevant
+        by_query: dict[Hashable, dict[str, float]] = {}
+        for code, label in enumerate(unique):
+            rows = codes == code
+            by_query[_plain(label)] = metrics_from_hits(hits[rows], num_relevant[rows], ks)
+        return by_query
+
+    labels = np.asarray(item_groups)
+    if labels.ndim != 1 or labels.size <= _max_or(gt.items, -1):
+        raise ValueError(
+            f"item_groups must be 1-D with an entry for every gallery index in the truth "
+            f"(> {_max_or(gt.items, -1)}), got shape {labels.shape}"
+        )
+    unique, codes = np.unique(labels, return_inverse=True)
+    pair_code = codes[gt.items]
+    query_of_pair = _query_of_item(gt.offsets)
+    # A hit is a relevant item, so its group is its pair's group; -1 marks the columns that are not hits.
+    hit_code = np.full(hits.shape, -1, dtype=np.int64)
+    hit_code[hits] = codes[np.asarray(topk, dtype=np.int64)[hits]]
+    result: dict[Hashable, dict[str, float]] = {}
+    for code in np.unique(pair_code):
+        relevant = np.bincount(query_of_pair[pair_code == code], minlength=gt.num_queries)
+        rows = relevant > 0
+        result[_plain(unique[code])] = metrics_from_hits(hit_code[rows] == code, relevant[rows], ks)
+    return result
 
 
 def grouped_retrieval_metrics(
     topk: npt.ArrayLike, gt: GroundTruth, groups: npt.ArrayLike, ks: Iterable[int] = DEFAULT_KS
 ) -> dict[Hashable, dict[str, float]]:
-    """``retrieval_metrics`` per group label; ``groups``: ``(Q,)`` sortable labels, keys in sorted order."""
-    labels = np.asarray(groups)
-    hits = hit_matrix(topk, gt)
-    if labels.shape != (hits.shape[0],):
-        raise ValueError(f"groups must have shape ({hits.shape[0]},), got {labels.shape}")
-    ks = _check_ks(ks, hits.shape[1])
-    unique, inverse = np.unique(labels, return_inverse=True)
-    num_relevant = gt.num_relevant
-    result: dict[Hashable, dict[str, float]] = {}
-    for code, label in enumerate(unique):
-        rows = inverse == code
-        key = label.item() if isinstance(label, np.generic) else label
-        result[key] = metrics_from_hits(hits[rows], num_relevant[rows], ks)
-    return result
+    """``retrieval_metrics`` per query label: ``metrics_by_group(topk, gt, query_groups=groups, ks=ks)``."""
+    return metrics_by_group(topk, gt, query_groups=groups, ks=ks)
+
+
+def flatten_groups(
+    grouped: Mapping[Hashable, Mapping[str, float]], prefix: str, metrics: Iterable[str]
+) -> dict[str, float]:
+    """``{f"{prefix}/{label}/{metric}": value}`` for the chosen ``metrics`` of each group, e.g.
+    ``val_none/category/TROUSERS/recall@15``: the flat keys of ``metrics.json`` and the loggers."""
+    names = list(metrics)
+    return {
+        f"{prefix}/{label}/{name}": float(values[name]) for label, values in grouped.items() for name in names
+    }
 
 
 def _check_topk(topk: npt.ArrayLike, gt: GroundTruth) -> np.ndarray:
@@ -280,6 +353,11 @@ def _max_or(values: np.ndarray, default: int) -> int:
 
 def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator) / float(denominator) if denominator else float("nan")
+
+
+def _plain(label: object) -> Hashable:
+    # numpy scalars become Python ones, so keys compare, print and serialise like the caller's labels.
+    return label.item() if isinstance(label, np.generic) else label
 
 
 def _mean(values: np.ndarray) -> float:

@@ -1,9 +1,11 @@
-"""Exact inner-product FAISS index over L2-normalised embeddings, with string ids and atomic save/load."""
+"""Inner-product FAISS index (flat, IVF, IVF-PQ or HNSW) over L2-normalised embeddings, with string ids and
+atomic save/load."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -13,23 +15,38 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from fashion_retrieval.index.factory import (
+    FlatSpec,
+    IndexSpec,
+    create_index,
+    faiss,
+    spec_from_metadata,
+    to_device,
+)
 from fashion_retrieval.io import atomic_open, atomic_path
 
-try:
-    import faiss
-except ImportError as error:  # faiss comes from an extra: two builds provide the same module
-    raise ImportError(
-        "FAISS is not installed: pip install 'fashion-retrieval[cpu]' (faiss-cpu) or "
-        "'fashion-retrieval[gpu]' (faiss-gpu)"
-    ) from error
-
-__all__ = ["IDS_FILE", "INDEX_FILE", "META_FILE", "PAD_SCORE", "EmbeddingIndex", "check_ids", "check_matrix"]
+__all__ = [
+    "IDS_FILE",
+    "INDEX_FILE",
+    "META_FILE",
+    "PAD_SCORE",
+    "EmbeddingIndex",
+    "IndexMismatchError",
+    "check_ids",
+    "check_matrix",
+]
 
 INDEX_FILE = "index.faiss"
 IDS_FILE = "index_ids.json"
 META_FILE = "index_meta.json"
 # FAISS fills missing neighbours of an inner-product search with -FLT_MAX and label -1; we pad the same way.
 PAD_SCORE = float(np.finfo(np.float32).min)
+# FAISS GPU indexes return at most this many neighbours per query (GPU_MAX_SELECTION_K).
+GPU_MAX_K = 2048
+
+
+class IndexMismatchError(ValueError):
+    """A saved index is valid but not the one asked for (another model, dimension or index type)."""
 
 
 def check_matrix(values: npt.ArrayLike, name: str) -> np.ndarray:
@@ -69,26 +86,55 @@ def check_ids(ids: Sequence[str], count: int, name: str = "ids") -> list[str]:
 
 
 class EmbeddingIndex:
-    """Exact (flat) inner-product search over ``(N, D)`` embeddings identified by unique string ids.
+    """Inner-product search over ``(N, D)`` embeddings identified by unique string ids.
 
-    The caller L2-normalises the embeddings and queries, so scores are cosine similarities.
+    The caller L2-normalises the embeddings and queries, so scores are cosine similarities. ``spec`` picks
+    the index type and device; without it the index is exact (flat) and on the CPU.
     """
 
     def __init__(
-        self, embeddings: npt.ArrayLike, ids: Sequence[str], metadata: Mapping[str, Any] | None = None
+        self,
+        embeddings: npt.ArrayLike,
+        ids: Sequence[str],
+        metadata: Mapping[str, Any] | None = None,
+        spec: IndexSpec | None = None,
     ) -> None:
         matrix = check_matrix(embeddings, "embeddings")
         if matrix.shape[0] == 0:
             raise ValueError("embeddings is empty (0 rows); an index needs at least one item")
-        index = faiss.IndexFlatIP(matrix.shape[1])
+        id_list = check_ids(ids, matrix.shape[0])
+        spec = spec or FlatSpec(device="cpu")
+        start = time.perf_counter()
+        sample = spec.training_sample(matrix)
+        cpu_index = create_index(spec, matrix.shape[1])
+        # Train and add where the index will be searched: k-means is what a GPU speeds up most.
+        index = to_device(cpu_index, spec)
+        if len(sample):
+            index.train(sample)
         index.add(matrix)
-        self._init(index, check_ids(ids, matrix.shape[0]), dict(metadata or {}))
+        build_seconds = time.perf_counter() - start
+        self._init(index, index is not cpu_index, id_list, dict(metadata or {}), spec)
+        self.build_seconds = build_seconds
+        self.num_trained = len(sample)
 
-    def _init(self, index: faiss.Index, ids: list[str], metadata: dict[str, Any]) -> None:
+    def _init(
+        self, index: faiss.Index, on_gpu: bool, ids: list[str], metadata: dict[str, Any], spec: IndexSpec
+    ) -> None:
         self._index = index
+        self.on_gpu = on_gpu
+        self._cpu_copy: faiss.Index | None = None
         self._ids = ids
         self._id_array = np.asarray(ids, dtype=object)
         self.metadata = metadata
+        self.spec = spec
+
+    def _cpu_index(self) -> faiss.Index:
+        """The index on the CPU (a copy, made once, when it lives on GPUs)."""
+        if not self.on_gpu:
+            return self._index
+        if self._cpu_copy is None:
+            self._cpu_copy = faiss.index_gpu_to_cpu(self._index)
+        return self._cpu_copy
 
     @property
     def ids(self) -> list[str]:
@@ -104,7 +150,7 @@ class EmbeddingIndex:
         return int(self._index.ntotal)
 
     def __repr__(self) -> str:
-        return f"EmbeddingIndex(num_items={len(self)}, dim={self.dim})"
+        return f"EmbeddingIndex(num_items={len(self)}, dim={self.dim}, type={self.spec.index_type})"
 
     def search(self, queries: npt.ArrayLike, k: int, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` by inner product: ``(Q, k) float32`` scores (descending) and ``(Q, k) int64`` indices.
@@ -124,9 +170,12 @@ class EmbeddingIndex:
         scores = np.full((num_queries, k), PAD_SCORE, dtype=np.float32)
         indices = np.full((num_queries, k), -1, dtype=np.int64)
         searched = min(int(k), len(self))
+        # Deeper searches than a GPU can select (section filtering may ask for the whole catalogue) run on
+        # the CPU.
+        index = self._cpu_index() if searched > GPU_MAX_K else self._index
         for start in range(0, num_queries, batch_size):
             stop = min(start + batch_size, num_queries)
-            batch_scores, batch_indices = self._index.search(matrix[start:stop], searched)
+            batch_scores, batch_indices = index.search(matrix[start:stop], searched)
             scores[start:stop, :searched] = batch_scores
             indices[start:stop, :searched] = batch_indices
         return scores, indices
@@ -137,17 +186,22 @@ class EmbeddingIndex:
         return [self._id_array[row[row >= 0]].tolist() for row in indices]
 
     def save(self, directory: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> None:
-        """Write ``index.faiss``, ``index_ids.json``, ``index_meta.json`` into ``directory``, each atomically.
+        """Write ``index.faiss`` (a CPU index), ``index_ids.json``, ``index_meta.json`` into ``directory``.
 
-        ``metadata`` (JSON-serialisable, e.g. a checkpoint hash) is stored under ``"metadata"``; it defaults
-        to ``self.metadata``.
+        Each file is written atomically, the meta last; an interrupted save leaves the previous files in
+        place. ``metadata`` (JSON-serialisable, e.g. a checkpoint hash) is stored under ``"metadata"``; it
+        defaults to ``self.metadata``.
         """
         target = Path(directory)
         meta = {
             "dim": self.dim,
             "metric": "inner_product",
-            "index_type": "flat",
+            "index_type": self.spec.index_type,
+            "index_params": self.spec.params(),
             "num_items": len(self),
+            "num_trained": self.num_trained,
+            "build_seconds": round(self.build_seconds, 3),
+            "faiss_version": faiss.__version__,
             "created_at": datetime.now(timezone.utc).isoformat(),
             "metadata": dict(self.metadata if metadata is None else metadata),
         }
@@ -157,19 +211,31 @@ class EmbeddingIndex:
         except (TypeError, ValueError) as error:
             raise ValueError(f"index metadata must be JSON-serialisable: {error}") from error
         target.mkdir(parents=True, exist_ok=True)
-        # Drop the old meta first: while the other files are replaced, a reader sees "missing meta", never a
-        # meta that describes a different index; the new meta lands only after both other files are complete.
-        (target / META_FILE).unlink(missing_ok=True)
-        with atomic_path(target / INDEX_FILE) as tmp:
-            faiss.write_index(self._index, str(tmp))
-        with atomic_open(target / IDS_FILE, "w", encoding="utf-8") as handle:
-            json.dump(self._ids, handle)
+        # Both files are complete before either replaces its predecessor, so a failure while writing leaves
+        # the previous index whole. The meta is dropped just before the renames (a reader then sees "missing
+        # meta", never a meta that describes other files) and lands last.
+        with atomic_path(target / INDEX_FILE) as tmp_index:
+            faiss.write_index(self._cpu_index(), str(tmp_index))
+            with atomic_path(target / IDS_FILE) as tmp_ids:
+                tmp_ids.write_text(json.dumps(self._ids), encoding="utf-8")
+                (target / META_FILE).unlink(missing_ok=True)
         with atomic_open(target / META_FILE, "w", encoding="utf-8") as handle:
             handle.write(meta_text + "\n")
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], expected_dim: int | None = None) -> EmbeddingIndex:
-        """Read an index written by ``save``; ValueError/FileNotFoundError name the offending file."""
+    def load(
+        cls,
+        directory: str | os.PathLike[str],
+        expected_dim: int | None = None,
+        expected_checkpoint_sha256: str | None = None,
+        spec: IndexSpec | None = None,
+    ) -> EmbeddingIndex:
+        """Read an index written by ``save``; ValueError/FileNotFoundError name the offending file.
+
+        ``expected_*`` and ``spec`` (same type and build parameters; its search-time parameters and device
+        are applied) raise ``IndexMismatchError`` for an index built by another model, with another
+        dimension or another index type. Without ``spec`` the saved one is used, on the CPU.
+        """
         source = Path(directory)
         for name in (META_FILE, INDEX_FILE, IDS_FILE):
             if not (source / name).is_file():
@@ -183,13 +249,14 @@ class EmbeddingIndex:
         for field in ("dim", "metric", "index_type", "num_items"):
             if field not in meta:
                 raise ValueError(f"{source / META_FILE} lacks the field {field!r}")
-        if meta["metric"] != "inner_product" or meta["index_type"] != "flat":
-            raise ValueError(
-                f"{source / META_FILE} describes a {meta['index_type']!r} {meta['metric']!r} index; "
-                "only a flat inner_product index is supported"
-            )
+        if meta["metric"] != "inner_product":
+            raise ValueError(f"{source / META_FILE} describes a {meta['metric']!r} index, not inner_product")
+        # Indexes saved before index types existed are flat and record no parameters.
+        saved = spec_from_metadata(meta["index_type"], meta.get("index_params") or {}, device="cpu")
+        user_meta = meta.get("metadata") or {}
+        _check_expected(source, meta, saved, user_meta, expected_dim, expected_checkpoint_sha256, spec)
         try:
-            index = faiss.read_index(str(source / INDEX_FILE))
+            cpu_index = faiss.read_index(str(source / INDEX_FILE))
         except RuntimeError as error:
             raise ValueError(f"cannot read FAISS index {source / INDEX_FILE}: {error}") from error
         ids = _read_json(source / IDS_FILE)
@@ -197,25 +264,53 @@ class EmbeddingIndex:
             raise ValueError(  # noqa: TRY004
                 f"{source / IDS_FILE} must hold a JSON list of ids, got {type(ids).__name__}"
             )
-        if len(ids) != index.ntotal:
+        if len(ids) != cpu_index.ntotal:
             raise ValueError(
                 f"{source / IDS_FILE} has {len(ids)} ids but {source / INDEX_FILE} "
-                f"holds {index.ntotal} vectors"
+                f"holds {cpu_index.ntotal} vectors"
             )
-        if meta["num_items"] != index.ntotal or meta["dim"] != index.d:
+        if meta["num_items"] != cpu_index.ntotal or meta["dim"] != cpu_index.d:
             raise ValueError(
                 f"{source / META_FILE} says {meta['num_items']} items of dimension {meta['dim']} but "
-                f"{source / INDEX_FILE} holds {index.ntotal} of dimension {index.d}"
+                f"{source / INDEX_FILE} holds {cpu_index.ntotal} of dimension {cpu_index.d}"
             )
-        if expected_dim is not None and index.d != expected_dim:
-            raise ValueError(
-                f"index in {source} has dimension {index.d} but dimension {expected_dim} was expected"
-            )
+        spec = spec or saved
+        spec.configure(cpu_index)
+        index = to_device(cpu_index, spec)
         loaded = cls.__new__(cls)
-        loaded._init(
-            index, check_ids(ids, int(index.ntotal), name=str(source / IDS_FILE)), meta.get("metadata") or {}
-        )
+        checked_ids = check_ids(ids, int(cpu_index.ntotal), name=str(source / IDS_FILE))
+        loaded._init(index, index is not cpu_index, checked_ids, user_meta, spec)
+        loaded.build_seconds = float(meta.get("build_seconds", 0.0))
+        loaded.num_trained = int(meta.get("num_trained", 0))
         return loaded
+
+
+def _check_expected(
+    source: Path,
+    meta: dict[str, Any],
+    saved: IndexSpec,
+    user_meta: dict[str, Any],
+    expected_dim: int | None,
+    expected_checkpoint_sha256: str | None,
+    spec: IndexSpec | None,
+) -> None:
+    """IndexMismatchError naming ``source``, what it holds and what was expected, at the first difference."""
+    if expected_dim is not None and meta["dim"] != expected_dim:
+        raise IndexMismatchError(
+            f"index in {source} has dimension {meta['dim']} but dimension {expected_dim} was expected"
+        )
+    recorded = user_meta.get("checkpoint_sha256")
+    if expected_checkpoint_sha256 is not None and recorded != expected_checkpoint_sha256:
+        raise IndexMismatchError(
+            f"index in {source} was built from checkpoint {user_meta.get('checkpoint')} (sha256 {recorded}), "
+            f"not from the expected one (sha256 {expected_checkpoint_sha256})"
+        )
+    expected = None if spec is None else (spec.index_type, spec.build_params())
+    if expected is not None and expected != (saved.index_type, saved.build_params()):
+        raise IndexMismatchError(
+            f"index in {source} is {saved.index_type} {saved.build_params()}, but "
+            f"{spec.index_type} {spec.build_params()} was expected"
+        )
 
 
 def _read_json(path: Path) -> Any:

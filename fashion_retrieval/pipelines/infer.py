@@ -3,16 +3,16 @@ write submission.csv."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_retrieval.data.datamodule import ChallengeDataModule
 from fashion_retrieval.evaluation.submission import write_submission
-from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.index.faiss_index import META_FILE, EmbeddingIndex, IndexMismatchError
 from fashion_retrieval.io import file_digest
 from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.models.encoder import ImageEncoder
@@ -27,16 +27,21 @@ log = logging.getLogger(__name__)
 def load_or_build_index(
     cfg: DictConfig, encoder: ImageEncoder, datamodule: ChallengeDataModule, checkpoint: Path
 ) -> EmbeddingIndex:
-    """Reuse ``index.dir`` when it was built from this very checkpoint, else build it."""
+    """Reuse ``index.dir`` when it holds the configured index type built from this very checkpoint, else
+    build it."""
     index_dir = Path(cfg.index.dir)
-    meta_path = index_dir / "index_meta.json"
-    if meta_path.is_file():
-        recorded = json.loads(meta_path.read_text()).get("metadata", {}).get("checkpoint_sha256")
-        if recorded == file_digest(checkpoint):
+    spec = instantiate(cfg.index.spec)
+    if (index_dir / META_FILE).is_file():
+        try:
+            index = EmbeddingIndex.load(
+                index_dir, expected_checkpoint_sha256=file_digest(checkpoint), spec=spec
+            )
+        except IndexMismatchError as error:
+            log.info("infer: %s; rebuilding", error)
+        else:
             log.info("infer: reusing index %s", index_dir)
-            return EmbeddingIndex.load(index_dir)
-        log.info("infer: %s was built from another checkpoint; rebuilding", index_dir)
-    return build_index(encoder, datamodule, checkpoint, index_dir)
+            return index
+    return build_index(encoder, datamodule, checkpoint, index_dir, spec)
 
 
 def infer(cfg: DictConfig, context: RunContext) -> dict[str, float]:

@@ -1,13 +1,23 @@
 """``validate``: score the validation bundles with ``ckpt_path`` through the configured detector and slot
-merging (``detector=none|zones|yolo|truth``, ``retrieval.merge=...``), without training."""
+merging (``detector=none|zones|yolo|truth``, ``retrieval.merge=...``), without training.
+
+Besides the overall metrics, ``recall@k`` and ``map@k`` (``k = retrieval.k``) per query section and per
+product category: ``val_<name>/section/<section>/recall@15``, ``val_<name>/category/<category>/map@15``
+(definitions in ``docs/metrics.md``)."""
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 from omegaconf import DictConfig
 
-from fashion_retrieval.evaluation.metrics import GroundTruth, retrieval_metrics
+from fashion_retrieval.evaluation.metrics import (
+    GroundTruth,
+    flatten_groups,
+    metrics_by_group,
+    retrieval_metrics,
+)
 from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.pipelines.bundle_search import search_bundles
 from fashion_retrieval.pipelines.context import RunContext
@@ -27,7 +37,8 @@ def validate(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         cfg, encoder, datamodule, index, "val", datamodule.gallery_section_array()
     )
     assert queries.truth is not None
-    metrics = retrieval_metrics(ranked, GroundTruth.from_lists(queries.truth), list(cfg.retrieval.ks))
+    truth = GroundTruth.from_lists(queries.truth)
+    metrics = retrieval_metrics(ranked, truth, list(cfg.retrieval.ks))
     name = cfg.validate.name
     result = {
         f"val_{name}/{metric}": float(value)
@@ -35,4 +46,12 @@ def validate(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         if not metric.startswith("per_query_")
     }
     log.info("validate (%s): %s", name, {key: round(value, 4) for key, value in result.items()})
+    k = int(cfg.retrieval.k)
+    categories = np.asarray(datamodule.cat.products["product_description"])
+    for breakdown, groups in (
+        ("section", {"query_groups": np.asarray(queries.sections)}),
+        ("category", {"item_groups": categories}),
+    ):
+        grouped = metrics_by_group(ranked, truth, ks=[k], **groups)
+        result.update(flatten_groups(grouped, f"val_{name}/{breakdown}", [f"recall@{k}", f"map@{k}"]))
     return result

@@ -7,8 +7,10 @@ import pytest
 
 from fashion_retrieval.evaluation.metrics import (
     GroundTruth,
+    flatten_groups,
     grouped_retrieval_metrics,
     hit_matrix,
+    metrics_by_group,
     metrics_from_hits,
     retrieval_metrics,
 )
@@ -52,8 +54,28 @@ def reference_metrics(topk: list[list[int]], truth: list[list[int]], ks: list[in
                     total += found / (rank + 1)
             aps.append(total / min(k, len(truth[q])))
         out[f"map@{k}"] = mean(aps)
+        ndcgs = []
+        for q in evaluated:
+            dcg = sum(1 / math.log2(rank + 2) for rank in range(k) if hits[q][rank])
+            ideal = sum(1 / math.log2(rank + 2) for rank in range(min(k, len(truth[q]))))
+            ndcgs.append(dcg / ideal)
+        out[f"ndcg@{k}"] = mean(ndcgs)
     out["num_queries"] = float(len(truth))
     out["num_queries_without_truth"] = float(len(truth) - len(evaluated))
+    return out
+
+
+def reference_category_metrics(
+    topk: list[list[int]], truth: list[list[int]], category: list[str], ks: list[int]
+) -> dict[str, dict[str, float]]:
+    """Category ``c``: the queries with a ``c`` pair, their truth cut to ``c`` and every other item masked to
+    padding, scored by ``reference_metrics``."""
+    out = {}
+    for c in sorted({category[item] for row in truth for item in row}):
+        rows = [q for q in range(len(truth)) if any(category[item] == c for item in truth[q])]
+        masked = [[idx if idx >= 0 and category[idx] == c else -1 for idx in topk[q]] for q in rows]
+        kept = [[item for item in truth[q] if category[item] == c] for q in rows]
+        out[c] = reference_metrics(masked, kept, ks)
     return out
 
 
@@ -207,17 +229,90 @@ def test_ground_truth_constructors_and_select() -> None:
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_grouped_metrics_match_reference_per_group(seed: int) -> None:
+def test_query_group_metrics_match_reference_per_group(seed: int) -> None:
+    """Per section: each group is the reference metrics of its queries (with and without truth)."""
     rng = np.random.default_rng(seed)
     topk, truth = random_case(rng, 60, 10, 40)
-    groups = rng.choice(np.array(["bottom", "shoes", "top"]), size=60)
-    result = grouped_retrieval_metrics(np.asarray(topk), GroundTruth.from_lists(truth), groups, ks=(1, 10))
+    groups = rng.choice(np.array([3, 1, 2]), size=60)
+    gt = GroundTruth.from_lists(truth)
+    result = metrics_by_group(np.asarray(topk), gt, query_groups=groups, ks=(1, 10))
     assert list(result) == sorted(set(groups.tolist()))
     for label, metrics in result.items():
         rows = [q for q in range(60) if groups[q] == label]
         expected = reference_metrics([topk[q] for q in rows], [truth[q] for q in rows], [1, 10])
         assert_metrics_close(metrics, expected)
-    assert all(isinstance(label, str) for label in result)
+    assert all(type(label) is int for label in result)
+    assert grouped_retrieval_metrics(np.asarray(topk), gt, groups, ks=(1, 10)) == result
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_item_group_metrics_match_reference_per_category(seed: int) -> None:
+    """Per category: every metric against the masked reference, and recall against its literal definition,
+    hits on the category's (query, item) pairs over its pairs, counted pair by pair."""
+    rng = np.random.default_rng(100 + seed)
+    gallery, width = 40, 10
+    topk, truth = random_case(rng, 80, width, gallery)
+    # One category has no pair at all: it must not appear.
+    category = [str(c) for c in rng.choice(np.array(["SHIRT", "TROUSERS", "BAG"]), size=gallery)]
+    category[-1] = "UNUSED"
+    truth = [[item for item in row if item != gallery - 1] for row in truth]
+    result = metrics_by_group(
+        np.asarray(topk), GroundTruth.from_lists(truth), item_groups=category, ks=(1, 5, 10)
+    )
+    expected = reference_category_metrics(topk, truth, category, [1, 5, 10])
+    assert list(result) == list(expected) and "UNUSED" not in result
+    for label in expected:
+        assert_metrics_close(result[label], expected[label])
+        pairs = [(q, item) for q in range(len(truth)) for item in truth[q] if category[item] == label]
+        found = sum(1 for q, item in pairs if item in topk[q][:5])
+        assert result[label]["recall@5"] == pytest.approx(found / len(pairs), abs=1e-12)
+
+
+def test_item_groups_hand_made() -> None:
+    # Query 0 wants a shirt (1) and trousers (2, 3); query 1 only trousers (3); query 2 nothing.
+    category = np.array(["SHIRT", "SHIRT", "TROUSERS", "TROUSERS"])
+    gt = GroundTruth.from_lists([[1, 2, 3], [3], []])
+    topk = np.array([[2, 0, 1], [0, 3, -1], [1, 2, 3]])
+    result = metrics_by_group(topk, gt, item_groups=category, ks=(1, 3))
+    assert result["SHIRT"]["recall@3"] == 1.0 and result["SHIRT"]["num_queries"] == 1.0
+    assert result["SHIRT"]["map@3"] == pytest.approx(1 / 3)
+    assert result["TROUSERS"]["recall@1"] == pytest.approx(1 / 3)  # one of its three pairs at rank 1
+    assert result["TROUSERS"]["recall@3"] == pytest.approx(2 / 3)
+    assert result["TROUSERS"]["map@3"] == pytest.approx((1 / 2 + 1 / 2) / 2)
+    assert result["TROUSERS"]["num_queries"] == 2.0
+
+
+def test_flatten_groups_keys() -> None:
+    grouped = {
+        "TROUSERS": {"recall@15": 0.5, "map@15": 0.25, "num_queries": 3.0},
+        2: {"recall@15": 1.0, "map@15": 1.0},
+    }
+    assert flatten_groups(grouped, "val_none/category", ["recall@15", "map@15"]) == {
+        "val_none/category/TROUSERS/recall@15": 0.5,
+        "val_none/category/TROUSERS/map@15": 0.25,
+        "val_none/category/2/recall@15": 1.0,
+        "val_none/category/2/map@15": 1.0,
+    }
+
+
+def test_metrics_by_group_argument_checks() -> None:
+    topk, gt = np.zeros((2, 3), dtype=np.int64), GroundTruth.from_lists([[0], [4]])
+    with pytest.raises(ValueError, match="exactly one of"):
+        metrics_by_group(topk, gt, ks=(1,))
+    with pytest.raises(ValueError, match="exactly one of"):
+        metrics_by_group(topk, gt, query_groups=[0, 1], item_groups=list(range(5)), ks=(1,))
+    with pytest.raises(ValueError, match=r"item_groups must be 1-D .* \(> 4\), got shape \(4,\)"):
+        metrics_by_group(topk, gt, item_groups=list(range(4)), ks=(1,))
+
+
+def test_ndcg_hand_made() -> None:
+    # R = 3 > k = 2: the ideal fills both ranks, so hits at ranks 1 and 2 give exactly 1.
+    gt = GroundTruth.from_lists([[0, 1, 2], [5]])
+    topk = np.array([[0, 1, 9], [9, 5, 5]])
+    metrics = retrieval_metrics(topk, gt, ks=(2, 3))
+    assert metrics["ndcg@2"] == pytest.approx((1.0 + 1 / math.log2(3)) / 2)
+    ideal_3 = 1 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert metrics["ndcg@3"] == pytest.approx(((1 + 1 / math.log2(3)) / ideal_3 + 1 / math.log2(3)) / 2)
 
 
 def test_grouped_metrics_rejects_wrong_group_length() -> None:
@@ -232,50 +327,69 @@ def test_metrics_from_hits_shape_checks() -> None:
         metrics_from_hits(np.zeros((2, 3), dtype=bool), np.array([1]), ks=(1,))
 
 
-def test_cross_check_with_torchmetrics() -> None:
+@pytest.mark.parametrize("seed", range(3))
+def test_cross_check_with_torchmetrics(seed: int) -> None:
+    """Every metric against ``torchmetrics.functional.retrieval`` (1.9) on random rows with repeats, padding
+    and queries without truth, to 1e-6.
+
+    torchmetrics scores one query's whole gallery by ``preds``, so each row becomes a full ranking it reads
+    exactly as we read the row: column ``j`` gets score ``K - j``, given to the item there if it is its first
+    occurrence, otherwise to a dummy gallery item that is never relevant (so repeats and padding keep their
+    rank and count as misses, as in ours); every other item scores 0, below rank ``K`` (precision, recall
+    and AP also drop targets with ``preds <= 0``). Conventions that differ, and how they are reconciled:
+
+    * ``retrieval_recall`` is per query (hits / R): our ``per_query_recall``; the challenge's micro recall is
+      ``sum_q R_q * recall_q / sum_q R_q`` of it.
+    * ``retrieval_average_precision`` with ``top_k`` divides by the hits found in the first k, ours by
+      ``min(k, R)``: theirs is rescaled by ``hits / min(k, R)``.
+    * torchmetrics scores a query without truth 0 (nDCG, recall, AP, precision) while we leave it out of the
+      averages: only queries with truth are passed to it.
+    """
     torch = pytest.importorskip("torch")
     retrieval = pytest.importorskip("torchmetrics.functional.retrieval")
 
-    rng = np.random.default_rng(123)
-    gallery, width = 25, 8
-    topk, truth = random_case(rng, 60, width, gallery)
-    for q in range(0, 60, 2):
-        # Every other row distinct and unpadded, relevant items first-ish, so AP is checked on many rows.
-        others = [int(x) for x in rng.permutation(gallery) if int(x) not in truth[q]]
-        topk[q] = [int(x) for x in rng.permutation(truth[q] + others[: width - len(truth[q])])][:width]
+    rng = np.random.default_rng(seed)
+    gallery, width = 30, 12
+    topk, truth = random_case(rng, 80, width, gallery)
     topk_arr = np.asarray(topk)
     gt = GroundTruth.from_lists(truth)
     hits = hit_matrix(topk_arr, gt)
-    evaluated = [q for q in range(len(topk)) if truth[q]]
-    for k in (1, 3, width):
-        recalls, precisions, aps, dense = [], [], [], []
+    evaluated = [q for q in range(len(truth)) if truth[q]]
+    assert len(evaluated) < len(truth), "the case must hold queries without truth"
+
+    def ranking(q: int) -> tuple[torch.Tensor, torch.Tensor]:
+        preds = torch.zeros(gallery + width, dtype=torch.float64)
+        seen: set[int] = set()
+        for col, idx in enumerate(topk[q]):
+            first = idx >= 0 and idx not in seen
+            preds[idx if first else gallery + col] = float(width - col)
+            seen.add(idx)
+        target = torch.zeros(gallery + width, dtype=torch.bool)
+        target[truth[q]] = True
+        return preds, target
+
+    for k in (1, 4, width):
+        theirs: dict[str, list[float]] = {
+            "recall": [],
+            "hit_rate": [],
+            "precision": [],
+            "map": [],
+            "ndcg": [],
+        }
         for q in evaluated:
-            # torchmetrics ranks the whole gallery by score: the distinct items of our first k columns get
-            # decreasing positive scores, everything else 0, which torchmetrics 1.9 never counts as relevant
-            # (it masks target where preds <= 0) -- the same as our -1 padding.
-            firsts: list[int] = []
-            for idx in topk[q][:k]:
-                if idx >= 0 and idx not in firsts:
-                    firsts.append(idx)
-            preds = torch.zeros(gallery, dtype=torch.float64)
-            for rank, idx in enumerate(firsts):
-                preds[idx] = float(len(firsts) - rank)
-            target = torch.zeros(gallery, dtype=torch.bool)
-            target[truth[q]] = True
-            # Both define recall@k as hits / R and precision@k as hits / k (adaptive_k=False).
-            recalls.append(float(retrieval.retrieval_recall(preds, target, top_k=k)))
-            precisions.append(float(retrieval.retrieval_precision(preds, target, top_k=k)))
-            # AP differs twice: torchmetrics divides by the hits found in the top k, we by min(k, R)
-            # (so rescale by hits / min(k, R)); and it ranks the compacted list, while our ranks keep the
-            # columns taken by repeats and padding -- so compare AP only on rows whose first k columns are
-            # distinct and real.
-            if len(firsts) == k:
-                dense.append(q)
-                ap = float(retrieval.retrieval_average_precision(preds, target, top_k=k))
-                aps.append(ap * int(hits[q, :k].sum()) / min(k, len(truth[q])))
+            preds, target = ranking(q)
+            theirs["recall"].append(float(retrieval.retrieval_recall(preds, target, top_k=k)))
+            theirs["hit_rate"].append(float(retrieval.retrieval_hit_rate(preds, target, top_k=k)))
+            theirs["precision"].append(float(retrieval.retrieval_precision(preds, target, top_k=k)))
+            ap = float(retrieval.retrieval_average_precision(preds, target, top_k=k))
+            theirs["map"].append(ap * int(hits[q, :k].sum()) / min(k, len(truth[q])))
+            theirs["ndcg"].append(float(retrieval.retrieval_normalized_dcg(preds, target, top_k=k)))
         ours = retrieval_metrics(topk_arr, gt, ks=(k,))
-        assert ours[f"per_query_recall@{k}"] == pytest.approx(np.mean(recalls), abs=1e-6)
-        assert ours[f"precision@{k}"] == pytest.approx(np.mean(precisions), abs=1e-6)
-        assert len(dense) >= 10
-        ours_dense = retrieval_metrics(topk_arr[dense], gt.select(dense), ks=(k,))
-        assert ours_dense[f"map@{k}"] == pytest.approx(np.mean(aps), abs=1e-6)
+        relevant = np.array([len(truth[q]) for q in evaluated], dtype=np.float64)
+        micro = float(np.dot(theirs["recall"], relevant) / relevant.sum())
+        assert ours[f"recall@{k}"] == pytest.approx(micro, abs=1e-6)
+        assert ours[f"per_query_recall@{k}"] == pytest.approx(np.mean(theirs["recall"]), abs=1e-6)
+        assert ours[f"hit_rate@{k}"] == pytest.approx(np.mean(theirs["hit_rate"]), abs=1e-6)
+        assert ours[f"precision@{k}"] == pytest.approx(np.mean(theirs["precision"]), abs=1e-6)
+        assert ours[f"map@{k}"] == pytest.approx(np.mean(theirs["map"]), abs=1e-6)
+        assert ours[f"ndcg@{k}"] == pytest.approx(np.mean(theirs["ndcg"]), abs=1e-6)
