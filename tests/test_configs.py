@@ -73,6 +73,8 @@ def test_every_group_option_composes():
         "debug",
         "detector",
         "index",
+        "reranker",
+        "dataset",
     )
     for group in groups:
         for option in sorted(p.stem for p in (config_dir() / group).glob("*.yaml")):

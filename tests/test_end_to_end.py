@@ -94,13 +94,18 @@ def test_validate_through_each_detector(tiny_run):
     ckpt = run_dir / "checkpoints/best.ckpt"
     trained = json.loads((run_dir / "metrics.json").read_text())
     scores = {}
-    for detector, merge in (("none", "round_robin"), ("zones", "quota"), ("truth", "score")):
+    for detector, merge, reranker in (
+        ("none", "round_robin", "none"),
+        ("zones", "quota", "original"),
+        ("truth", "score", "none"),
+    ):
         out = workdir / f"validate_{detector}"
         fashion_retrieval(
             "validate",
             "experiment=tiny",
             f"detector={detector}",
             f"retrieval.merge={merge}",
+            f"reranker={reranker}",
             f"ckpt_path={ckpt}",
             f"index.dir={run_dir / 'index'}",
             f"hydra.run.dir={out}",

@@ -52,12 +52,12 @@ class CatalogueError(ValueError):
     """The dataset on disk does not follow the challenge format; the message says where."""
 
 
-def _line(row_index: int) -> int:
+def csv_line(row_index: int) -> int:
     """CSV line number of a 0-based data row (line 1 is the header)."""
     return row_index + 2
 
 
-def _examples(items: Sequence[str], limit: int = 5) -> str:
+def list_examples(items: Sequence[str], limit: int = 5) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f" (and {len(items) - limit} more)" if len(items) > limit else "")
 
@@ -83,14 +83,16 @@ def _check_unique(frame: pd.DataFrame, column: str, path: Path) -> None:
     duplicated = frame[column].duplicated(keep=False)
     if duplicated.any():
         rows = frame.index[duplicated]
-        details = [f"{frame.at[r, column]} (line {_line(r)})" for r in rows]
-        raise CatalogueError(f"{path}: duplicate {column}: {_examples(details)}")
+        details = [f"{frame.at[r, column]} (line {csv_line(r)})" for r in rows]
+        raise CatalogueError(f"{path}: duplicate {column}: {list_examples(details)}")
 
 
-def _check_non_empty(frame: pd.DataFrame, column: str, path: Path) -> None:
+def check_non_empty(frame: pd.DataFrame, column: str, path: Path) -> None:
     empty = frame.index[frame[column] == ""]
     if len(empty):
-        raise CatalogueError(f"{path}: empty {column} on line(s) {_examples([str(_line(r)) for r in empty])}")
+        raise CatalogueError(
+            f"{path}: empty {column} on line(s) {list_examples([str(csv_line(r)) for r in empty])}"
+        )
 
 
 def resolve_image_path(root: Path, url: str, kind: Literal["products", "bundles"], asset_id: str) -> Path:
@@ -105,7 +107,7 @@ def resolve_image_path(root: Path, url: str, kind: Literal["products", "bundles"
     return path if path.is_absolute() else root / path
 
 
-def _image_problem(path: Path, check: ImageCheck) -> str | None:
+def image_problem(path: Path, check: ImageCheck) -> str | None:
     if check == "none":
         return None
     if not path.is_file():
@@ -206,16 +208,18 @@ def load_catalogue(
     train_path, test_path = root / TRAIN_MATCHES_FILE, root / TEST_MATCHES_FILE
 
     products = read_csv(products_path, PRODUCT_COLUMNS)
-    _check_non_empty(products, "product_asset_id", products_path)
+    check_non_empty(products, "product_asset_id", products_path)
     _check_unique(products, "product_asset_id", products_path)
     bundles = read_csv(bundles_path, BUNDLE_COLUMNS)
-    _check_non_empty(bundles, "bundle_asset_id", bundles_path)
+    check_non_empty(bundles, "bundle_asset_id", bundles_path)
     _check_unique(bundles, "bundle_asset_id", bundles_path)
     sections = pd.to_numeric(bundles["bundle_id_section"], errors="coerce")
     bad = bundles.index[sections.isna() | (sections != sections.round())]
     if len(bad):
-        details = [f"line {_line(r)}: {bundles.at[r, 'bundle_id_section']!r}" for r in bad]
-        raise CatalogueError(f"{bundles_path}: bundle_id_section must be an integer: {_examples(details)}")
+        details = [f"line {csv_line(r)}: {bundles.at[r, 'bundle_id_section']!r}" for r in bad]
+        raise CatalogueError(
+            f"{bundles_path}: bundle_id_section must be an integer: {list_examples(details)}"
+        )
     bundles["bundle_id_section"] = sections.astype(int)
 
     train = read_csv(train_path, MATCH_COLUMNS)
@@ -225,11 +229,11 @@ def load_catalogue(
     _check_unique(test, "bundle_asset_id", test_path)
     duplicated_pairs = train.duplicated(keep="first")
     if duplicated_pairs.any():
-        details = [f"line {_line(r)}" for r in train.index[duplicated_pairs]]
-        raise CatalogueError(f"{train_path}: duplicate (bundle, product) rows: {_examples(details)}")
+        details = [f"line {csv_line(r)}" for r in train.index[duplicated_pairs]]
+        raise CatalogueError(f"{train_path}: duplicate (bundle, product) rows: {list_examples(details)}")
     overlap = sorted(set(train["bundle_asset_id"]) & set(test["bundle_asset_id"]))
     if overlap:
-        raise CatalogueError(f"{test_path}: bundles also in {TRAIN_MATCHES_FILE}: {_examples(overlap)}")
+        raise CatalogueError(f"{test_path}: bundles also in {TRAIN_MATCHES_FILE}: {list_examples(overlap)}")
     _check_sections(train, bundles, train_path)
     articles = _read_articles(root / PRODUCT_ARTICLES_FILE, products)
 
@@ -279,13 +283,13 @@ def _read_articles(path: Path, products: pd.DataFrame) -> dict[str, str] | None:
     if not path.is_file():
         return None
     frame = read_csv(path, ARTICLE_COLUMNS)
-    _check_non_empty(frame, "product_asset_id", path)
-    _check_non_empty(frame, "article_id", path)
+    check_non_empty(frame, "product_asset_id", path)
+    check_non_empty(frame, "article_id", path)
     _check_unique(frame, "product_asset_id", path)
     unknown = frame.index[~frame["product_asset_id"].isin(set(products["product_asset_id"]))]
     if len(unknown):
-        details = [f"{frame.at[r, 'product_asset_id']!r} (line {_line(r)})" for r in unknown]
-        raise CatalogueError(f"{path}: product_asset_id not in {PRODUCTS_FILE}: {_examples(details)}")
+        details = [f"{frame.at[r, 'product_asset_id']!r} (line {csv_line(r)})" for r in unknown]
+        raise CatalogueError(f"{path}: product_asset_id not in {PRODUCTS_FILE}: {list_examples(details)}")
     return dict(zip(frame["product_asset_id"], frame["article_id"]))
 
 
@@ -294,15 +298,15 @@ def _check_matches(
 ) -> None:
     unknown_bundles = matches.index[~matches["bundle_asset_id"].isin(set(bundles["bundle_asset_id"]))]
     if len(unknown_bundles):
-        details = [f"{matches.at[r, 'bundle_asset_id']!r} (line {_line(r)})" for r in unknown_bundles]
-        raise CatalogueError(f"{path}: bundle_asset_id not in {BUNDLES_FILE}: {_examples(details)}")
+        details = [f"{matches.at[r, 'bundle_asset_id']!r} (line {csv_line(r)})" for r in unknown_bundles]
+        raise CatalogueError(f"{path}: bundle_asset_id not in {BUNDLES_FILE}: {list_examples(details)}")
     if not require_product:
         return
-    _check_non_empty(matches, "product_asset_id", path)
+    check_non_empty(matches, "product_asset_id", path)
     unknown_products = matches.index[~matches["product_asset_id"].isin(set(products["product_asset_id"]))]
     if len(unknown_products):
-        details = [f"{matches.at[r, 'product_asset_id']!r} (line {_line(r)})" for r in unknown_products]
-        raise CatalogueError(f"{path}: product_asset_id not in {PRODUCTS_FILE}: {_examples(details)}")
+        details = [f"{matches.at[r, 'product_asset_id']!r} (line {csv_line(r)})" for r in unknown_products]
+        raise CatalogueError(f"{path}: product_asset_id not in {PRODUCTS_FILE}: {list_examples(details)}")
 
 
 def _check_sections(train: pd.DataFrame, bundles: pd.DataFrame, path: Path) -> None:
@@ -317,7 +321,7 @@ def _check_sections(train: pd.DataFrame, bundles: pd.DataFrame, path: Path) -> N
         details = []
         for product in crossing[:5]:
             rows = per_product.index[per_product["product"] == product]
-            seen = ", ".join(f"section {per_product.at[r, 'section']} (line {_line(r)})" for r in rows[:4])
+            seen = ", ".join(f"section {per_product.at[r, 'section']} (line {csv_line(r)})" for r in rows[:4])
             details.append(f"{product}: {seen}")
         raise CatalogueError(
             f"{path}: {len(crossing)} product(s) matched to bundles of different sections: "
@@ -329,19 +333,22 @@ def _apply_image_policy(
     frame: pd.DataFrame, path: Path, check: ImageCheck, policy: MissingImagePolicy
 ) -> tuple[pd.DataFrame, set[str]]:
     id_column = frame.columns[0]
-    problems = [(i, _image_problem(p, check)) for i, p in enumerate(frame["image_path"])]
+    problems = [(i, image_problem(p, check)) for i, p in enumerate(frame["image_path"])]
     bad = [(i, problem) for i, problem in problems if problem is not None]
     if not bad:
         return frame, set()
     details = [f"{frame.iat[i, 0]} -> {frame.at[i, 'image_path']} {problem}" for i, problem in bad]
     if policy == "fail":
         raise CatalogueError(
-            f"{path}: {len(bad)} image(s) missing or unreadable: {_examples(details, 3)}. "
+            f"{path}: {len(bad)} image(s) missing or unreadable: {list_examples(details, 3)}. "
             "Set data.missing_images=skip to drop them (the count is logged)."
         )
     dropped = {frame.iat[i, 0] for i, _ in bad}
     log.warning(
-        "%s: dropping %d row(s) with missing or unreadable images: %s", path, len(bad), _examples(details, 3)
+        "%s: dropping %d row(s) with missing or unreadable images: %s",
+        path,
+        len(bad),
+        list_examples(details, 3),
     )
     return frame[~frame[id_column].isin(dropped)], dropped
 

@@ -4,7 +4,8 @@ bundles) and ``validate`` (validation bundles).
 ``detector=none`` embeds each bundle photo whole, at the query size. Any other detector turns each photo
 into garment crops (cached on disk), embeds every crop at the crop size, searches it within the bundle's
 section and its label's categories, and shares the ``k`` slots among the crops
-(:mod:`fashion_retrieval.rerank.garments`).
+(:mod:`fashion_retrieval.rerank.garments`). Either way the re-ranking chain (``reranker``) re-ranks each
+query's first ``reranker.depth`` candidates before the first ``k`` are kept.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from fashion_retrieval.detection.zones import WholeImageDetector
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.inference import embed_loader
+from fashion_retrieval.rerank.chain import GalleryMetadata, RerankChain, RerankContext
 from fashion_retrieval.rerank.garments import GarmentQueries, SlotSettings, rank_bundles
-from fashion_retrieval.rerank.section import search_within_sections
+from fashion_retrieval.rerank.section import Eligibility
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +57,17 @@ def search_bundles(
     settings = slot_settings(cfg)
     views = list(cfg.retrieval.tta)
     detector = instantiate(cfg.detector)
+    reranker: RerankChain = instantiate(cfg.reranker)
+    gallery = GalleryMetadata.from_catalogue(datamodule.cat) if reranker else None
     if isinstance(detector, WholeImageDetector):
         embeddings = embed_loader(encoder, datamodule.query_dataloader(split), views=views)
-        sections = np.asarray(queries.sections)
-        return queries, search_within_sections(index, embeddings, sections, gallery_sections, settings.k)
+        eligibility = Eligibility(np.asarray(queries.sections), gallery_sections)
+        context = (
+            RerankContext(eligibility, queries.image_paths, queries.boxes, gallery=gallery)
+            if gallery is not None
+            else None
+        )
+        return queries, reranker.search(index, embeddings, eligibility, settings.k, context)[0]
     crop_settings: CropSettings = instantiate(cfg.crops)
     detections = detect_crops_cached(
         detector, queries.image_paths, queries.bundle_ids, crop_settings, cfg.detection_cache
@@ -85,5 +94,7 @@ def search_bundles(
         categories,
         detector.label_categories,
         settings,
+        reranker,
+        gallery,
     )
     return queries, ranked

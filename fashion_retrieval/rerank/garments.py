@@ -13,6 +13,7 @@ import numpy as np
 from fashion_retrieval.detection.types import Box, Detection
 from fashion_retrieval.detection.zones import WHOLE_LABEL
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.rerank.chain import GalleryMetadata, RerankChain, RerankContext
 from fashion_retrieval.rerank.section import Eligibility, search_eligible
 from fashion_retrieval.rerank.slots import MergeStrategy, merge_garment_lists
 
@@ -104,6 +105,17 @@ def label_category_mask(
     return mask
 
 
+def label_known(
+    labels: Sequence[str], label_categories: Mapping[str, Sequence[str]], codes: Mapping[str, int]
+) -> np.ndarray:
+    """``(N,)`` bool: which labels map to at least one category of this catalogue (the others restrict
+    nothing in :func:`label_category_mask`)."""
+    return np.array(
+        [any(category in codes for category in label_categories.get(label, ())) for label in labels],
+        dtype=bool,
+    )
+
+
 @dataclass(frozen=True)
 class SlotSettings:
     """How crops share a bundle's slots.
@@ -130,14 +142,19 @@ def rank_bundles(
     gallery_categories: Sequence[str],
     label_categories: Mapping[str, Sequence[str]],
     settings: SlotSettings,
+    reranker: RerankChain | None = None,
+    gallery: GalleryMetadata | None = None,
 ) -> np.ndarray:
-    """Search every crop and merge each bundle's lists.
+    """Search every crop, re-rank its candidates and merge each bundle's lists.
 
     Args:
         crop_embeddings: ``(N, D)`` float32, L2-normalised, one row per crop of ``queries``.
         num_bundles: ``Q``; bundle_sections ``(Q,)`` int.
         index: the catalogue; gallery_sections ``(G,)`` int; gallery_categories ``G`` category names.
         label_categories: detector label -> categories it may match.
+        reranker: applied to each crop's candidates before merging (default: none); its steps see the
+            crops' labels as category masks whether or not ``settings.category_mask`` restricts the search.
+        gallery: packshot paths and articles for the re-ranking steps.
 
     Returns:
         ``(Q, k)`` int64 gallery indices, ``-1``-padded where the eligible catalogue is too small.
@@ -152,8 +169,23 @@ def rank_bundles(
         mask,
         codes if mask is not None else None,
     )
-    crop_ids, crop_scores = search_eligible(
-        index, crop_embeddings, eligibility, settings.per_crop_k or settings.k
+    reranker = reranker or RerankChain()
+    context = None
+    if reranker:
+        context = RerankContext(
+            Eligibility(
+                eligibility.query_sections,
+                gallery_sections,
+                label_category_mask(queries.labels, label_categories, code_of) if mask is None else mask,
+                codes,
+            ),
+            queries.paths,
+            queries.boxes,
+            label_known(queries.labels, label_categories, code_of),
+            gallery or GalleryMetadata(),
+        )
+    crop_ids, crop_scores = reranker.search(
+        index, crop_embeddings, eligibility, settings.per_crop_k or settings.k, context
     )
     weights = np.array([settings.label_weights.get(label, 1.0) for label in queries.labels])
     result = np.full((num_bundles, settings.k), -1, dtype=np.int64)

@@ -53,10 +53,15 @@ class Eligibility:
         sections = self.gallery_sections[safe]
         query_sections = np.asarray(self.query_sections)[:, None]
         allowed = valid & ((sections == UNKNOWN_SECTION) | (sections == query_sections))
-        if self.query_categories is not None and self.gallery_categories is not None:
-            codes = self.gallery_categories[safe]
-            allowed &= np.take_along_axis(self.query_categories, codes, axis=1)
-        return allowed
+        return allowed & self.category_allowed(candidates)
+
+    def category_allowed(self, candidates: np.ndarray) -> np.ndarray:
+        """``(Q, N)`` bool: which candidates are of a category their query may receive (all ``True`` without
+        a category mask; meaningless on ``-1`` padding)."""
+        if self.query_categories is None or self.gallery_categories is None:
+            return np.ones(np.shape(candidates), dtype=bool)
+        codes = self.gallery_categories[np.where(candidates >= 0, candidates, 0)]
+        return np.take_along_axis(self.query_categories, codes, axis=1)
 
 
 def keep_allowed(

@@ -9,6 +9,7 @@ import pytest
 
 from fashion_retrieval.detection.types import Detection
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.rerank.chain import RerankChain
 from fashion_retrieval.rerank.garments import (
     GarmentQueries,
     SlotSettings,
@@ -18,6 +19,7 @@ from fashion_retrieval.rerank.garments import (
     rank_bundles,
 )
 from fashion_retrieval.rerank.section import UNKNOWN_SECTION
+from fashion_retrieval.rerank.steps import CategoryGate
 
 
 def test_crops_are_flattened_by_bundle_in_score_order() -> None:
@@ -74,6 +76,10 @@ def test_each_crop_finds_its_garment_and_the_bundle_gets_both() -> None:
         crops, queries, 1, np.array([1]), index, sections, categories, label_categories, unmasked
     )
     assert categories[ranked[0, 0]] == "COAT"  # without the mask the shoe crop's first pick is a coat
+    args = (crops, queries, 1, np.array([1]), index, sections, categories, label_categories, unmasked)
+    assert rank_bundles(*args, RerankChain()).tolist() == ranked.tolist()  # the empty chain changes nothing
+    gated = rank_bundles(*args, RerankChain([CategoryGate()], depth=5))
+    assert categories[gated[0, 0]] == "SHOES"  # the soft gate demotes the coat below the shoes again
 
 
 def test_bundles_without_crops_stay_empty_and_sizes_are_checked() -> None:
