@@ -13,6 +13,7 @@ from pathlib import Path
 import fashion_retrieval  # noqa: F401 - sets the offline defaults before any ML library is imported
 
 SUBCOMMANDS = {
+    "download": "fetch the catalogue's image URLs into paths.data_dir/images (the real challenge data)",
     "generate": "make the synthetic dataset in paths.data_dir",
     "train": "fit + validate (Recall@15) + export catalogue embeddings and FAISS index",
     "baselines": "score random, colour-histogram and pretrained-backbone retrieval on validation",
@@ -21,7 +22,7 @@ SUBCOMMANDS = {
     "validate": "score the validation bundles with ckpt_path through detector=none|zones|yolo|truth",
     "infer": "write submission.csv for the test bundles with ckpt_path",
     "evaluate": "validate and score a submission against a truth file",
-    "report": "print the results table of a run directory's metrics.json",
+    "report": "the results table of a run directory, or one row per run below a sweep folder",
     "run": "the stages listed in `stages` (an experiment's recipe), in order, in one run directory",
 }
 

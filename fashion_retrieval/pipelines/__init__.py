@@ -12,7 +12,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from fashion_retrieval.io import atomic_open
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.pipelines.run_dir import update_metrics
+from fashion_retrieval.pipelines.provenance import PROVENANCE_FILE, provenance
+from fashion_retrieval.pipelines.run_dir import (
+    CONFIG_FILE,
+    invocation_file,
+    record_failure,
+    update_metrics,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +33,7 @@ def _stage(name: str) -> Stage:
 
 
 STAGE_NAMES = (
+    "download",
     "generate",
     "train",
     "baselines",
@@ -57,13 +65,9 @@ def run_stages(cfg: DictConfig, stages: Sequence[str]) -> float | None:
     if not is_launch_leader():
         return _run_as_follower(cfg, stages, output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    # The first invocation in a run directory owns config_resolved.yaml (the run's recipe); a later
-    # `evaluate` or `report` pointed at the same directory writes its config beside it, not over it.
-    config_file = output_dir / "config_resolved.yaml"
-    if config_file.exists():
-        config_file = output_dir / f"config_resolved_{'_'.join(stages)}.yaml"
-    with atomic_open(config_file, "w") as handle:
+    with atomic_open(invocation_file(output_dir, CONFIG_FILE, stages), "w") as handle:
         handle.write(OmegaConf.to_yaml(cfg, resolve=True))
+    write_json(invocation_file(output_dir, PROVENANCE_FILE, stages), provenance(cfg, stages))
     context = RunContext(output_dir=output_dir)
     metrics: dict[str, float] = {}
     try:
@@ -72,6 +76,9 @@ def run_stages(cfg: DictConfig, stages: Sequence[str]) -> float | None:
             metrics = update_metrics(output_dir, _stage(stage)(cfg, context))
             if stage == "train":
                 context.trained_checkpoint = output_dir / "checkpoints" / "best.ckpt"
+    except Exception as error:
+        record_failure(output_dir, stage, error)
+        raise
     finally:
         _close_wandb()
     return metrics.get("val/recall@15")

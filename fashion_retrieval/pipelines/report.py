@@ -1,4 +1,5 @@
-"""``report``: the results table of a run (printed, and written to ``results.md``)."""
+"""``report``: the results table of a run (printed, and written to ``results.md``), or, pointed at a folder
+of run directories (a sweep), one row per run (``report.csv``, ``report.md``, ``report.png``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from omegaconf import DictConfig
 from fashion_retrieval.io import atomic_open
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.run_dir import read_metrics
+from fashion_retrieval.pipelines.sweep_report import sweep_report
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,11 @@ def results_table(metrics: dict[str, float]) -> str:
 
 
 def report(cfg: DictConfig, context: RunContext) -> dict[str, float]:
+    metric = cfg.report.metric
+    sweep_table = sweep_report(context.output_dir, metric)
+    if sweep_table is not None:
+        print(f"\nSweep ({context.output_dir}), by {metric}:\n{sweep_table}\n", flush=True)
+        return {}
     table = results_table(read_metrics(context.output_dir))
     with atomic_open(context.output_dir / "results.md", "w") as handle:
         handle.write(table + "\n")

@@ -1,0 +1,194 @@
+"""``download``: against a local HTTP server that misbehaves in every way the real CDN might."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fashion_retrieval.data.download import (
+    FAILURE_COLUMNS,
+    FAILURES_FILE,
+    DownloadSettings,
+    download_images,
+    list_jobs,
+)
+
+# Short enough that the whole file runs in a few seconds; the slow route sleeps past the timeout.
+SETTINGS = DownloadSettings(workers=4, retries=2, backoff=0.01, max_backoff=0.02, timeout=0.5)
+SLOW_SECONDS = 1.0
+
+
+def jpeg_bytes(value: int = 120) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((16, 12, 3), value, np.uint8)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+class Server(ThreadingHTTPServer):
+    """Counts requests per path; a client that gave up on a slow response is not an error."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.hits: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Routes by the first path segment: good, slow (first request only), missing (404), flaky (500 once),
+    busy (429 once), truncated (Content-Length larger than the body), html (200 but not an image)."""
+
+    server: Server
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        with self.server.lock:
+            self.server.hits[path] += 1
+            hits = self.server.hits[path]
+        route = path.strip("/").split("/")[0]
+        if route == "missing":
+            self.send_error(404)
+        elif route == "flaky" and hits == 1:
+            self.send_error(500)
+        elif route == "busy" and hits == 1:
+            self.send_error(429)
+        elif route == "html":
+            self.reply(b"<html><body>Access denied</body></html>", "text/html")
+        elif route == "truncated":
+            body = jpeg_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body) + 100))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+        else:
+            if route == "slow" and hits == 1:
+                time.sleep(SLOW_SECONDS)
+            self.reply(jpeg_bytes(), "image/jpeg")
+
+    def reply(self, body: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    server = Server()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def write_catalogue(root: Path, base: str) -> Path:
+    """Products and bundles covering every route, plus one local-path product that needs no download."""
+    products = [
+        f"I_good1,{base}/good/1.jpg?w=400&v=3,SHIRT",
+        f"I_good2,{base}/good/2.jpg?w=400,TROUSERS",
+        f"I_slow,{base}/slow/1.jpg?w=400,SHOES",
+        f"I_missing,{base}/missing/1.jpg,HAT",
+        f"I_flaky,{base}/flaky/1.jpg,BELT",
+        f"I_busy,{base}/busy/1.jpg,BOOTS",
+        f"I_truncated,{base}/truncated/1.jpg,SKIRT",
+        f"I_html,{base}/html/1.jpg,DRESS",
+        "I_local,images/products/I_local.jpg,SCARF",
+    ]
+    bundles = [f"B_good,1,{base}/good/bundle.jpg?ts=1", f"B_flaky,2,{base}/flaky/bundle.jpg"]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "product_dataset.csv").write_text(
+        "\n".join(["product_asset_id,product_image_url,product_description", *products]) + "\n"
+    )
+    (root / "bundles_dataset.csv").write_text(
+        "\n".join(["bundle_asset_id,bundle_id_section,bundle_image_url", *bundles]) + "\n"
+    )
+    return root
+
+
+def read_failures(root: Path) -> dict[str, dict[str, str]]:
+    with open(root / FAILURES_FILE, newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames or ()) == FAILURE_COLUMNS
+        return {row["asset_id"]: row for row in reader}
+
+
+def test_jobs_are_the_url_rows_at_the_readers_paths(tmp_path: Path) -> None:
+    root = write_catalogue(tmp_path / "data", "https://cdn.example.com")
+    jobs = list_jobs(root)
+    assert [job.asset_id for job in jobs] == [
+        *("I_good1", "I_good2", "I_slow", "I_missing", "I_flaky", "I_busy", "I_truncated", "I_html"),
+        *("B_good", "B_flaky"),
+    ]
+    assert jobs[0].target == root / "images" / "products" / "I_good1.jpg"
+    assert jobs[-1].target == root / "images" / "bundles" / "B_flaky.jpg"
+    assert [job.kind for job in list_jobs(root, ["bundles"])] == ["bundles", "bundles"]
+    with pytest.raises(ValueError, match="unknown file"):
+        list_jobs(root, ["shoes"])  # type: ignore[list-item]
+
+
+def test_download_retries_validates_reports_and_resumes(tmp_path: Path, server: Server) -> None:
+    root = write_catalogue(tmp_path / "data", f"http://127.0.0.1:{server.server_port}")
+    report = download_images(root, SETTINGS)
+
+    downloaded = ["I_good1", "I_good2", "I_slow", "I_flaky", "I_busy"]
+    assert (report.downloaded, report.skipped, report.failed) == (7, 0, 3)
+    for asset_id in downloaded:
+        with Image.open(root / "images" / "products" / f"{asset_id}.jpg") as image:
+            assert image.size == (12, 16)
+    assert (root / "images" / "bundles" / "B_good.jpg").is_file()
+    assert (root / "images" / "bundles" / "B_flaky.jpg").is_file()
+    for asset_id in ("I_missing", "I_truncated", "I_html", "I_local"):
+        assert not (root / "images" / "products" / f"{asset_id}.jpg").exists()
+    assert not list(root.rglob("*.tmp")), "a temporary file was left behind"
+
+    failures = read_failures(root)
+    assert sorted(failures) == ["I_html", "I_missing", "I_truncated"]
+    assert failures["I_missing"]["reason"] == "HTTP 404"
+    assert failures["I_missing"]["attempts"] == "1"  # a 404 is not retried
+    assert failures["I_html"]["reason"] == "not an image"
+    assert failures["I_html"]["attempts"] == "1"
+    assert failures["I_truncated"]["reason"].startswith("truncated body")
+    assert failures["I_truncated"]["attempts"] == str(SETTINGS.retries + 1)
+    assert failures["I_truncated"]["url"].endswith("/truncated/1.jpg")
+    assert server.hits["/missing/1.jpg"] == 1
+    assert server.hits["/slow/1.jpg"] == 2  # timed out once, then succeeded
+    assert server.hits["/flaky/1.jpg"] == 2  # 500, then 200
+    assert server.hits["/busy/1.jpg"] == 2  # 429, then 200
+
+    # Resuming: complete files are not fetched again; only the failures are retried.
+    server.hits.clear()
+    again = download_images(root, SETTINGS)
+    assert (again.downloaded, again.skipped, again.failed) == (0, 7, 3)
+    assert not any(path.startswith(("/good", "/slow", "/flaky", "/busy")) for path in server.hits)
+    assert sorted(read_failures(root)) == ["I_html", "I_missing", "I_truncated"]
+
+
+def test_a_broken_existing_file_is_downloaded_again(tmp_path: Path, server: Server) -> None:
+    root = write_catalogue(tmp_path / "data", f"http://127.0.0.1:{server.server_port}")
+    target = root / "images" / "products" / "I_good1.jpg"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(jpeg_bytes()[:200])  # what an interrupted non-atomic download would leave
+    settings = DownloadSettings(files=["products"], workers=2, retries=0, timeout=0.5)
+    report = download_images(root, settings)
+    assert server.hits["/good/1.jpg"] == 1
+    with Image.open(target) as image:
+        image.load()
+    assert report.failed == 6  # slow, flaky and busy (no retry left), missing, truncated, html
