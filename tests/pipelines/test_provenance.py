@@ -71,7 +71,11 @@ def test_hardware_reports_the_machine() -> None:
     assert machine["cuda_devices"] is None or isinstance(machine["cuda_devices"], list)
 
 
-def test_provenance_outside_hydra_is_json_serialisable() -> None:
+def test_provenance_outside_hydra_is_json_serialisable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    # Tests that compose configs leave Hydra's process-wide config set: this one is about "no Hydra job".
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)
     record = provenance(OmegaConf.create({"seed": 7}), ["report"])
     assert record["seed"] == 7 and record["overrides"] is None and record["stages"] == ["report"]
     assert set(record["packages"]) >= {"torch", "faiss", "numpy", "hydra-core", "python"}
