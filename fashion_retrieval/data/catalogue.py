@@ -32,14 +32,12 @@ PRODUCT_COLUMNS = ("product_asset_id", "product_image_url", "product_description
 BUNDLE_COLUMNS = ("bundle_asset_id", "bundle_id_section", "bundle_image_url")
 MATCH_COLUMNS = ("bundle_asset_id", "product_asset_id")
 ARTICLE_COLUMNS = ("product_asset_id", "article_id")
+BOX_COORDINATES = ("x1", "y1", "x2", "y2")  # pixels, x2/y2 exclusive
 BOX_COLUMNS = (
     "bundle_asset_id",
     "product_asset_id",
     "product_description",
-    "x1",
-    "y1",
-    "x2",
-    "y2",
+    *BOX_COORDINATES,
     "visible_fraction",
 )
 UNKNOWN_SECTION = -1  # a product never seen in a training match
@@ -351,9 +349,6 @@ def _apply_image_policy(
         list_examples(details, 3),
     )
     return frame[~frame[id_column].isin(dropped)], dropped
-
-
-BOX_COORDINATES = ("x1", "y1", "x2", "y2")
 
 
 def read_garment_boxes(data_dir: str | Path) -> pd.DataFrame:

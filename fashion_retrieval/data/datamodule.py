@@ -187,6 +187,7 @@ class ChallengeDataModule(pl.LightningDataModule):
         self.mined_epoch: int | None = None  # the epoch whose end produced them (-1: before training)
         self._train_dataset: BundleDataset | None = None
         self._garment_boxes: dict[tuple[str, str], tuple[Box, float]] | None = None
+        self._training_bundles: list[TrainingBundle] | None = None
         if train_queries not in ("bundles", "garments"):
             raise ValueError(f"data.train_queries must be 'bundles' or 'garments', got {train_queries!r}")
 
@@ -319,7 +320,14 @@ class ChallengeDataModule(pl.LightningDataModule):
         return bool(self.hparams.mask_same_article) and self.cat.articles is not None
 
     def training_bundles(self) -> list[TrainingBundle]:
-        """The training bundles in a fixed order (the first ``max_train_bundles`` if set)."""
+        """The training items in a fixed order: bundles (the first ``max_train_bundles`` if set), or their
+        garments with ``train_queries=garments``. Built once: the dataset, the miner's targets and its
+        query loader all read them, and garment items may need a detector pass over every photo."""
+        if self._training_bundles is None:
+            self._training_bundles = self._build_training_bundles()
+        return self._training_bundles
+
+    def _build_training_bundles(self) -> list[TrainingBundle]:
         catalogue = self.cat
         bundle_label = {b: i for i, b in enumerate(catalogue.bundles["bundle_asset_id"])}
         product_label = catalogue.product_index()

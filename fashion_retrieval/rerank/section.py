@@ -93,17 +93,6 @@ def keep_allowed(
     return kept, kept_scores
 
 
-def filter_by_section(
-    candidates: np.ndarray, query_sections: np.ndarray, gallery_sections: np.ndarray, k: int
-) -> np.ndarray:
-    """Keep, in rank order, the first ``k`` candidates ``(Q, N)`` whose section is the query's or unknown;
-    ``(Q, k)`` int64, ``-1``-padded."""
-    candidates = np.asarray(candidates, dtype=np.int64)
-    allowed = Eligibility(np.asarray(query_sections), gallery_sections).allowed(candidates)
-    kept, _ = keep_allowed(candidates, np.zeros(candidates.shape, np.float32), allowed, k)
-    return kept
-
-
 def search_eligible(
     index: EmbeddingIndex, queries: np.ndarray, eligibility: Eligibility, k: int, depth: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -89,31 +89,18 @@ def test_bundles_without_crops_stay_empty_and_sizes_are_checked() -> None:
         queries.bundle_rows + 1, queries.paths, queries.boxes, queries.labels, queries.scores
     )
     settings = SlotSettings(k=2)
-    ranked = rank_bundles(
-        unit(np.eye(3)[:1]),
-        queries,
-        2,
-        np.array([1, 1]),
-        index,
-        np.ones(3, np.int64),
-        ["A", "B", "C"],
-        {},
-        settings,
-    )
+
+    def rank(embeddings: np.ndarray) -> np.ndarray:
+        sections, categories = np.ones(3, np.int64), ["A", "B", "C"]
+        return rank_bundles(
+            embeddings, queries, 2, np.array([1, 1]), index, sections, categories, {}, settings
+        )
+
+    ranked = rank(unit(np.eye(3)[:1]))
     assert ranked[0].tolist() == [-1, -1]
     assert ranked[1, 0] == 0 and ranked[1, 1] in (1, 2)
     with pytest.raises(ValueError, match="2 embeddings for 1 crops"):
-        rank_bundles(
-            unit(np.eye(3)[:2]),
-            queries,
-            2,
-            np.array([1, 1]),
-            index,
-            np.ones(3, np.int64),
-            ["A", "B", "C"],
-            {},
-            settings,
-        )
+        rank(unit(np.eye(3)[:2]))
 
 
 def test_free_slots_are_filled_from_other_categories_when_the_mask_leaves_too_few() -> None:

@@ -5,7 +5,7 @@ from fashion_retrieval.index.faiss_index import PAD_SCORE, EmbeddingIndex
 from fashion_retrieval.rerank.section import (
     UNKNOWN_SECTION,
     Eligibility,
-    filter_by_section,
+    keep_allowed,
     search_eligible,
     search_within_sections,
 )
@@ -27,9 +27,9 @@ def test_filter_matches_reference(seed):
     candidates[rng.random(candidates.shape) < 0.1] = -1
     query_sections = rng.choice([1, 2, 3], size=12)
     expected = reference_filter(candidates, query_sections, gallery_sections, 10)
-    np.testing.assert_array_equal(
-        filter_by_section(candidates, query_sections, gallery_sections, 10), expected
-    )
+    allowed = Eligibility(query_sections, gallery_sections).allowed(candidates)
+    kept, _ = keep_allowed(candidates, np.zeros(candidates.shape, np.float32), allowed, 10)
+    np.testing.assert_array_equal(kept, expected)
 
 
 def test_search_goes_deeper_when_the_first_candidates_are_of_other_sections():
