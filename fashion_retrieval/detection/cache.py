@@ -5,6 +5,11 @@ inference settings) and the crop settings; ``<root>/<key>/key.json`` records wha
 entry is one small JSON file of boxes, scores and labels (no pixels), written to a temporary file and
 renamed, so an interrupted run leaves whole entries or none; an entry that cannot be read anyway (a
 truncated file from another tool, a disk error) counts as a miss and is rewritten.
+
+Ids are not content: a regenerated dataset, or another dataset in the same cache root, reuses image ids for
+other pictures. So each entry also records the SHA-256 of the image file
+(:func:`~fashion_retrieval.io.file_digest`), and an entry whose digest differs from the file's now is stale:
+a miss, rewritten.
 """
 
 from __future__ import annotations
@@ -35,9 +40,12 @@ def entry_name(image_id: str) -> str:
     return f"{hashlib.sha256(image_id.encode()).hexdigest()}.json"
 
 
-def encode_detections(image_id: str, detections: Sequence[Detection]) -> dict[str, Any]:
+def encode_detections(
+    image_id: str, detections: Sequence[Detection], digest: str | None = None
+) -> dict[str, Any]:
     return {
         "image_id": image_id,
+        "image_sha256": digest,
         "detections": [{"box": list(d.box), "score": d.score, "label": d.label} for d in detections],
     }
 
@@ -60,27 +68,29 @@ def decode_detections(image_id: str, entry: Mapping[str, Any]) -> list[Detection
 class DetectionCache:
     """Per-image detections under ``root``, for one detector fingerprint and one set of crop settings.
 
-    ``hits``, ``misses`` and ``corrupt`` (unreadable entries, counted among the misses) are kept for the
-    log (:meth:`summary`).
+    ``hits``, ``misses``, ``corrupt`` (unreadable entries) and ``stale`` (entries of another image with the
+    same id), the last two counted among the misses, are kept for the log (:meth:`summary`).
     """
 
     def __init__(self, root: str | Path, detector_fingerprint: str, crop_settings: Mapping[str, Any]) -> None:
         key = {"detector": detector_fingerprint, "crops": dict(crop_settings)}
         self.directory = Path(root) / settings_digest(key)
-        self.hits = self.misses = self.corrupt = 0
+        self.hits = self.misses = self.corrupt = self.stale = 0
         key_file = self.directory / KEY_FILE
         if not key_file.is_file():
             with atomic_open(key_file, "w") as handle:
                 json.dump(key, handle, indent=2, sort_keys=True)
 
-    def get(self, image_id: str) -> list[Detection] | None:
-        """The cached detections of ``image_id`` (possibly ``[]``), or ``None`` on a miss."""
+    def get(self, image_id: str, digest: str | None = None) -> list[Detection] | None:
+        """The cached detections of ``image_id`` (possibly ``[]``), or ``None`` on a miss. With ``digest``
+        (``file_digest`` of the image now), an entry computed from other bytes is a (stale) miss."""
         path = self.directory / entry_name(image_id)
         if not path.is_file():
             self.misses += 1
             return None
         try:
-            detections = decode_detections(image_id, json.loads(path.read_text()))
+            entry = json.loads(path.read_text())
+            detections = decode_detections(image_id, entry)
         except (OSError, ValueError, KeyError, TypeError) as error:
             # json.JSONDecodeError is a ValueError: a truncated or overwritten entry lands here.
             self.misses += 1
@@ -89,15 +99,19 @@ class DetectionCache:
                 "detection cache: unreadable entry %s (%s); treated as a miss, rewritten", path, error
             )
             return None
+        if digest is not None and entry.get("image_sha256") != digest:
+            self.misses += 1
+            self.stale += 1
+            return None
         self.hits += 1
         return detections
 
-    def put(self, image_id: str, detections: Sequence[Detection]) -> None:
+    def put(self, image_id: str, detections: Sequence[Detection], digest: str | None = None) -> None:
         with atomic_open(self.directory / entry_name(image_id), "w") as handle:
-            json.dump(encode_detections(image_id, detections), handle)
+            json.dump(encode_detections(image_id, detections, digest), handle)
 
     def summary(self) -> str:
         return (
             f"detection cache {self.directory}: {self.hits} hit(s), {self.misses} miss(es)"
-            f" ({self.corrupt} unreadable entr(ies) rewritten)"
+            f" ({self.corrupt} unreadable, {self.stale} of changed images; rewritten)"
         )

@@ -16,6 +16,7 @@ from fashion_retrieval.data.transforms import load_rgb
 from fashion_retrieval.detection.cache import DetectionCache
 from fashion_retrieval.detection.geometry import pad_and_clip, select_detections
 from fashion_retrieval.detection.types import Detection, Detector
+from fashion_retrieval.io import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +89,17 @@ def detect_crops(
     cache: DetectionCache | None = None,
 ) -> list[list[Detection]]:
     """The final detections of each image (same order as ``image_ids``): selected, padded, clipped, with
-    ``settings.fallback`` where nothing passed. Cached images are not read; the others are read with
+    ``settings.fallback`` where nothing passed. Cached images are not decoded (only hashed,
+    to catch a changed image behind a known id); the others are read with
     :func:`load_rgb` and detected ``settings.batch_size`` at a time, and their results cached."""
     if len(image_paths) != len(image_ids):
         raise ValueError(f"{len(image_paths)} image paths for {len(image_ids)} image ids")
     results: dict[int, list[Detection]] = {}
+    digests: list[str | None] = [None] * len(image_ids)
     if cache is not None:
         for position, image_id in enumerate(image_ids):
-            found = cache.get(image_id)
+            digests[position] = file_digest(image_paths[position])
+            found = cache.get(image_id, digests[position])
             if found is not None:
                 results[position] = found
     missing = [position for position in range(len(image_ids)) if position not in results]
@@ -114,7 +118,7 @@ def detect_crops(
                 )
             results[position] = final
             if cache is not None:
-                cache.put(image_id, final)
+                cache.put(image_id, final, digests[position])
     if missing:
         log.info("detect: %d image(s) detected, %d of them by the fallback", len(missing), fallbacks)
     if cache is not None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
+from detection_data import write_image
 
 from fashion_retrieval.detection.cache import DetectionCache, entry_name
 from fashion_retrieval.detection.crops import CropSettings, detect_crops
@@ -54,8 +56,21 @@ def test_a_second_pass_reads_the_cache_only(tmp_path, images):
     assert first[3] == [Detection((0, 0, 32, 48), 1.0, "whole")]
 
     again = DetectionCache(tmp_path / "cache", detector.fingerprint(), settings.cache_settings())
-    assert detect_crops(detector, ["/missing.jpg"] * 4, ids, settings, again) == first  # no image read
-    assert (detector.seen, again.hits, again.misses) == (4, 4, 0)
+    assert detect_crops(detector, paths, ids, settings, again) == first
+    assert (detector.seen, again.hits, again.misses) == (4, 4, 0)  # no image detected again
+
+
+def test_a_changed_image_behind_a_cached_id_is_detected_again(tmp_path, images):
+    """Ids are not content: a regenerated dataset reuses them for other pictures."""
+    paths, ids = images
+    detector = CountingDetector(ANSWERS)
+    settings = CropSettings(min_score=0.5, max_crops=2, batch_size=3, fallback=WholeImageDetector())
+    first = DetectionCache(tmp_path, "weights", settings.cache_settings())
+    detect_crops(detector, paths, ids, settings, first)
+    write_image(Path(paths[0]), 200)  # another picture under the same id
+    again = DetectionCache(tmp_path, "weights", settings.cache_settings())
+    detect_crops(detector, paths, ids, settings, again)
+    assert (detector.seen, again.hits, again.stale) == (5, 3, 1)
 
 
 def test_without_fallback_an_image_may_get_no_crop_and_that_is_cached(tmp_path, images):
