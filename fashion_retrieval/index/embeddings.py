@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
 from collections.abc import Sequence
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
@@ -12,7 +14,7 @@ import numpy.typing as npt
 from fashion_retrieval.index.faiss_index import check_ids, check_matrix
 from fashion_retrieval.io import atomic_open
 
-__all__ = ["load_embeddings", "save_embeddings"]
+__all__ = ["EmbeddingsWriter", "load_embeddings", "save_embeddings"]
 
 
 def save_embeddings(path: str | os.PathLike[str], embeddings: npt.ArrayLike, ids: Sequence[str]) -> None:
@@ -24,6 +26,55 @@ def save_embeddings(path: str | os.PathLike[str], embeddings: npt.ArrayLike, ids
     # Writing to an open handle stops np.savez from appending ".npz" to the temporary name.
     with atomic_open(path, "wb") as handle:
         np.savez(handle, embeddings=matrix, ids=id_array)
+
+
+class EmbeddingsWriter:
+    """The file ``save_embeddings`` writes, streamed block by block (the matrix need not fit in memory):
+
+        with EmbeddingsWriter(path, num_rows, dim) as writer:
+            for block, block_ids in shards:
+                writer.write(block, block_ids)
+
+    The file appears (atomically) when the block ends with all ``num_rows`` rows written; otherwise no file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], num_rows: int, dim: int) -> None:
+        self.path = path
+        self.shape = (int(num_rows), int(dim))
+        self.ids: list[str] = []
+        self._stack = contextlib.ExitStack()
+        self._member: IO[bytes] | None = None
+
+    def __enter__(self) -> EmbeddingsWriter:
+        handle = self._stack.enter_context(atomic_open(self.path, "wb"))
+        self._archive = self._stack.enter_context(zipfile.ZipFile(handle, "w", allowZip64=True))
+        self._member = self._stack.enter_context(self._archive.open("embeddings.npy", "w", force_zip64=True))
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False}
+        np.lib.format.write_array_header_2_0(self._member, {**header, "shape": self.shape})
+        return self
+
+    def write(self, embeddings: npt.ArrayLike, ids: Sequence[str]) -> None:
+        """Append ``(n, D)`` float32 rows and their ``n`` ids."""
+        matrix = check_matrix(embeddings, "embeddings")
+        if matrix.shape[1] != self.shape[1] or len(ids) != len(matrix):
+            raise ValueError(f"block {matrix.shape} with {len(ids)} ids for a ({self.shape[1]}-d) file")
+        if len(self.ids) + len(matrix) > self.shape[0]:
+            raise ValueError(f"more than the announced {self.shape[0]} rows")
+        assert self._member is not None, "use EmbeddingsWriter in a with-block"
+        self._member.write(matrix.tobytes())
+        self.ids.extend(ids)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is not None:
+            # Handed on, so that atomic_open discards the partial file.
+            self._stack.__exit__(exc_type, exc, tb)
+            return
+        with self._stack:
+            assert self._member is not None
+            self._member.close()
+            id_list = check_ids(self.ids, self.shape[0])
+            with self._archive.open("ids.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(id_list, dtype=str))
 
 
 def load_embeddings(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from fashion_retrieval.index.embeddings import save_embeddings
+from fashion_retrieval.index.embeddings import EmbeddingsWriter, save_embeddings
 from fashion_retrieval.index.factory import IndexSpec
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.index.sharded import ShardSource, build_from_shards
 from fashion_retrieval.io import file_digest
 
 EMBEDDINGS_FILE = "catalogue_embeddings.npz"
@@ -30,9 +32,35 @@ def export_catalogue(
     """
     directory = Path(directory)
     save_embeddings(directory / EMBEDDINGS_FILE, embeddings, ids)
-    metadata = {"checkpoint": str(checkpoint) if checkpoint else None}
+    index = EmbeddingIndex(embeddings, list(ids), spec=spec)
+    index.save(directory, metadata=checkpoint_metadata(checkpoint))
+    return index
+
+
+def checkpoint_metadata(checkpoint: str | Path | None) -> dict[str, Any]:
+    """What an index records about the model that embedded it: the checkpoint path and SHA-256."""
+    metadata: dict[str, Any] = {"checkpoint": str(checkpoint) if checkpoint else None}
     if checkpoint:
         metadata["checkpoint_sha256"] = file_digest(checkpoint)
-    index = EmbeddingIndex(embeddings, list(ids), spec=spec)
-    index.save(directory, metadata=metadata)
+    return metadata
+
+
+def export_catalogue_shards(
+    directory: str | Path,
+    shards: ShardSource,
+    num_items: int,
+    dim: int,
+    checkpoint: str | Path | None,
+    spec: IndexSpec | None = None,
+) -> EmbeddingIndex:
+    """:func:`export_catalogue` from shards (:func:`~fashion_retrieval.index.sharded.build_from_shards`):
+    the same files, written while the index is filled, without the whole matrix in memory.
+
+    An interrupted export leaves the previous files whole: the embeddings file is renamed into place only
+    once complete, and the index is saved (atomically, meta last) only after it.
+    """
+    directory = Path(directory)
+    with EmbeddingsWriter(directory / EMBEDDINGS_FILE, num_items, dim) as writer:
+        index = build_from_shards(shards, num_items, spec, tap=writer.write)
+    index.save(directory, metadata=checkpoint_metadata(checkpoint))
     return index

@@ -64,9 +64,14 @@ class IndexSpec:
         """The ``faiss.index_factory`` description of this index type."""
         raise NotImplementedError
 
+    def training_rows(self, num_rows: int) -> np.ndarray:
+        """Sorted positions ``(S,) int64`` of the rows of an ``N``-row matrix that train the index (none for
+        types without training); a sharded build gathers them shard by shard."""
+        return np.zeros(0, dtype=np.int64)
+
     def training_sample(self, matrix: np.ndarray) -> np.ndarray:
         """The rows of ``matrix`` ``(N, D)`` that train the index: ``(0, D)`` for types without training."""
-        return matrix[:0]
+        return matrix[self.training_rows(matrix.shape[0])]
 
     def configure(self, index: faiss.Index) -> None:
         """Set the construction and search-time parameters on a CPU ``index`` of this type."""
@@ -111,21 +116,21 @@ class IVFSpec(IndexSpec):
         """Vectors the k-means needs: one per centroid."""
         return self.nlist
 
-    def training_sample(self, matrix: np.ndarray) -> np.ndarray:
-        """A seeded random sample of ``min(N, train_size)`` rows of ``matrix`` ``(N, D)``, in row order.
+    def training_rows(self, num_rows: int) -> np.ndarray:
+        """A seeded random sample of ``min(N, train_size)`` of ``N`` row positions, sorted.
 
         Raises ValueError when that is fewer than the training needs (e.g. ``nlist`` > N).
         """
-        count = min(matrix.shape[0], self.train_size)
+        count = min(num_rows, self.train_size)
         needed = self.min_training_vectors()
         if count < needed:
             raise ValueError(
                 f"{self.index_type} ({self.factory_string()}) needs at least {needed} training vectors, but "
-                f"there are {matrix.shape[0]} embeddings (train_size={self.train_size}); lower nlist/nbits "
+                f"there are {num_rows} embeddings (train_size={self.train_size}); lower nlist/nbits "
                 "or use index=flat"
             )
-        rows = np.random.default_rng(self.seed).choice(matrix.shape[0], size=count, replace=False)
-        return matrix[np.sort(rows)]
+        rows = np.random.default_rng(self.seed).choice(num_rows, size=count, replace=False)
+        return np.sort(rows).astype(np.int64)
 
     def configure(self, index: faiss.Index) -> None:
         faiss.extract_index_ivf(index).nprobe = self.nprobe

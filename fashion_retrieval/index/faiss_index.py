@@ -7,7 +7,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ __all__ = [
     "PAD_SCORE",
     "EmbeddingIndex",
     "IndexMismatchError",
+    "build_faiss_index",
     "check_ids",
     "check_matrix",
 ]
@@ -85,6 +86,27 @@ def check_ids(ids: Sequence[str], count: int, name: str = "ids") -> list[str]:
     return id_list
 
 
+def build_faiss_index(
+    spec: IndexSpec, sample: np.ndarray, batches: Iterable[np.ndarray]
+) -> tuple[faiss.Index, bool]:
+    """A ``spec`` index trained on ``sample (S, D)`` (ignored by types without training) and filled with
+    each ``(n, D)`` float32 batch in turn; returns it and whether it lives on GPUs.
+
+    It is built where it will be searched: k-means is what a GPU speeds up most.
+    """
+    cpu_index = index = None
+    for matrix in batches:
+        if index is None:
+            cpu_index = create_index(spec, matrix.shape[1])
+            index = to_device(cpu_index, spec)
+            if len(sample):
+                index.train(sample)
+        index.add(matrix)
+    if index is None or index.ntotal == 0:
+        raise ValueError("embeddings is empty (0 rows); an index needs at least one item")
+    return index, index is not cpu_index
+
+
 class EmbeddingIndex:
     """Inner-product search over ``(N, D)`` embeddings identified by unique string ids.
 
@@ -106,16 +128,29 @@ class EmbeddingIndex:
         spec = spec or FlatSpec(device="cpu")
         start = time.perf_counter()
         sample = spec.training_sample(matrix)
-        cpu_index = create_index(spec, matrix.shape[1])
-        # Train and add where the index will be searched: k-means is what a GPU speeds up most.
-        index = to_device(cpu_index, spec)
-        if len(sample):
-            index.train(sample)
-        index.add(matrix)
-        build_seconds = time.perf_counter() - start
-        self._init(index, index is not cpu_index, id_list, dict(metadata or {}), spec)
-        self.build_seconds = build_seconds
+        index, on_gpu = build_faiss_index(spec, sample, [matrix])
+        self._init(index, on_gpu, id_list, dict(metadata or {}), spec)
+        self.build_seconds = time.perf_counter() - start
         self.num_trained = len(sample)
+
+    @classmethod
+    def from_faiss(
+        cls,
+        index: faiss.Index,
+        on_gpu: bool,
+        ids: Sequence[str],
+        spec: IndexSpec,
+        metadata: Mapping[str, Any] | None = None,
+        build_seconds: float = 0.0,
+        num_trained: int = 0,
+    ) -> EmbeddingIndex:
+        """Wrap a built ``index`` whose rows are ``ids`` (checked: one unique string per row)."""
+        wrapped = cls.__new__(cls)
+        checked = check_ids(ids, int(index.ntotal))
+        wrapped._init(index, on_gpu, checked, dict(metadata or {}), spec)
+        wrapped.build_seconds = build_seconds
+        wrapped.num_trained = num_trained
+        return wrapped
 
     def _init(
         self, index: faiss.Index, on_gpu: bool, ids: list[str], metadata: dict[str, Any], spec: IndexSpec
@@ -277,12 +312,16 @@ class EmbeddingIndex:
         spec = spec or saved
         spec.configure(cpu_index)
         index = to_device(cpu_index, spec)
-        loaded = cls.__new__(cls)
         checked_ids = check_ids(ids, int(cpu_index.ntotal), name=str(source / IDS_FILE))
-        loaded._init(index, index is not cpu_index, checked_ids, user_meta, spec)
-        loaded.build_seconds = float(meta.get("build_seconds", 0.0))
-        loaded.num_trained = int(meta.get("num_trained", 0))
-        return loaded
+        return cls.from_faiss(
+            index,
+            index is not cpu_index,
+            checked_ids,
+            spec,
+            user_meta,
+            build_seconds=float(meta.get("build_seconds", 0.0)),
+            num_trained=int(meta.get("num_trained", 0)),
+        )
 
 
 def _check_expected(

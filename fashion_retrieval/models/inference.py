@@ -41,6 +41,20 @@ def check_views(views: Sequence[str]) -> list[str]:
     return list(views)
 
 
+def embed_views(
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    views: Sequence[Callable[[torch.Tensor], torch.Tensor]] = (),
+) -> torch.Tensor:
+    """``(B, D)`` float32 embeddings of ``(B, 3, H, W)`` images; with test-time ``views`` (functions from
+    ``TEST_TIME_VIEWS``), the L2-normalised mean of the embeddings of the image and of each view."""
+    embeddings = encode(images).float()
+    if views:
+        embeddings = embeddings + sum(encode(view(images)).float() for view in views)
+        embeddings = F.normalize(embeddings, dim=-1)
+    return embeddings
+
+
 @torch.no_grad()
 def embed_loader(
     encode: Callable[[torch.Tensor], torch.Tensor],
@@ -59,12 +73,7 @@ def embed_loader(
     rows: np.ndarray | None = None
     filled = np.zeros(len(loader.dataset), dtype=bool)
     for batch in loader:
-        images = batch["image"].to(device)
-        embeddings = encode(images).float()
-        if transforms:
-            embeddings = embeddings + sum(encode(view(images)).float() for view in transforms)
-            embeddings = F.normalize(embeddings, dim=-1)
-        embeddings = embeddings.cpu().numpy()
+        embeddings = embed_views(encode, batch["image"].to(device), transforms).cpu().numpy()
         if rows is None:
             rows = np.empty((len(loader.dataset), embeddings.shape[1]), dtype=np.float32)
         index = batch["index"].numpy()

@@ -1,4 +1,9 @@
-"""``index``: embed the catalogue with a trained checkpoint and save embeddings + FAISS index."""
+"""``index``: embed the catalogue with a trained checkpoint and save embeddings + FAISS index.
+
+With ``features.enabled`` (the default) the catalogue is embedded through Lightning ``predict`` (the
+``trainer`` config: DDP runs unchanged) into the feature cache, in shards, and the index is built shard by
+shard; a later run with the same checkpoint, preprocessing and catalogue reuses the cached shards.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,17 @@ import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from fashion_retrieval.data.datamodule import ChallengeDataModule
-from fashion_retrieval.index.export import export_catalogue
+from fashion_retrieval.features import FeatureCache, iter_shards, read_manifest
+from fashion_retrieval.index.export import export_catalogue, export_catalogue_shards
 from fashion_retrieval.index.factory import IndexSpec
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.inference import embed_loader
+from fashion_retrieval.pipelines import is_launch_leader
 from fashion_retrieval.pipelines.context import RunContext
 
 log = logging.getLogger(__name__)
@@ -27,21 +34,72 @@ def datamodule_for(cfg: DictConfig, encoder: ImageEncoder) -> ChallengeDataModul
     return datamodule
 
 
-def build_index(
-    encoder: ImageEncoder, datamodule: ChallengeDataModule, checkpoint: Path, index_dir: Path, spec: IndexSpec
-) -> EmbeddingIndex:
-    """Embed the catalogue with ``encoder`` (from ``checkpoint``), save a ``spec`` index in ``index_dir``."""
-    embeddings = embed_loader(encoder, datamodule.gallery_dataloader())
-    ids = datamodule.gallery_ids
-    index = export_catalogue(index_dir, embeddings, ids, checkpoint, spec)
+def _log_index(index: EmbeddingIndex, spec: IndexSpec, index_dir: Path) -> None:
     log.info(
         "index: %d products, dim %d, %s built in %.1f s, written to %s",
-        len(ids),
-        embeddings.shape[1],
+        len(index),
+        index.dim,
         spec.index_type,
         index.build_seconds,
         index_dir,
     )
+
+
+def build_index(
+    encoder: ImageEncoder, datamodule: ChallengeDataModule, checkpoint: Path, index_dir: Path, spec: IndexSpec
+) -> EmbeddingIndex:
+    """Embed the catalogue with ``encoder`` (from ``checkpoint``) in memory, save a ``spec`` index in
+    ``index_dir``."""
+    embeddings = embed_loader(encoder, datamodule.gallery_dataloader())
+    index = export_catalogue(index_dir, embeddings, datamodule.gallery_ids, checkpoint, spec)
+    _log_index(index, spec, index_dir)
+    return index
+
+
+def feature_cache(cfg: DictConfig) -> FeatureCache:
+    """The ``features:`` cache, extracting with the ``trainer:`` config (devices, strategy, precision)."""
+    features = cfg.features
+    options = OmegaConf.to_container(cfg.trainer, resolve=True)
+    assert isinstance(options, dict)
+    # Nested objects (a profiler) are built; the Trainer itself is built by the cache, with its writer.
+    trainer_options = {
+        key: instantiate(value) if isinstance(value, dict) and "_target_" in value else value
+        for key, value in options.items()
+        if key != "_target_"
+    }
+    return FeatureCache(
+        features.cache_dir,
+        shard_size=int(features.shard_size),
+        batch_size=int(features.batch_size),
+        num_workers=int(features.num_workers),
+        trainer_options=trainer_options,
+    )
+
+
+def build_index_sharded(
+    cache: FeatureCache,
+    encoder: ImageEncoder,
+    datamodule: ChallengeDataModule,
+    checkpoint: Path,
+    index_dir: Path,
+    spec: IndexSpec,
+) -> EmbeddingIndex | None:
+    """Embed the catalogue into ``cache`` (every rank of a distributed run takes part), then, on the first
+    process only, build the ``spec`` index shard by shard into ``index_dir``; ``None`` on the others."""
+    dataset = datamodule.gallery_dataloader().dataset
+    directory = cache.get_or_compute(encoder, dataset, datamodule.gallery_ids)
+    if not is_launch_leader():
+        return None
+    manifest = read_manifest(directory)
+    index = export_catalogue_shards(
+        index_dir,
+        lambda: ((shard.embeddings, shard.ids) for shard in iter_shards(directory)),
+        int(manifest["count"]),
+        int(manifest["dim"]),
+        checkpoint,
+        spec,
+    )
+    _log_index(index, spec, index_dir)
     return index
 
 
@@ -49,5 +107,11 @@ def index(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     checkpoint = context.checkpoint(cfg)
     encoder = load_encoder(checkpoint)
     spec = instantiate(cfg.index.spec)
-    built = build_index(encoder, datamodule_for(cfg, encoder), checkpoint, Path(cfg.index.dir), spec)
-    return {"index/num_items": float(len(built))}
+    datamodule = datamodule_for(cfg, encoder)
+    index_dir = Path(cfg.index.dir)
+    features = cfg.get("features")
+    if features is None or not features.enabled:
+        built: EmbeddingIndex | None = build_index(encoder, datamodule, checkpoint, index_dir, spec)
+    else:
+        built = build_index_sharded(feature_cache(cfg), encoder, datamodule, checkpoint, index_dir, spec)
+    return {} if built is None else {"index/num_items": float(len(built))}

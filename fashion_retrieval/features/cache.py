@@ -1,0 +1,148 @@
+"""Feature cache: one directory of shards per fingerprint, reused across runs and sweeps, recomputed when
+the weights, preprocessing, crops or items change, and only trusted once its manifest exists."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from fashion_retrieval.detection.fingerprint import settings_digest
+from fashion_retrieval.features.fingerprint import describe_dataset, feature_settings
+from fashion_retrieval.features.predict import FeatureExtractor, ShardWriter
+from fashion_retrieval.features.shards import read_manifest
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FeatureCache", "ensure_features"]
+
+# Trainer options a predict run always needs, whatever the training config says.
+PREDICT_OPTIONS: dict[str, Any] = {
+    "logger": False,
+    "enable_checkpointing": False,
+    "enable_model_summary": False,
+    "enable_progress_bar": False,
+    # Lightning shards the loader across ranks (without repeating items, for predict) even where the
+    # training config turns its own sampler injection off.
+    "use_distributed_sampler": True,
+    # A cache entry covers every item: debug limits of the training config do not apply.
+    "fast_dev_run": False,
+    "limit_predict_batches": None,
+    "overfit_batches": 0.0,
+}
+
+
+class FeatureCache:
+    """Feature directories ``root/<fingerprint>/``, each written by :class:`ShardWriter`.
+
+    ``shard_size``: rows per shard; ``batch_size``, ``num_workers``: the predict loader;
+    ``trainer_options``: ``pl.Trainer`` keyword arguments (accelerator, devices, strategy, precision;
+    e.g. ``conf/trainer/*.yaml`` without ``_target_``), default one CPU device at fp32.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        shard_size: int = 50_000,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        trainer_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.shard_size = shard_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        options = {"accelerator": "cpu", "devices": 1}
+        options.update({k: v for k, v in (trainer_options or {}).items() if k != "_target_"})
+        self.trainer_options = options
+
+    def directory(self, fingerprint: str) -> Path:
+        return self.root / fingerprint
+
+    def lookup(self, fingerprint: str) -> Path | None:
+        """The complete directory of ``fingerprint``, or ``None`` (absent, interrupted or another entry's)."""
+        directory = self.directory(fingerprint)
+        try:
+            manifest = read_manifest(directory)
+        except FileNotFoundError:
+            return None
+        except ValueError as error:
+            log.warning("feature cache: %s; recomputing", error)
+            return None
+        return directory if manifest["fingerprint"] == fingerprint else None
+
+    @property
+    def precision(self) -> str:
+        """The Lightning precision features are computed at (part of their fingerprint)."""
+        return str(self.trainer_options.get("precision", "32-true"))
+
+    def get_or_compute(
+        self,
+        encoder: nn.Module,
+        dataset: Dataset,
+        ids: Sequence[str],
+        method: str = "forward",
+        views: Sequence[str] = (),
+        crops: Mapping[str, Any] | None = None,
+        preprocessing: Mapping[str, Any] | None = None,
+        weights_digest: str | None = None,
+        force: bool = False,
+    ) -> Path:
+        """The feature directory of ``dataset`` (items ``{"image", "index"}``, item ``i`` has id ``ids[i]``)
+        under ``encoder``'s ``method``; computed through ``trainer.predict`` only when absent (or ``force``).
+
+        Read it with :func:`~fashion_retrieval.features.load_features` or
+        :func:`~fashion_retrieval.features.iter_shards`. Under DDP every rank calls this; all return the
+        same directory once rank 0 has written the manifest.
+        """
+        if len(ids) != len(dataset):  # type: ignore[arg-type]
+            raise ValueError(f"{len(ids)} ids for a dataset of {len(dataset)} items")  # type: ignore[arg-type]
+        if preprocessing is None:
+            preprocessing = describe_dataset(dataset)
+        settings = feature_settings(
+            encoder, ids, preprocessing, method, views, crops, self.precision, weights_digest
+        )
+        fingerprint = settings_digest(settings)
+        found = None if force else self.lookup(fingerprint)
+        if found is not None:
+            log.info("feature cache: reusing %s (%d items)", found, len(ids))
+            return found
+        directory = self.directory(fingerprint)
+        writer = ShardWriter(directory, ids, self.shard_size, fingerprint, settings)
+        trainer = pl.Trainer(**{**self.trainer_options, **PREDICT_OPTIONS, "callbacks": [writer]})
+        loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+        log.info("feature cache: embedding %d items into %s", len(ids), directory)
+        trainer.predict(
+            FeatureExtractor(encoder, method, views), dataloaders=loader, return_predictions=False
+        )
+        return directory
+
+
+def ensure_features(
+    encoder: nn.Module,
+    dataset: Dataset,
+    ids: Sequence[str],
+    cache_dir: str | Path,
+    method: str = "forward",
+    views: Sequence[str] = (),
+    crops: Mapping[str, Any] | None = None,
+    preprocessing: Mapping[str, Any] | None = None,
+    shard_size: int = 50_000,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    trainer_options: Mapping[str, Any] | None = None,
+) -> Path:
+    """The cache directory holding ``encoder``'s features of ``dataset`` (item ``i`` = ``ids[i]``), computed
+    only when no complete entry with the same fingerprint exists under ``cache_dir``.
+
+    ``method``: ``forward`` (embeddings) or ``backbone_features`` (raw backbone features: a frozen
+    backbone's cache survives any change of head). ``preprocessing``: needed unless ``dataset`` is an
+    :class:`~fashion_retrieval.data.datasets.ImageDataset`. See :class:`FeatureCache` for the rest.
+    """
+    cache = FeatureCache(cache_dir, shard_size, batch_size, num_workers, trainer_options)
+    return cache.get_or_compute(encoder, dataset, ids, method, views, crops, preprocessing)

@@ -1,0 +1,91 @@
+"""The ``index`` stage through the feature cache: the same files as the in-memory path, the cache reused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+from test_configs import compose_config
+
+from fashion_retrieval.features.shards import MANIFEST_FILE
+from fashion_retrieval.index.embeddings import load_embeddings
+from fashion_retrieval.index.export import EMBEDDINGS_FILE
+from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.io import file_digest
+from fashion_retrieval.pipelines.context import RunContext
+from fashion_retrieval.pipelines.generate import generate
+from fashion_retrieval.pipelines.index import index
+
+ENCODER = {
+    "_target_": "fashion_retrieval.models.encoder.ImageEncoder",
+    "backbone": {
+        "_target_": "fashion_retrieval.models.backbones.TimmBackbone",
+        "model_name": "test_efficientnet",
+        "weights": None,
+    },
+    "embedding_dim": 8,
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """Tiny synthetic data and a checkpoint as ``train`` writes it: ``(root, data_dir, checkpoint)``."""
+    root = tmp_path_factory.mktemp("index_stage")
+    data_dir = root / "data"
+    overrides = ["synthetic.num_products=40", "synthetic.num_bundles=20", "generate.num_workers=1"]
+    cfg = compose_config(["experiment=tiny", f"paths.data_dir={data_dir}", *overrides])
+    generate(cfg, RunContext(output_dir=root))
+    torch.manual_seed(0)
+    encoder = instantiate(ENCODER)
+    checkpoint = root / "best.ckpt"
+    state = {f"encoder.{key}": value for key, value in encoder.state_dict().items()}
+    torch.save({"encoder_config": ENCODER, "state_dict": state}, checkpoint)
+    return root, data_dir, checkpoint
+
+
+def stage_config(workspace: tuple[Path, Path, Path], name: str, *overrides: str) -> DictConfig:
+    root, data_dir, checkpoint = workspace
+    cfg = compose_config(
+        [
+            "experiment=tiny",
+            f"paths.data_dir={data_dir}",
+            f"ckpt_path={checkpoint}",
+            f"index.dir={root / name}",
+            f"features.cache_dir={root / 'cache'}",
+            "features.shard_size=50",
+            "data.num_workers=0",
+            "data.gallery_size=[48,32]",
+            *overrides,
+        ],
+        output_dir=str(root / "outputs"),
+    )
+    with open_dict(cfg):
+        del cfg["hydra"]  # as in a real job: the ${hydra:...} resolver reads the HydraConfig singleton
+    return cfg
+
+
+def test_index_stage_builds_from_the_cache_and_reuses_it(workspace) -> None:
+    root, _, checkpoint = workspace
+    cfg = stage_config(workspace, "sharded")
+    metrics = index(cfg, RunContext(output_dir=root))
+    entries = [p for p in (root / "cache").iterdir() if (p / MANIFEST_FILE).is_file()]
+    assert len(entries) == 1
+    stamp = (entries[0] / MANIFEST_FILE).stat().st_mtime_ns
+    built = EmbeddingIndex.load(root / "sharded", expected_checkpoint_sha256=file_digest(checkpoint))
+    assert metrics == {"index/num_items": float(len(built))}
+
+    index(stage_config(workspace, "again"), RunContext(output_dir=root))
+    assert (entries[0] / MANIFEST_FILE).stat().st_mtime_ns == stamp, "the second run reuses the cache"
+    index(stage_config(workspace, "in_memory", "features.enabled=false"), RunContext(output_dir=root))
+
+    sharded, ids = load_embeddings(root / "sharded" / EMBEDDINGS_FILE)
+    in_memory, memory_ids = load_embeddings(root / "in_memory" / EMBEDDINGS_FILE)
+    assert ids == memory_ids == built.ids
+    np.testing.assert_allclose(sharded, in_memory, atol=1e-5)
+    queries = in_memory[:10]
+    assert built.search_ids(queries, 5) == EmbeddingIndex.load(root / "in_memory").search_ids(queries, 5)
+    assert built.search_ids(queries, 5) == EmbeddingIndex.load(root / "again").search_ids(queries, 5)
