@@ -6,26 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fashion_retrieval.models.heads import ProjectionHead
 
-class ProjectionHead(nn.Module):
-    """``(B, F) -> (B, D)``: a linear map, or an MLP when ``hidden_dim`` is set."""
-
-    def __init__(
-        self, in_features: int, embedding_dim: int, hidden_dim: int | None = None, dropout: float = 0.0
-    ):
-        super().__init__()
-        if hidden_dim:
-            self.net: nn.Module = nn.Sequential(
-                nn.Dropout(dropout),
-                nn.Linear(in_features, hidden_dim),
-                nn.GELU(),
-                nn.Linear(hidden_dim, embedding_dim),
-            )
-        else:
-            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, embedding_dim))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features)
+__all__ = ["ImageEncoder", "ProjectionHead", "backbone_head_parameters", "split_parameter_groups"]
 
 
 def backbone_head_parameters(backbone: nn.Module) -> list[nn.Parameter]:

@@ -1,0 +1,255 @@
+"""LightningModule training a head on frozen features: the query-side residual adapter or a symmetric
+projection head, from cached features or through a frozen backbone (``docs/adapters.md``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.callbacks import Callback
+from torch import nn
+from torch.optim import Optimizer
+
+from fashion_retrieval.callbacks.evaluator import evaluate_embeddings
+from fashion_retrieval.losses.adapter import AdapterInfoNCELoss, feature_noise, mix_embeddings, mixup_rows
+from fashion_retrieval.losses.bank import CatalogueBank
+from fashion_retrieval.losses.masks import label_in
+from fashion_retrieval.losses.memory import append_negatives
+
+
+class FrozenFeatureExtractor(nn.Module):
+    """``images (B, 3, H, W) -> features (B, D)`` float32 through ``getattr(model, method)``, frozen.
+
+    No gradient, and always in eval mode (``train()`` is a no-op): dropout and batch-norm statistics of a
+    frozen backbone must behave as when the cache was written. E.g.
+    ``FrozenFeatureExtractor(image_encoder, "backbone_features")``.
+    """
+
+    def __init__(self, model: nn.Module, method: str = "backbone_features") -> None:
+        super().__init__()
+        if not callable(getattr(model, method, None)):
+            raise TypeError(f"{type(model).__name__} has no method {method!r}")
+        self.model = model.eval().requires_grad_(False)
+        self.method = method
+
+    def train(self, mode: bool = True) -> FrozenFeatureExtractor:
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return getattr(self.model, self.method)(images).float()
+
+
+class FeatureAdapterModule(pl.LightningModule):
+    """Trains a query head (and optionally a catalogue head) on frozen features with the winners' recipe.
+
+    Args:
+        feature_dim: ``D`` of the features (the cache's, or the extractor's output).
+        embedding_dim: ``D'`` of the heads' output (the bank's width); ``None``: ``feature_dim``.
+        query_head: applied to query features (e.g. :class:`~fashion_retrieval.models.heads.ResidualAdapter`);
+            ``None``: the frozen features themselves.
+        gallery_head: applied to catalogue features; ``None``: catalogue untouched (query-side adapter).
+        share_heads: the catalogue goes through ``query_head`` too (a symmetric projection head).
+        loss: called as ``loss(query (R, D), candidates (C, D), positive (R, C), negative (R, C),
+            row_weights (R,))``; default :class:`~fashion_retrieval.losses.adapter.AdapterInfoNCELoss`.
+        optimizer: partial optimiser factory (Hydra ``_partial_: true``) called with parameter groups;
+            default AdamW, lr 3e-4.
+        scheduler: optional partial ``(optimizer, total_steps=) -> LRScheduler`` stepped every batch
+            (``torch.optim.lr_scheduler.OneCycleLR``).
+        noise_std: Gaussian noise on the query features (``losses.adapter.feature_noise``).
+        mixup_probability, mixup_alpha: query mixup (``losses.adapter.mix_embeddings``).
+        bank_size: FIFO bank of catalogue embeddings as extra negatives (0: off).
+        bank_max_age: staleness limit of bank entries in steps (``None``: never stale, right for a frozen
+            catalogue; set it when the catalogue side trains).
+        weight_averaging: a weight-averaging callback (Lightning's ``StochasticWeightAveraging``,
+            :class:`~fashion_retrieval.callbacks.EMAWeightAveraging`) added by :meth:`configure_callbacks`.
+        feature_extractor: a frozen ``images -> features`` module (:class:`FrozenFeatureExtractor`), used for
+            batches that carry ``query_image`` / ``gallery_image`` instead of features: the same head trained
+            end to end through the frozen backbone.
+        ks: validation cut-offs.
+
+    Training batches (:class:`~fashion_retrieval.data.feature_datamodule.FeatureDataModule`): ``query (B, D)``
+    or ``query_image``, ``gallery (B, D)`` or ``gallery_image`` (each pair's product), ``gallery_label (B,)``
+    product rows, ``query_products (B, L)`` every product row of each query, -1 padded. Validation batches:
+    ``query`` or ``query_image`` and ``index (B,)``; at the end of the epoch the adapted queries are searched
+    in the (head-mapped) ``datamodule.catalogue_features`` and scored against ``datamodule.val_truth`` with
+    the project's metrics (``val/recall@15``: hits over ground-truth pairs).
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        embedding_dim: int | None = None,
+        query_head: nn.Module | None = None,
+        gallery_head: nn.Module | None = None,
+        share_heads: bool = False,
+        loss: nn.Module | None = None,
+        optimizer: Callable[..., Optimizer] | None = None,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        noise_std: float = 0.0,
+        mixup_probability: float = 0.0,
+        mixup_alpha: float = 0.2,
+        bank_size: int = 0,
+        bank_max_age: int | None = None,
+        weight_averaging: Callback | None = None,
+        feature_extractor: nn.Module | None = None,
+        ks: Sequence[int] = (1, 5, 15),
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(
+            ignore=[
+                "query_head",
+                "gallery_head",
+                "loss",
+                "optimizer",
+                "scheduler",
+                "weight_averaging",
+                "feature_extractor",
+            ],
+            logger=False,
+        )
+        if share_heads and (query_head is None or gallery_head is not None):
+            raise ValueError("share_heads needs a query_head and no gallery_head")
+        self.query_head = query_head
+        self.gallery_head = query_head if share_heads else gallery_head
+        self.loss = loss if loss is not None else AdapterInfoNCELoss()
+        self.optimizer_factory = optimizer or partial(torch.optim.AdamW, lr=3e-4)
+        self.scheduler_factory = scheduler
+        self.noise_std, self.mixup_probability, self.mixup_alpha = noise_std, mixup_probability, mixup_alpha
+        self.bank = (
+            CatalogueBank(bank_size, embedding_dim or feature_dim, bank_max_age) if bank_size > 0 else None
+        )
+        self.weight_averaging = weight_averaging
+        self.feature_extractor = feature_extractor
+        self.ks = tuple(ks)
+        self._val_queries: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    # -- embeddings ----------------------------------------------------------------------------------
+    @staticmethod
+    def _embed(head: nn.Module | None, features: torch.Tensor) -> torch.Tensor:
+        out = features if head is None else head(features)
+        return F.normalize(out.float(), dim=-1)
+
+    def embed_queries(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` features -> ``(B, D')`` float32 L2-normalised query embeddings."""
+        return self._embed(self.query_head, features)
+
+    def embed_catalogue(self, features: torch.Tensor) -> torch.Tensor:
+        """``(G, D)`` features -> ``(G, D')`` float32 L2-normalised catalogue embeddings."""
+        return self._embed(self.gallery_head, features)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.embed_queries(features)
+
+    def _features(self, batch: dict[str, torch.Tensor], side: str) -> torch.Tensor:
+        if side in batch:
+            return batch[side].float()
+        if f"{side}_image" not in batch:
+            raise KeyError(f"batch has neither {side!r} features nor {side}_image images: {sorted(batch)}")
+        if self.feature_extractor is None:
+            raise ValueError(f"a batch of {side}_image needs a feature_extractor")
+        return self.feature_extractor(batch[f"{side}_image"])
+
+    # -- training ------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.batch_loss(batch)
+        size = int(batch["gallery_label"].shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        temperature = getattr(self.loss, "current_temperature", None)
+        if temperature is not None:
+            self.log("train/temperature", float(temperature), batch_size=size)
+        return loss
+
+    def batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss of a batch: noisy, mixed queries against the batch's distinct products and the bank."""
+        query = self._features(batch, "query")
+        gallery = self._features(batch, "gallery")
+        labels, products = batch["gallery_label"].long(), batch["query_products"].long()
+        query = feature_noise(query, self.noise_std)
+        query, partner, lam = mix_embeddings(query, self.mixup_probability, self.mixup_alpha)
+        # One candidate column per distinct product: a product drawn twice is not two negatives.
+        candidate_labels, inverse = torch.unique(labels, return_inverse=True)
+        first = torch.zeros_like(candidate_labels).scatter_(
+            0, inverse, torch.arange(len(labels), device=labels.device)
+        )
+        candidates = self.embed_catalogue(gallery[first])
+        positive = label_in(candidate_labels, products)
+        negative = ~positive
+        scored = candidates
+        if self.bank is not None and self.bank.filled:
+            extra, extra_negative = self.bank.negatives(products, step=self.global_step)
+            scored, positive, negative = append_negatives(
+                candidates, positive, negative, extra, extra_negative
+            )
+        rows, positive, negative, weights = mixup_rows(positive, negative, partner, lam)
+        loss = self.loss(self.embed_queries(query)[rows], scored, positive, negative, weights)
+        if self.bank is not None:
+            # Enqueued after use: this batch's products are already in-batch negatives.
+            self.bank.enqueue(candidates.detach(), candidate_labels, step=self.global_step)
+        return loss
+
+    # -- validation ----------------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_queries = []
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        embeddings = self.embed_queries(self._features(batch, "query"))
+        self._val_queries.append((batch["index"].cpu(), embeddings.cpu()))
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or not self._val_queries:
+            return
+        metrics = self.validation_metrics(self.trainer.datamodule)
+        for name, value in metrics.items():
+            self.log(f"val/{name}", value)
+
+    @torch.no_grad()
+    def validation_metrics(self, datamodule: object) -> dict[str, float]:
+        """Metrics of the collected validation queries against the whole catalogue.
+
+        ``datamodule`` provides ``catalogue_features (G, D)``, ``val_truth`` (lists of catalogue rows per
+        validation query) and ``validation_sections() -> (query sections (V,), catalogue sections (G,))``.
+        Queries cut by ``limit_val_batches`` are left out (their truth too).
+        """
+        index = torch.cat([i for i, _ in self._val_queries]).numpy()
+        queries = torch.cat([e for _, e in self._val_queries]).numpy()
+        catalogue = datamodule.catalogue_features
+        chunks = [
+            self.embed_catalogue(catalogue[start : start + 8192].to(self.device)).cpu()
+            for start in range(0, len(catalogue), 8192)
+        ]
+        gallery = torch.cat(chunks).numpy()
+        query_sections, gallery_sections = datamodule.validation_sections()
+        truth = [datamodule.val_truth[i] for i in index]
+        ids = [str(i) for i in range(len(gallery))]
+        return evaluate_embeddings(
+            queries, gallery, ids, np.asarray(query_sections)[index], gallery_sections, truth, self.ks
+        )
+
+    # -- optimisation --------------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict:
+        loss_ids = {id(p) for p in self.loss.parameters()}
+        head = [p for p in self.parameters() if p.requires_grad and id(p) not in loss_ids]
+        # A learnable temperature learns without weight decay, which would pull it towards 1.
+        rest = [p for p in self.loss.parameters() if p.requires_grad]
+        groups: list[dict] = []
+        if head:
+            groups.append({"params": head, "name": "head"})
+        if rest:
+            groups.append({"params": rest, "name": "loss", "weight_decay": 0.0})
+        if not groups:
+            raise ValueError("nothing to train: no head and a fixed temperature (head=none only evaluates)")
+        optimizer = self.optimizer_factory(groups)
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(
+            optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_callbacks(self) -> list[Callback]:
+        return [] if self.weight_averaging is None else [self.weight_averaging]

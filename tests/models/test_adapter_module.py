@@ -1,0 +1,271 @@
+from functools import partial
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.callbacks import StochasticWeightAveraging
+from tiny_models import TINY_TOWER, uint8_images
+from torch.utils.data import DataLoader
+
+from fashion_retrieval.callbacks.ema import EMAWeightAveraging
+from fashion_retrieval.data.feature_datamodule import FeatureDataModule
+from fashion_retrieval.losses.adapter import AdapterInfoNCELoss
+from fashion_retrieval.models.adapter_module import FeatureAdapterModule, FrozenFeatureExtractor
+from fashion_retrieval.models.clip import ClipVisionBackbone
+from fashion_retrieval.models.encoder import ImageEncoder
+from fashion_retrieval.models.heads import ProjectionHead, ResidualAdapter
+
+DIM = 32
+
+
+def separable_features(seed=0, products=300, train=1200, val=200, distortion=2.0, noise=0.35, batch_size=128):
+    """Queries are a fixed linear distortion of their product plus noise: retrievable after the adapter
+    learns to undo the distortion, poorly before. One query in ten has two products (a mix of both)."""
+    rng = np.random.default_rng(seed)
+    catalogue = rng.normal(size=(products, DIM))
+    catalogue /= np.linalg.norm(catalogue, axis=1, keepdims=True)
+    mix = rng.normal(size=(DIM, DIM)) / np.sqrt(DIM)
+    total = train + val
+    owner = rng.integers(0, products, total)
+    second = np.where(
+        rng.random(total) < 0.1, (owner + 1 + rng.integers(0, products - 1, total)) % products, -1
+    )
+    target = catalogue[owner] + np.where(second[:, None] >= 0, catalogue[np.maximum(second, 0)], 0)
+    queries = target + distortion * target @ mix + noise * rng.normal(size=(total, DIM))
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    pairs = [(q, int(owner[q])) for q in range(train)] + [
+        (q, int(second[q])) for q in range(train) if second[q] >= 0
+    ]
+    truth = [[int(owner[q])] + ([int(second[q])] if second[q] >= 0 else []) for q in range(train, total)]
+    return FeatureDataModule(
+        queries.astype(np.float32),
+        np.asarray(pairs),
+        catalogue.astype(np.float32),
+        np.arange(train, total),
+        truth,
+        batch_size=batch_size,
+        seed=seed,
+    )
+
+
+def trainer(epochs, **kwargs):
+    return pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        gradient_clip_val=1.0,
+        **kwargs,
+    )
+
+
+def winners_module(bank_size=512, **kwargs):
+    return FeatureAdapterModule(
+        DIM,
+        query_head=ResidualAdapter(DIM),
+        loss=AdapterInfoNCELoss(0.07, learnable_temperature=True, margin=0.1, label_smoothing=0.15),
+        noise_std=0.02,
+        mixup_probability=0.3,
+        mixup_alpha=0.2,
+        bank_size=bank_size,
+        optimizer=partial(torch.optim.AdamW, lr=3e-3),
+        scheduler=partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=3e-3),
+        **kwargs,
+    )
+
+
+def test_identity_at_init_scores_like_the_frozen_features():
+    datamodule = separable_features()
+    module = winners_module()
+    adapted = trainer(1).validate(module, datamodule=datamodule, verbose=False)[0]
+    frozen = trainer(1).validate(FeatureAdapterModule(DIM), datamodule=datamodule, verbose=False)[0]
+    assert adapted["val/recall@15"] == frozen["val/recall@15"]
+    assert adapted["val/map@15"] == pytest.approx(frozen["val/map@15"])
+
+
+def test_short_fit_on_separable_features_clearly_improves_recall_at_15():
+    pl.seed_everything(0)
+    datamodule = separable_features()
+    module = winners_module()
+    fit = trainer(6, check_val_every_n_epoch=6)
+    before = fit.validate(module, datamodule=datamodule, verbose=False)[0]["val/recall@15"]
+    fit.fit(module, datamodule=datamodule)
+    after = float(fit.callback_metrics["val/recall@15"])
+    print(f"recall@15 {before:.3f} -> {after:.3f}")
+    assert before < 0.7 and after > before + 0.15, (before, after)
+    assert module.bank.filled == 512
+    assert 0.01 <= module.loss.current_temperature <= 1.0
+    assert module.loss.current_temperature != pytest.approx(0.07)  # learnt
+
+
+def batch_of(datamodule, positions):
+    return datamodule.train_dataloader().dataset[positions]
+
+
+def test_bank_entries_of_the_querys_own_products_are_not_negatives():
+    datamodule = separable_features(batch_size=8)
+    module = FeatureAdapterModule(DIM, query_head=ResidualAdapter(DIM), bank_size=64)
+    first, second = batch_of(datamodule, list(range(8))), batch_of(datamodule, list(range(8, 16)))
+    module.batch_loss(first)
+    assert module.bank.contents()[1].tolist() == sorted(set(first["gallery_label"].tolist()))
+    seen = {}
+
+    class Spy(torch.nn.Module):
+        def forward(self, query, candidates, positive, negative, weights):
+            seen.update(candidates=candidates, positive=positive, negative=negative)
+            return candidates.sum() * 0
+
+    module.loss = Spy()
+    # Second batch, whose first query owns a product already in the bank.
+    second["query_products"][0, 0] = first["gallery_label"][0]
+    module.batch_loss(second)
+    distinct = len(set(second["gallery_label"].tolist()))
+    bank_labels = module.bank.contents()[1][:8].tolist()  # slot order = the first batch's products
+    owned = bank_labels.index(int(first["gallery_label"][0]))
+    assert seen["candidates"].shape[0] == distinct + len(bank_labels)
+    assert not seen["positive"][:, distinct:].any()  # bank columns are never positives
+    assert not seen["negative"][0, distinct + owned]
+
+
+def test_projection_head_is_shared_by_both_sides_and_the_bank_can_go_stale():
+    datamodule = separable_features(batch_size=64)
+    head = ProjectionHead(DIM, 16, hidden_dim=32)
+    module = FeatureAdapterModule(DIM, 16, query_head=head, share_heads=True, bank_size=128, bank_max_age=2)
+    assert module.gallery_head is module.query_head
+    features = datamodule.catalogue_features[:4]
+    assert torch.allclose(module.embed_catalogue(features), F.normalize(head(features), dim=1))
+    fit = trainer(1, limit_train_batches=5, limit_val_batches=1)
+    fit.fit(module, datamodule=datamodule)
+    assert module.bank.filled > 0
+    assert module.bank.negatives(datamodule.query_products[:2], step=10**6)[0].shape[0] == 0
+
+
+@pytest.mark.parametrize("averaging", ["swa", "ema"])
+def test_weight_averaging_is_a_config_choice(averaging):
+    callback = (
+        StochasticWeightAveraging(swa_lrs=1e-4, swa_epoch_start=0.5, annealing_epochs=1)
+        if averaging == "swa"
+        else EMAWeightAveraging(decay=0.9)
+    )
+    module = winners_module(bank_size=0, weight_averaging=callback)
+    assert module.configure_callbacks() == [callback]
+    fit = trainer(2, limit_val_batches=1)
+    fit.fit(module, datamodule=separable_features(batch_size=256))
+    assert callback in fit.callbacks
+    assert "val/recall@15" in fit.callback_metrics
+
+
+def test_nothing_to_train_is_an_error():
+    module = FeatureAdapterModule(DIM, loss=AdapterInfoNCELoss(learnable_temperature=False))
+    with pytest.raises(ValueError, match="nothing to train"):
+        trainer(1).fit(module, datamodule=separable_features())
+
+
+class ImagePairs(pl.LightningDataModule):
+    """The same pairs as images: each query / product row is a fixed random image."""
+
+    def __init__(self, query_images, catalogue_images, features: FeatureDataModule, batch_size: int = 4):
+        super().__init__()
+        self.batch_size = batch_size
+        self.query_images, self.catalogue_images, self.features = query_images, catalogue_images, features
+        self.catalogue_features, self.val_truth = features.catalogue_features, features.val_truth
+        self.validation_sections = features.validation_sections
+
+    def train_dataloader(self):
+        def load(positions):
+            batch = self.features.train_dataloader().dataset[positions]
+            return {
+                "query_image": self.query_images[batch.pop("query_row")],
+                "gallery_image": self.catalogue_images[batch["gallery_label"]],
+                "gallery_label": batch["gallery_label"],
+                "query_products": batch["query_products"],
+            }
+
+        return DataLoader(range(len(self.features.train_pairs)), batch_size=self.batch_size, collate_fn=load)
+
+    def val_dataloader(self):
+        rows = self.features.val_queries
+
+        def load(positions):
+            index = torch.as_tensor(positions)
+            return {"query_image": self.query_images[rows[index]], "index": index}
+
+        return DataLoader(range(len(rows)), batch_size=self.batch_size, collate_fn=load)
+
+
+def test_image_path_through_a_frozen_encoder_matches_the_cached_features():
+    encoder = ImageEncoder(ClipVisionBackbone(vision_config=TINY_TOWER), embedding_dim=None)
+    extractor = FrozenFeatureExtractor(encoder, "backbone_features")
+    query_images, catalogue_images = uint8_images(10, 32, 32, seed=1), uint8_images(6, 32, 32, seed=2)
+    with torch.no_grad():
+        query_features, catalogue_features = extractor(query_images), extractor(catalogue_images)
+    pairs = [(0, 1), (1, 2), (2, 3), (3, 1), (4, 0), (5, 5), (5, 4), (6, 2)]
+    cached = FeatureDataModule(
+        query_features, pairs, catalogue_features, [7, 8, 9], [[1], [2, 3], [0]], batch_size=4
+    )
+    images = ImagePairs(query_images, catalogue_images, cached)
+    dim = extractor(query_images[:1]).shape[1]
+    torch.manual_seed(0)
+    module = FeatureAdapterModule(
+        dim, query_head=ResidualAdapter(dim, zero_init=False), feature_extractor=extractor
+    )
+    module.eval()  # dropout off: the two paths see the same head
+    feature_batch = cached.train_dataloader().dataset[[0, 1, 2, 3]]
+    image_batch = next(iter(images.train_dataloader()))
+    assert torch.allclose(module.batch_loss(feature_batch), module.batch_loss(image_batch), atol=1e-5)
+    module.train()
+    assert not extractor.training and not any(p.requires_grad for p in extractor.parameters())
+    frozen_before = [p.clone() for p in encoder.parameters()]
+    fit = trainer(1)
+    fit.fit(module, datamodule=images)
+    assert all(torch.equal(a, b) for a, b in zip(frozen_before, encoder.parameters()))
+    assert "val/recall@15" in fit.callback_metrics
+    optimised = {id(p) for group in fit.optimizers[0].param_groups for p in group["params"]}
+    assert not optimised & {id(p) for p in encoder.parameters()}
+
+
+@pytest.mark.parametrize(
+    "head, averaging",
+    [
+        ("residual_adapter", "swa"),
+        ("residual_adapter", "ema"),
+        ("projection", "swa"),
+        ("projection", "ema"),
+        ("none", None),
+    ],
+)
+def test_head_configs_build_the_module(head, averaging):
+    from hydra.utils import instantiate
+    from test_configs import compose_config
+
+    overrides = [f"head={head}", "head.module.feature_dim=32"]
+    if head != "none":
+        overrides.append(f"head/averaging@head.module.weight_averaging={averaging}")
+    cfg = compose_config(overrides)
+    module = instantiate(cfg.head.module)
+    assert isinstance(module, FeatureAdapterModule)
+    if head == "none":
+        assert module.query_head is None and module.configure_callbacks() == []
+    else:
+        expected = {"swa": StochasticWeightAveraging, "ema": EMAWeightAveraging}[averaging]
+        assert isinstance(module.configure_callbacks()[0], expected)
+        assert module.embed_queries(torch.randn(3, 32)).shape == (3, 32)
+    if head == "residual_adapter":
+        assert module.bank.size == 8192 and module.bank.max_age is None and module.gallery_head is None
+        assert module.loss.margin == 0.1 and module.loss.label_smoothing == 0.15
+    if head == "projection":
+        assert module.gallery_head is module.query_head and module.bank.max_age == 20
+    data = instantiate(cfg.head.data)
+    assert data.func == FeatureDataModule.from_cache and data.keywords["batch_size"] == 512
+
+
+def test_tiny_experiment_composes():
+    from test_configs import compose_config
+
+    cfg = compose_config(["experiment=adapter/tiny"])
+    assert cfg.head.module.bank_size == 256 and cfg.trainer.gradient_clip_val == 1.0
