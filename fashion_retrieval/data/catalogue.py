@@ -9,11 +9,12 @@ file is found at load time rather than in the middle of an epoch.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,12 @@ BOX_COLUMNS = (
     "visible_fraction",
 )
 UNKNOWN_SECTION = -1  # a product never seen in a training match
+
+# An Inditex asset path names its 11-digit code (8-digit article + 3-digit colour) as a run of exactly 11
+# digits, e.g. .../04341728814-p/04341728814-p.jpg?ts=1726156162824&w=750.
+_ARTICLE_CODE = re.compile(r"(?<![0-9])([0-9]{11})(?![0-9])")
+CODE_DIGITS = 11
+ARTICLE_PREFIX_DIGITS = 8  # colour variants of one article share the code's first 8 digits
 
 MissingImagePolicy = Literal["fail", "skip"]
 ImageCheck = Literal["none", "exists", "decode"]
@@ -105,6 +112,51 @@ def resolve_image_path(root: Path, url: str, kind: Literal["products", "bundles"
     return path if path.is_absolute() else root / path
 
 
+def parse_image_url(url: str) -> tuple[str | None, int | None]:
+    """(11-digit article code, ``ts=`` timestamp in milliseconds) of an image URL, ``None`` for each part
+    it lacks.
+
+    Only http(s) URLs carry metadata: local paths (old synthetic datasets, generic readers) name files, and a
+    file name that happens to hold 11 digits is no article. The code is the last run of exactly 11 digits in
+    the URL's path; the timestamp the integer ``ts`` query parameter (a non-integer one counts as absent).
+    """
+    parsed = urlparse(url.strip())
+    if parsed.scheme not in ("http", "https"):
+        return None, None
+    codes = _ARTICLE_CODE.findall(parsed.path)
+    ts = parse_qs(parsed.query).get("ts", [""])[0]
+    return (codes[-1] if codes else None), (int(ts) if ts.isascii() and ts.isdigit() else None)
+
+
+def url_metadata(urls: Iterable[str]) -> tuple[np.ndarray, list[str | None]]:
+    """``(N,)`` float64 timestamps in ms (NaN when absent; exact below 2**53) and ``N`` article codes
+    (``None`` when absent) of image URLs (:func:`parse_image_url`)."""
+    parsed = [parse_image_url(str(url)) for url in urls]
+    timestamps = np.array([np.nan if ts is None else float(ts) for _, ts in parsed], dtype=np.float64)
+    return timestamps, [code for code, _ in parsed]
+
+
+def code_numbers(codes: Iterable[str | None]) -> np.ndarray:
+    """``(N,)`` int64 of 11-digit codes, ``-1`` for ``None``; the article is ``code // 1000``."""
+    return np.array([-1 if code is None else int(code) for code in codes], dtype=np.int64)
+
+
+def _log_missing_metadata(frame: pd.DataFrame, column: str, path: Path) -> None:
+    """Say how many rows lack a URL timestamp or article code (all of them in old synthetic data)."""
+    timestamps, codes = url_metadata(frame[column])
+    no_ts, no_code = int(np.isnan(timestamps).sum()), sum(code is None for code in codes)
+    if no_ts or no_code:
+        log.info(
+            "%s: %d of %d row(s) without a ts= timestamp and %d without an 11-digit article code in %s "
+            "(priors that need them leave those rows untouched)",
+            path,
+            no_ts,
+            len(frame),
+            no_code,
+            column,
+        )
+
+
 def image_problem(path: Path, check: ImageCheck) -> str | None:
     if check == "none":
         return None
@@ -166,6 +218,35 @@ class Catalogue:
             matches = matches[matches["bundle_asset_id"].isin(set(bundle_ids))]
         grouped = matches.groupby("bundle_asset_id", sort=False)["product_asset_id"]
         return {bundle: list(products) for bundle, products in grouped}
+
+    def product_timestamps(self) -> np.ndarray:
+        """``(P,)`` float64 image timestamps of the products in ms (catalogue order), NaN where the URL has
+        none (old synthetic data, local paths, catalogues without URLs)."""
+        return self._url_metadata(self.products, "product_image_url", None)[0]
+
+    def product_codes(self) -> list[str | None]:
+        """``P`` 11-digit article codes of the products (catalogue order), ``None`` where the URL has none."""
+        return self._url_metadata(self.products, "product_image_url", None)[1]
+
+    def bundle_timestamps(self, bundle_ids: Sequence[str] | None = None) -> np.ndarray:
+        """``(B,)`` float64 image timestamps in ms of ``bundle_ids`` (default: all bundles, file order), NaN
+        where the URL has none."""
+        return self._url_metadata(self.bundles, "bundle_image_url", bundle_ids)[0]
+
+    def bundle_codes(self, bundle_ids: Sequence[str] | None = None) -> list[str | None]:
+        """``B`` 11-digit codes of ``bundle_ids``' URLs (its lead product's in Inditex data), ``None`` where
+        absent."""
+        return self._url_metadata(self.bundles, "bundle_image_url", bundle_ids)[1]
+
+    @staticmethod
+    def _url_metadata(
+        frame: pd.DataFrame, column: str, ids: Sequence[str] | None
+    ) -> tuple[np.ndarray, list[str | None]]:
+        if ids is not None:
+            frame = frame.set_index(frame.columns[0]).loc[list(ids)]
+        if column not in frame.columns:  # readers of other datasets carry no URLs
+            return np.full(len(frame), np.nan), [None] * len(frame)
+        return url_metadata(frame[column])
 
     def product_index(self) -> dict[str, int]:
         return {product: i for i, product in enumerate(self.products["product_asset_id"])}
@@ -233,6 +314,8 @@ def load_catalogue(
     if overlap:
         raise CatalogueError(f"{test_path}: bundles also in {TRAIN_MATCHES_FILE}: {list_examples(overlap)}")
     _check_sections(train, bundles, train_path)
+    _log_missing_metadata(products, "product_image_url", products_path)
+    _log_missing_metadata(bundles, "bundle_image_url", bundles_path)
     articles = _read_articles(root / PRODUCT_ARTICLES_FILE, products)
 
     products["image_path"] = [

@@ -186,3 +186,42 @@ def test_articles_file_naming_unknown_products(tmp_path):
     (root / "product_articles.csv").write_text("product_asset_id,article_id\nI_000000000001,\n")
     with pytest.raises(CatalogueError, match=r"product_articles.csv: empty article_id on line\(s\) 2"):
         load_catalogue(root)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "https://static.zara.net/assets/public/7e2f/4e4d/d6ff4bf48c4e/f0402835a8e3/08805707800-p/"
+            "08805707800-p.jpg?ts=1724840991537&w=750",
+            ("08805707800", 1724840991537),
+        ),
+        ("https://static.zara.net/assets/public/a/b/04341728814-015-p/x.jpg?w=750", ("04341728814", None)),
+        ("https://example.com/photo.jpg?ts=1700000000000", (None, 1700000000000)),
+        ("https://example.com/123456789012/photo.jpg?ts=soon", (None, None)),  # 12 digits: no code
+        ("images/products/I_01234567890a.jpg", (None, None)),  # local paths carry no metadata
+        ("", (None, None)),
+    ],
+)
+def test_parse_image_url(url, expected):
+    from fashion_retrieval.data.catalogue import parse_image_url
+
+    assert parse_image_url(url) == expected
+
+
+def test_catalogue_exposes_url_metadata(tmp_path, caplog):
+    url = "https://static.zara.net/assets/public/a/b/c/d/{code}-p/{code}-p.jpg?ts={ts}&w=750"
+    products = [
+        f"{PRODUCTS[0]},{url.format(code='12345678001', ts=1700000000000)},TROUSERS",
+        f"{PRODUCTS[1]},{url.format(code='12345678002', ts=1700086400000)},TROUSERS",
+        f"{PRODUCTS[2]},images/products/{PRODUCTS[2]}.jpg,TROUSERS",
+        f"{PRODUCTS[3]},https://example.com/{PRODUCTS[3]}.jpg,TROUSERS",
+    ]
+    with caplog.at_level("INFO", logger="fashion_retrieval.data.catalogue"):
+        catalogue = load_catalogue(write_dataset(tmp_path, products=products))
+    assert catalogue.product_codes() == ["12345678001", "12345678002", None, None]
+    np.testing.assert_array_equal(catalogue.product_timestamps(), [1.7e12, 1700086400000.0, np.nan, np.nan])
+    assert catalogue.bundle_codes(["B_00000000000b"]) == [None]
+    assert np.isnan(catalogue.bundle_timestamps()).all()
+    assert "2 of 4 row(s) without a ts= timestamp and 2 without an 11-digit article code" in caplog.text
+    assert "3 of 3 row(s) without a ts= timestamp" in caplog.text

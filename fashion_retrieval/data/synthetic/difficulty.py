@@ -40,6 +40,15 @@ def colour_histogram(image: np.ndarray, mask: np.ndarray | None = None) -> np.nd
     return hist / (np.linalg.norm(hist) + 1e-9)
 
 
+def packshot_histogram(path: str | Path) -> np.ndarray:
+    """:func:`colour_histogram` of a packshot's foreground: pixels clearly different from the light
+    background (its corner pixel); the whole image when too few are."""
+    image = cv2.imread(str(path))
+    distance = np.abs(image.astype(np.int16) - image[2, 2].astype(np.int16)).max(axis=2)
+    mask = (distance > 25).astype(np.uint8)
+    return colour_histogram(image, mask if mask.sum() > 30 else None)
+
+
 def difficulty(data_dir: str | Path, k: int = 15, seed: int = 0) -> dict[str, float]:
     """The figures described in the module docstring, as a dict."""
     root = Path(data_dir)
@@ -49,14 +58,7 @@ def difficulty(data_dir: str | Path, k: int = 15, seed: int = 0) -> dict[str, fl
         s.seed, s.num_products, s.section_weights, s.variants_per_article, s.distractor_fraction
     )
     index = {product: i for i, product in enumerate(layout.product_ids)}
-    gallery = []
-    for product in layout.product_ids:
-        image = cv2.imread(str(root / writer.product_image_url(product)))
-        # Packshot foreground: pixels clearly different from the light background (corner pixel).
-        distance = np.abs(image.astype(np.int16) - image[2, 2].astype(np.int16)).max(axis=2)
-        mask = (distance > 25).astype(np.uint8)
-        gallery.append(colour_histogram(image, mask if mask.sum() > 30 else None))
-    hists = np.stack(gallery)
+    hists = np.stack([packshot_histogram(root / writer.product_image_path(p)) for p in layout.product_ids])
     truth: dict[str, list[int]] = defaultdict(list)
     for bundle, product in _rows(root / challenge_format.TEST_TRUTH_FILE):
         truth[bundle].append(index[product])
@@ -66,7 +68,7 @@ def difficulty(data_dir: str | Path, k: int = 15, seed: int = 0) -> dict[str, fl
     rng = np.random.default_rng(seed)
     whole, random_hits, top1, topk, variant_above = [], [], [], [], []
     for bundle, products in truth.items():
-        photo = cv2.imread(str(root / writer.bundle_image_url(bundle)))
+        photo = cv2.imread(str(root / writer.bundle_image_path(bundle)))
         wanted = set(products)
         ranked = np.argsort(-(hists @ colour_histogram(photo)))[:k]
         whole.append(len(wanted & set(ranked.tolist())) / len(wanted))

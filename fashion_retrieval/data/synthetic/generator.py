@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from fashion_retrieval.data import catalogue as challenge_format
+from fashion_retrieval.data.synthetic import metadata as url_metadata
 from fashion_retrieval.data.synthetic import writer
 from fashion_retrieval.data.synthetic.catalogue import CatalogueLayout, build_layout
 from fashion_retrieval.data.synthetic.outfits import compose_bundles
@@ -115,7 +116,8 @@ def _product_task(index: int) -> None:
             cfg.product_jpeg_quality[0], cfg.product_jpeg_quality[1] + 1
         )
     )
-    writer.write_jpeg(_STATE["out_dir"] / writer.product_image_url(layout.product_ids[index]), image, quality)
+    path = _STATE["out_dir"] / writer.product_image_path(layout.product_ids[index])
+    writer.write_jpeg(path, image, quality)
 
 
 def _bundle_task(plan: BundlePlan) -> list[GarmentBox]:
@@ -127,7 +129,7 @@ def _bundle_task(plan: BundlePlan) -> list[GarmentBox]:
         )
     )
     writer.write_jpeg(
-        _STATE["out_dir"] / writer.bundle_image_url(_STATE["bundle_ids"][plan.index]), image, quality
+        _STATE["out_dir"] / writer.bundle_image_path(_STATE["bundle_ids"][plan.index]), image, quality
     )
     return boxes
 
@@ -181,6 +183,34 @@ def _csv(stack: contextlib.ExitStack, path: Path, header: tuple[str, ...]) -> An
     return out
 
 
+def plan_dataset(spec: SyntheticSpec) -> tuple[CatalogueLayout, list[BundlePlan], np.ndarray, np.ndarray]:
+    """Everything but the images: the catalogue layout, the bundle plans, and the dates (timeline days) of
+    the bundle photos ``(B,)`` and of the product debuts ``(P,)`` (see ``synthetic.metadata``)."""
+    layout = build_layout(
+        spec.seed,
+        spec.num_products,
+        spec.section_weights,
+        spec.variants_per_article,
+        spec.distractor_fraction,
+    )
+    days = url_metadata.bundle_days(spec.seed, spec.num_bundles)
+    debut = url_metadata.debut_days(spec.seed, spec.num_products)
+    plans = compose_bundles(
+        layout,
+        spec.seed,
+        spec.num_bundles,
+        spec.test_fraction,
+        spec.section_weights,
+        spec.bundle_size_weights,
+        spec.popularity_exponent,
+        spec.coverage_probability,
+        bundle_days=days,
+        product_debut=debut,
+        lifetime_days=url_metadata.LIFETIME_DAYS,
+    )
+    return layout, plans, days, debut
+
+
 def generate_dataset(
     spec: SyntheticSpec, out_dir: str | Path, *, num_workers: int = 1, overwrite: bool = False
 ) -> GenerationReport:
@@ -193,23 +223,11 @@ def generate_dataset(
     out = Path(out_dir)
     spec_dict = _json_roundtrip(asdict(spec))
     writer.prepare_output_dir(out, spec_dict, overwrite)
-    layout = build_layout(
-        spec.seed,
-        spec.num_products,
-        spec.section_weights,
-        spec.variants_per_article,
-        spec.distractor_fraction,
-    )
-    plans = compose_bundles(
-        layout,
-        spec.seed,
-        spec.num_bundles,
-        spec.test_fraction,
-        spec.section_weights,
-        spec.bundle_size_weights,
-        spec.popularity_exponent,
-        spec.coverage_probability,
-    )
+    layout, plans, days, debut = plan_dataset(spec)
+    codes = url_metadata.product_codes(spec.seed, layout)
+    product_ms = url_metadata.to_ms(url_metadata.upload_days(spec.seed, debut))
+    bundle_ms = url_metadata.to_ms(days)
+    bundle_codes = [""] * spec.num_bundles
     bundle_ids = unique_ids("B_", spec.seed, "bundle", spec.num_bundles)
     log.info(
         "planned %d products and %d bundles in %.1fs; rendering with %d worker(s) into %s",
@@ -229,6 +247,8 @@ def generate_dataset(
         "uses": np.zeros(spec.num_products, np.int32),
         "dropped": 0,
         "boxes": 0,
+        "pair_bundles": [],
+        "pair_products": [],
     }
     with _executor(workers, (layout, bundle_ids, cfg, out)) as imap, contextlib.ExitStack() as stack:
         products_csv = _csv(stack, out / challenge_format.PRODUCTS_FILE, challenge_format.PRODUCT_COLUMNS)
@@ -236,7 +256,7 @@ def generate_dataset(
             products_csv.writerow(
                 (
                     product_id,
-                    writer.product_image_url(product_id),
+                    writer.product_image_url(product_id, codes[index], int(product_ms[index])),
                     CATEGORIES[int(layout.category[index])].name,
                 )
             )
@@ -260,7 +280,9 @@ def generate_dataset(
         progress = _Progress("bundles", spec.num_bundles)
         for plan, boxes in zip(plans, imap(_bundle_task, plans, bundle_chunk)):
             bundle_id = bundle_ids[plan.index]
-            bundles_csv.writerow((bundle_id, plan.section, writer.bundle_image_url(bundle_id)))
+            bundle_codes[plan.index] = codes[url_metadata.lead_product(spec.seed, plan, boxes)]
+            url = writer.bundle_image_url(bundle_id, bundle_codes[plan.index], int(bundle_ms[plan.index]))
+            bundles_csv.writerow((bundle_id, plan.section, url))
             matches = truth_csv if plan.test else train_csv
             if plan.test:
                 test_csv.writerow((bundle_id, ""))  # the public test file names the bundle only
@@ -271,12 +293,18 @@ def generate_dataset(
                 boxes_csv.writerow((bundle_id, product_id, category, *box.box, f"{box.visible_fraction:.4f}"))
                 stats["pairs"][(plan.test, category)] += 1
                 stats["uses"][box.product] += 1
+                stats["pair_bundles"].append(plan.index)
+                stats["pair_products"].append(box.product)
             stats["boxes"] += len(boxes)
             stats["sizes"][len(boxes)] += 1
             stats["dropped"] += sum(item.product >= 0 for item in plan.items) - len(boxes)
             progress.step()
         bundle_seconds = progress.finish()
     metadata = _metadata(spec, spec_dict, layout, plans, stats)
+    metadata["url_metadata"] = url_metadata.url_statistics(
+        spec.seed, stats["pair_bundles"], stats["pair_products"], bundle_ms, product_ms, bundle_codes, codes
+    )
+    log.info("image URL metadata: %s", {k: v for k, v in metadata["url_metadata"].items() if k != "timeline"})
     writer.write_json(out / writer.METADATA_FILE, metadata)
     writer.finish_output_dir(out)
     seconds = time.perf_counter() - start

@@ -5,6 +5,9 @@ accessories), of which ``k`` garments are catalogue products listed in the match
 3. The other garments are unlisted fillers, as in real lookbook photos where not everything worn is sold
 on the page. Products are drawn from the bundle's section only, with Zipf popularity (a few products
 appear in many bundles) plus a coverage push so most non-distractor products appear at least once.
+Given bundle dates and product debut dates, a product is in fashion around its debut (its popularity
+fades over ``lifetime_days`` either side) and the coverage push only reaches products debuting nearby, so
+a bundle and its products are close in time, as in the real data (whose image URLs carry upload dates).
 Composition is one sequential random stream in the parent process: cheap, and independent of workers.
 """
 
@@ -34,6 +37,7 @@ SHORT_BOTTOMS = {"SHORTS", "SKIRT"}
 # Zipf-Mandelbrot offset of the popularity ranks: softens the head, so in a pool of a handful of belts the
 # favourite is not in every outfit that lists a belt, while big pools keep a long-tailed reuse.
 POPULARITY_OFFSET = 3.0
+COVERAGE_WINDOW = 2.0  # lifetimes: how far from its debut an unused product may still be pushed in
 
 
 def _pick(rng: np.random.Generator, weights: list[float]) -> int:
@@ -47,19 +51,33 @@ class _Pool:
     """Eligible products of one (section, category): popularity order, its CDF, and a coverage cursor."""
 
     products: np.ndarray
+    weights: np.ndarray
     cdf: np.ndarray
     cover_order: np.ndarray
     cursor: int = 0
 
 
 class ProductPicker:
-    """Draws products per (section, category) with Zipf popularity and a push to cover unused ones."""
+    """Draws products per (section, category) with Zipf popularity and a push to cover unused ones.
+
+    With ``debut`` days ``(P,)`` and ``lifetime_days``, a pick made on ``day`` weighs product ``p`` by
+    ``exp(-|day - debut[p]| / lifetime_days)`` (popularity is a fashion), and the coverage push takes the
+    unused product debuting nearest to ``day``, if within ``COVERAGE_WINDOW`` lifetimes.
+    """
 
     def __init__(
-        self, layout: CatalogueLayout, rng: np.random.Generator, exponent: float, coverage: float
+        self,
+        layout: CatalogueLayout,
+        rng: np.random.Generator,
+        exponent: float,
+        coverage: float,
+        debut: np.ndarray | None = None,
+        lifetime_days: float = 1.0,
     ) -> None:
         self.rng = rng
         self.coverage = coverage
+        self.debut = debut
+        self.lifetime_days = float(lifetime_days)
         self.used = np.zeros(layout.num_products, bool)
         self.pools: dict[tuple[int, int], _Pool] = {}
         eligible = np.flatnonzero(layout.eligible)
@@ -69,7 +87,7 @@ class ProductPicker:
             ranked = members[rng.permutation(len(members))]  # popularity rank is random w.r.t. attributes
             weights = 1.0 / (np.arange(len(ranked)) + POPULARITY_OFFSET) ** exponent
             self.pools[(int(key) // 1000, int(key) % 1000)] = _Pool(
-                ranked, np.cumsum(weights), members[rng.permutation(len(members))]
+                ranked, weights, np.cumsum(weights), members[rng.permutation(len(members))]
             )
 
     def has(self, section: int, category: int) -> bool:
@@ -83,19 +101,39 @@ class ProductPicker:
             if (section, c) in self.pools
         )
 
-    def pick(self, section: int, category: int) -> int:
-        pool = self.pools[(section, category)]
-        if self.rng.random() < self.coverage:
-            while pool.cursor < len(pool.cover_order) and self.used[pool.cover_order[pool.cursor]]:
-                pool.cursor += 1
-            if pool.cursor < len(pool.cover_order):
-                product = int(pool.cover_order[pool.cursor])
-                self.used[product] = True
-                return product
-        index = int(np.searchsorted(pool.cdf, self.rng.random() * pool.cdf[-1], side="right"))
-        product = int(pool.products[min(index, len(pool.products) - 1)])
+    def _use(self, product: int) -> int:
         self.used[product] = True
         return product
+
+    def _uncovered(self, pool: _Pool, day: float | None) -> int | None:
+        """The coverage push's product: the next unused one (undated), or the unused one debuting nearest
+        to ``day`` within the window (dated); ``None`` when there is none."""
+        if day is None or self.debut is None:
+            while pool.cursor < len(pool.cover_order) and self.used[pool.cover_order[pool.cursor]]:
+                pool.cursor += 1
+            return int(pool.cover_order[pool.cursor]) if pool.cursor < len(pool.cover_order) else None
+        distance = np.where(self.used[pool.products], np.inf, np.abs(self.debut[pool.products] - day))
+        nearest = int(np.argmin(distance))
+        if distance[nearest] > COVERAGE_WINDOW * self.lifetime_days:
+            return None
+        return int(pool.products[nearest])
+
+    def _cdf(self, pool: _Pool, day: float | None) -> np.ndarray:
+        if day is None or self.debut is None:
+            return pool.cdf
+        distance = np.abs(day - self.debut[pool.products])
+        cdf = np.cumsum(pool.weights * np.exp(-(distance - distance.min()) / self.lifetime_days))
+        return cdf
+
+    def pick(self, section: int, category: int, day: float | None = None) -> int:
+        pool = self.pools[(section, category)]
+        if self.rng.random() < self.coverage:
+            product = self._uncovered(pool, day)
+            if product is not None:
+                return self._use(product)
+        cdf = self._cdf(pool, day)
+        index = int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right"))
+        return self._use(int(pool.products[min(index, len(pool.products) - 1)]))
 
 
 def _category(
@@ -186,10 +224,19 @@ def compose_bundles(
     size_weights: tuple[float, ...],
     popularity_exponent: float,
     coverage_probability: float,
+    bundle_days: np.ndarray | None = None,
+    product_debut: np.ndarray | None = None,
+    lifetime_days: float = 1.0,
 ) -> list[BundlePlan]:
-    """Plan every bundle: section, split, worn garments and which of them are listed products."""
+    """Plan every bundle: section, split, worn garments and which of them are listed products.
+
+    ``bundle_days (num_bundles,)`` and ``product_debut (P,)``: dates; bundles are then composed in date
+    order and products picked near their debut (see :class:`ProductPicker`). Plans are in bundle order.
+    """
     rng = item_rng(seed, Domain.COMPOSE)
-    picker = ProductPicker(layout, rng, popularity_exponent, coverage_probability)
+    dated = bundle_days is not None and product_debut is not None
+    debut = product_debut if dated else None
+    picker = ProductPicker(layout, rng, popularity_exponent, coverage_probability, debut, lifetime_days)
     sections_with_products = {s for s, _ in picker.pools}
     if not sections_with_products:
         raise ValueError("no product can appear in a bundle: lower distractor_fraction or raise num_products")
@@ -199,8 +246,10 @@ def compose_bundles(
         n_test = min(max(n_test, 1), num_bundles - 1)
     test = np.zeros(num_bundles, bool)
     test[item_rng(seed, Domain.SPLIT).permutation(num_bundles)[:n_test]] = True
-    plans: list[BundlePlan] = []
-    for b in range(num_bundles):
+    plans: list[BundlePlan | None] = [None] * num_bundles
+    order = np.argsort(bundle_days, kind="stable").tolist() if dated else range(num_bundles)
+    for b in order:
+        day = float(bundle_days[b]) if dated else None
         section = SECTIONS[_pick(rng, section_w)]
         k = 1 + _pick(rng, list(size_weights))
         slots = _outfit(rng, section, k, picker)
@@ -225,21 +274,21 @@ def compose_bundles(
                     only = SHORT_BOTTOMS if slot == Slot.BOTTOM and Slot.SOCKS in slots else None
                     category = _category(rng, slot, section, picker, only) or category
                 if picker.has(section, category):
-                    product = picker.pick(section, category)
+                    product = picker.pick(section, category, day)
             items.append(WornItem(slot, category, product))
         if all(item.product < 0 for item in items):  # guarantee one listed product
             for i, item in enumerate(items):
                 alt = _category(rng, item.slot, section, picker)
                 if alt is not None:
-                    items[i] = WornItem(item.slot, alt, picker.pick(section, alt))
+                    items[i] = WornItem(item.slot, alt, picker.pick(section, alt, day))
                     break
         if all(item.product < 0 for item in items):  # the outfit's slots have no products: any will do
             cat = next(c for s, c in picker.pools if s == section)
-            new = WornItem(CATEGORIES[cat].slot, cat, picker.pick(section, cat))
+            new = WornItem(CATEGORIES[cat].slot, cat, picker.pick(section, cat, day))
             same = [i for i, item in enumerate(items) if item.slot == new.slot]
             if same:
                 items[same[0]] = new
             else:
                 items.append(new)
-        plans.append(BundlePlan(b, section, bool(test[b]), tuple(items)))
-    return plans
+        plans[b] = BundlePlan(b, section, bool(test[b]), tuple(items))
+    return [plan for plan in plans if plan is not None]

@@ -44,14 +44,14 @@ def contact_sheet(
     chosen = [b for b in matches if 2 <= len(matches[b]) <= max_products][skip : skip + rows]
     tiles: list[Image.Image] = []
     for bundle in chosen:
-        photo = Image.open(root / writer.bundle_image_url(bundle)).convert("RGB")
+        photo = Image.open(root / writer.bundle_image_path(bundle)).convert("RGB")
         draw = ImageDraw.Draw(photo)
         for x1, y1, x2, y2 in boxes.get(bundle, []):
             draw.rectangle((x1, y1, x2 - 1, y2 - 1), outline=(230, 40, 40))
         scale = height / photo.height
         parts = [photo.resize((round(photo.width * scale), height), Image.LANCZOS)]
         for product in matches[bundle]:
-            shot = Image.open(root / writer.product_image_url(product)).convert("RGB")
+            shot = Image.open(root / writer.product_image_path(product)).convert("RGB")
             shot = shot.resize((round(shot.width * height / shot.height), height), Image.LANCZOS)
             ImageDraw.Draw(shot).text((3, height - 12), descriptions.get(product, "")[:18], fill=(60, 60, 60))
             parts.append(shot)

@@ -23,6 +23,7 @@ class Domain(IntEnum):
     FILLER = 6  # unlisted garments worn in a bundle
     SPLIT = 7  # train/test split
     TILE = 8  # a pattern or texture tile
+    TIMESTAMP = 9  # image URL metadata: dates, article and colour codes, each bundle's lead product
 
 
 def item_rng(seed: int, domain: Domain, *index: int) -> np.random.Generator:

@@ -8,6 +8,7 @@ removed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -31,8 +32,9 @@ log = logging.getLogger(__name__)
 
 # Bump the minor version when the output gains a file or changes: a directory written by another version is
 # stale (``pipelines.generate.same_dataset_exists``) and is regenerated in place (``prepare_output_dir``).
-# 1.1.0: product_articles.csv.
-GENERATOR_VERSION = "1.1.0"
+# 1.1.0: product_articles.csv. 1.2.0: https image URLs with 11-digit codes and ts= timestamps (metadata.py),
+# bundles composed in date order (so the pairs differ from 1.1.0's). Older datasets still load.
+GENERATOR_VERSION = "1.2.0"
 
 METADATA_FILE = "metadata.json"
 MARKER_FILE = ".synthetic_in_progress.json"  # written first, removed last: names the spec being written
@@ -52,12 +54,35 @@ OUTPUT_FILES = (
 )
 
 
-def product_image_url(product_id: str) -> str:
+# The real CSVs' URL shape (Inditex static assets): four hash folders, then the code-named file.
+IMAGE_URL_HOST = "https://static.zara.net/assets/public"
+
+
+def product_image_path(product_id: str) -> str:
+    """Where a product's JPEG lives, relative to the dataset root (and the URL of datasets before 1.2.0)."""
     return f"{PRODUCT_IMAGE_DIR}/{product_id}.jpg"
 
 
-def bundle_image_url(bundle_id: str) -> str:
+def bundle_image_path(bundle_id: str) -> str:
     return f"{BUNDLE_IMAGE_DIR}/{bundle_id}.jpg"
+
+
+def _asset_url(asset_id: str, code: str, suffix: str, timestamp_ms: int) -> str:
+    digest = hashlib.blake2b(asset_id.encode(), digest_size=16).hexdigest()
+    folders = f"{digest[:4]}/{digest[4:8]}/{digest[8:20]}/{digest[20:]}"
+    name = f"{code}-{suffix}"
+    return f"{IMAGE_URL_HOST}/{folders}/{name}/{name}.jpg?ts={int(timestamp_ms)}&w=750"
+
+
+def product_image_url(product_id: str, code: str, timestamp_ms: int) -> str:
+    """A packshot URL in the real data's style: its 11-digit ``code`` (``-p``: packshot) and upload
+    timestamp; the loader maps it to :func:`product_image_path` by asset id."""
+    return _asset_url(product_id, code, "p", timestamp_ms)
+
+
+def bundle_image_url(bundle_id: str, code: str, timestamp_ms: int) -> str:
+    """A bundle photo URL naming its lead product's ``code`` (``-e1``: an editorial photo)."""
+    return _asset_url(bundle_id, code, "e1", timestamp_ms)
 
 
 def write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
