@@ -44,7 +44,10 @@ def load_or_build_index(
     return build_index(encoder, datamodule, checkpoint, index_dir, spec)
 
 
-def infer(cfg: DictConfig, context: RunContext) -> dict[str, float]:
+def load_for_search(
+    cfg: DictConfig, context: RunContext
+) -> tuple[ImageEncoder, ChallengeDataModule, EmbeddingIndex]:
+    """The run's model, its data module and the catalogue index (checked to hold this catalogue)."""
     checkpoint = context.checkpoint(cfg)
     encoder = load_encoder(checkpoint)
     datamodule = datamodule_for(cfg, encoder)
@@ -53,6 +56,11 @@ def infer(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         raise ValueError(
             f"index {cfg.index.dir} does not hold this catalogue's products; delete it to rebuild"
         )
+    return encoder, datamodule, index
+
+
+def infer(cfg: DictConfig, context: RunContext) -> dict[str, float]:
+    encoder, datamodule, index = load_for_search(cfg, context)
     # Every training match tells a product's section here (no validation split to protect at test time).
     gallery_sections = gallery_section_array(datamodule.gallery_ids, datamodule.cat.product_sections())
     if not datamodule.cat.test_bundle_ids:

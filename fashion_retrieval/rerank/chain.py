@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from fashion_retrieval.data.catalogue import Catalogue
+from fashion_retrieval.data.catalogue import Catalogue, code_numbers
 from fashion_retrieval.detection.types import Box
 from fashion_retrieval.index.faiss_index import PAD_SCORE, EmbeddingIndex
 from fashion_retrieval.rerank.section import Eligibility, search_eligible
@@ -34,10 +34,14 @@ class GalleryMetadata:
 
     ``paths``: ``G`` packshot image paths; ``articles``: ``(G,)`` int64 article code per product (colour
     variants share one), ``None`` when the data has no articles (``product_articles.csv``).
+    ``timestamps``: ``(G,)`` float64 packshot upload times in ms from the image URLs (NaN where absent);
+    ``codes``: ``(G,)`` int64 11-digit codes from the URLs (``-1`` where absent); ``None``: not known.
     """
 
     paths: Sequence[str] = ()
     articles: np.ndarray | None = None
+    timestamps: np.ndarray | None = None
+    codes: np.ndarray | None = None
 
     @classmethod
     def from_catalogue(cls, catalogue: Catalogue) -> GalleryMetadata:
@@ -45,10 +49,14 @@ class GalleryMetadata:
         without an article is an article of its own."""
         products = [str(p) for p in catalogue.products["product_asset_id"]]
         paths = [str(p) for p in catalogue.products["image_path"]]
+        urls = {
+            "timestamps": catalogue.product_timestamps(),
+            "codes": code_numbers(catalogue.product_codes()),
+        }
         if catalogue.articles is None:
-            return cls(paths)
+            return cls(paths, **urls)
         articles = [catalogue.articles.get(product, product) for product in products]
-        return cls(paths, np.unique(np.asarray(articles), return_inverse=True)[1].astype(np.int64))
+        return cls(paths, np.unique(np.asarray(articles), return_inverse=True)[1].astype(np.int64), **urls)
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,11 @@ class RerankContext:
     labels, the categories each query may receive ``(Q, C)`` bool with gallery category codes ``(G,)``.
     ``labelled``: ``(Q,)`` bool, whether the query's label maps to categories of this catalogue (``None``: no
     query has a label, e.g. whole photos). ``query_paths``: ``Q`` photo paths; ``query_boxes``: ``Q`` pixel
-    boxes in them (``None`` entries or ``None``: the whole photo).
+    boxes in them (``None`` entries or ``None``: the whole photo). ``query_bundles``: ``(Q,)`` int, the
+    bundle (row of the query set) each query belongs to, for bundle-level priors (``None``: unknown).
+    ``query_timestamps``: ``(Q,)`` float64 upload time in ms of each query's bundle photo (NaN where its URL
+    has none); ``query_codes``: ``(Q,)`` int64 11-digit code of its bundle URL (``-1`` where absent); both
+    from :meth:`~fashion_retrieval.data.catalogue.Catalogue.bundle_timestamps` and ``bundle_codes``.
     """
 
     eligibility: Eligibility
@@ -67,10 +79,20 @@ class RerankContext:
     query_boxes: Sequence[Box | None] | None = None
     labelled: np.ndarray | None = None
     gallery: GalleryMetadata = field(default_factory=GalleryMetadata)
+    query_bundles: np.ndarray | None = None
+    query_timestamps: np.ndarray | None = None
+    query_codes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         count = len(self.eligibility.query_sections)
-        for name in ("query_paths", "query_boxes", "labelled"):
+        for name in (
+            "query_paths",
+            "query_boxes",
+            "labelled",
+            "query_bundles",
+            "query_timestamps",
+            "query_codes",
+        ):
             value = getattr(self, name)
             if value is not None and len(value) != count:
                 raise ValueError(f"RerankContext: {len(value)} {name} for {count} queries")

@@ -7,6 +7,7 @@ import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from fashion_retrieval.detection.zones import WHOLE_LABEL
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.rerank.chain import GalleryMetadata, RerankChain, RerankContext
 from fashion_retrieval.rerank.section import Eligibility, search_eligible
-from fashion_retrieval.rerank.slots import MergeStrategy, merge_garment_lists
+from fashion_retrieval.rerank.slots import MergeStrategy, SlotConstraints, merge_garment_lists, slot_scores
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,9 @@ class SlotSettings:
     ``k`` slots per bundle; ``per_crop_k`` products searched per crop (default ``k``); ``strategy`` one of
     :data:`fashion_retrieval.rerank.slots.MERGE_STRATEGIES`; ``category_mask`` restricts each crop to its
     label's categories; ``label_weights`` weigh crops by label for ``quota`` (default 1).
+    ``category_caps``: the most products of a category (by name) in the ``k`` slots, ``default_category_cap``
+    for the others (``None``: uncapped); ``one_per_article``: at most one product per article (needs
+    ``GalleryMetadata.articles``). See :class:`fashion_retrieval.rerank.slots.SlotConstraints`.
     """
 
     k: int = 15
@@ -130,9 +134,31 @@ class SlotSettings:
     strategy: MergeStrategy = "round_robin"
     category_mask: bool = True
     label_weights: Mapping[str, float] = field(default_factory=dict)
+    category_caps: Mapping[str, int] = field(default_factory=dict)
+    default_category_cap: int | None = None
+    one_per_article: bool = False
+
+    def constraints(
+        self, codes: np.ndarray, code_of: Mapping[str, int], gallery: GalleryMetadata | None
+    ) -> SlotConstraints | None:
+        """The slot rules for gallery category ``codes (G,)``; ``None`` when nothing is constrained."""
+        articles = None
+        if self.one_per_article:
+            articles = None if gallery is None else gallery.articles
+            if articles is None:
+                raise ValueError(
+                    "retrieval.one_per_article needs product articles (GalleryMetadata.articles), which "
+                    "this catalogue lacks; set retrieval.one_per_article=false"
+                )
+        return SlotConstraints.build(codes, code_of, self.category_caps, self.default_category_cap, articles)
 
 
-def rank_bundles(
+def rank_bundles(*args: Any, **kwargs: Any) -> np.ndarray:
+    """:func:`rank_bundles_scored` without the scores: ``(Q, k)`` int64 gallery indices."""
+    return rank_bundles_scored(*args, **kwargs)[0]
+
+
+def rank_bundles_scored(
     crop_embeddings: np.ndarray,
     queries: GarmentQueries,
     num_bundles: int,
@@ -144,7 +170,9 @@ def rank_bundles(
     settings: SlotSettings,
     reranker: RerankChain | None = None,
     gallery: GalleryMetadata | None = None,
-) -> np.ndarray:
+    bundle_timestamps: np.ndarray | None = None,
+    bundle_codes: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Search every crop, re-rank its candidates and merge each bundle's lists.
 
     Args:
@@ -155,9 +183,13 @@ def rank_bundles(
         reranker: applied to each crop's candidates before merging (default: none); its steps see the
             crops' labels as category masks whether or not ``settings.category_mask`` restricts the search.
         gallery: packshot paths and articles for the re-ranking steps.
+        bundle_timestamps, bundle_codes: ``(Q,)`` URL metadata of the bundles (float64 ms, int64 codes), for
+            the metadata priors (:mod:`fashion_retrieval.rerank.priors`); each crop gets its bundle's.
 
     Returns:
-        ``(Q, k)`` int64 gallery indices, ``-1``-padded where the eligible catalogue is too small.
+        ``(Q, k)`` int64 gallery indices, ``-1``-padded where the eligible catalogue is too small, and
+        ``(Q, k)`` float32 their best score over the bundle's crops (the re-ranking chain's scale when it
+        has steps, else cosine; ``nan`` for padding and for free slots filled outside the crops' lists).
     """
     if len(crop_embeddings) != len(queries):
         raise ValueError(f"{len(crop_embeddings)} embeddings for {len(queries)} crops")
@@ -183,12 +215,17 @@ def rank_bundles(
             queries.boxes,
             label_known(queries.labels, label_categories, code_of),
             gallery or GalleryMetadata(),
+            query_bundles=queries.bundle_rows,
+            query_timestamps=None if bundle_timestamps is None else bundle_timestamps[queries.bundle_rows],
+            query_codes=None if bundle_codes is None else bundle_codes[queries.bundle_rows],
         )
     crop_ids, crop_scores = reranker.search(
         index, crop_embeddings, eligibility, settings.per_crop_k or settings.k, context
     )
     weights = np.array([settings.label_weights.get(label, 1.0) for label in queries.labels])
+    constraints = settings.constraints(codes, code_of, gallery)
     result = np.full((num_bundles, settings.k), -1, dtype=np.int64)
+    scores = np.full((num_bundles, settings.k), np.nan, dtype=np.float32)
     # Crops are grouped by bundle (GarmentQueries keeps them in bundle order).
     bounds = np.searchsorted(queries.bundle_rows, np.arange(num_bundles + 1))
     for bundle, (start, stop) in enumerate(itertools.pairwise(bounds)):
@@ -199,7 +236,9 @@ def rank_bundles(
                 settings.k,
                 settings.strategy,
                 weights[start:stop],
+                constraints,
             )
+            scores[bundle] = slot_scores(result[bundle], crop_ids[start:stop], crop_scores[start:stop])
     short = np.flatnonzero((result < 0).any(axis=1) & (bounds[1:] > bounds[:-1]))
     if mask is not None and len(short):
         # The categories of a bundle's labels hold fewer than k products of its section: the free slots go
@@ -216,7 +255,7 @@ def rank_bundles(
             extra = merge_garment_lists(extra_ids[rows], extra_scores[rows], 2 * settings.k, "score")
             result[bundle] = fill_free_slots(result[bundle], extra)
         log.info("%d bundles had fewer than %d products in their crops' categories", len(short), settings.k)
-    return result
+    return result, scores
 
 
 def fill_free_slots(ranked: np.ndarray, extra: np.ndarray) -> np.ndarray:

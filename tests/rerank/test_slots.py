@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 from fashion_retrieval.rerank.slots import (
+    SlotConstraints,
     allocate_quotas,
     merge_by_score,
     merge_garment_lists,
     merge_round_robin,
     merge_with_quotas,
+    slot_scores,
 )
 
 
@@ -102,3 +104,76 @@ def test_single_crop_returns_its_own_list(strategy: str) -> None:
 def test_unknown_strategy_is_named() -> None:
     with pytest.raises(ValueError, match="unknown merge strategy 'best'"):
         merge_garment_lists(np.zeros((1, 1), np.int64), np.zeros((1, 1)), 1, "best")  # type: ignore[arg-type]
+
+
+def reference_constrained(order: list[int], k: int, categories, caps, articles) -> list[int]:
+    chosen: list[int] = []
+    skipped: list[int] = []
+    for product in order:
+        if product < 0 or product in chosen or product in skipped:
+            continue
+        in_category = sum(categories[p] == categories[product] for p in chosen) if caps is not None else 0
+        capped = caps is not None and 0 <= caps[categories[product]] <= in_category
+        repeated = articles is not None and any(articles[p] == articles[product] for p in chosen)
+        (skipped if capped or repeated else chosen).append(product)
+    return padded(chosen + skipped, k)
+
+
+def random_constraints(seed: int, catalogue: int = 20) -> SlotConstraints:
+    rng = np.random.default_rng(1000 + seed)
+    categories = rng.integers(0, 4, size=catalogue)
+    caps = rng.integers(-1, 3, size=4)
+    caps[caps == 0] = 1
+    articles = rng.integers(0, 12, size=catalogue)
+    return SlotConstraints(categories, caps, articles if seed % 2 else None)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_constrained_merges_match_reference(seed: int) -> None:
+    ids, scores = random_lists(seed)
+    rules = random_constraints(seed)
+    round_robin_order = ids.T.reshape(-1).tolist()
+    score_order = [p for p in reference_score(ids, scores, ids.size) if p >= 0]
+    for k in (1, 5, 15, 40):
+        expected = reference_constrained(round_robin_order, k, rules.categories, rules.caps, rules.articles)
+        assert merge_round_robin(ids, k, rules).tolist() == expected
+        expected = reference_constrained(score_order, k, rules.categories, rules.caps, rules.articles)
+        assert merge_by_score(ids, scores, k, rules).tolist() == expected
+
+
+def test_caps_and_articles_keep_the_slots_diverse_then_fill_the_rest() -> None:
+    # Crop 0 finds dresses 1, 2, 3 (articles 1, 1, 2); crop 1 finds shoes 7, 8.
+    categories = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1])
+    articles = np.arange(9)
+    articles[2] = 1
+    ids = np.array([[1, 2, 3], [7, 8, -1]])
+    scores = np.array([[0.9, 0.8, 0.7], [0.6, 0.5, 0.0]])
+    one_dress = SlotConstraints(categories, np.array([1, -1]), None)
+    assert merge_round_robin(ids, 3, one_dress).tolist() == [1, 7, 8]
+    assert merge_round_robin(ids, 5, one_dress).tolist() == [1, 7, 8, 2, 3]  # soft: skipped ones fill last
+    per_article = SlotConstraints(None, None, articles)
+    assert merge_by_score(ids, scores, 4, per_article).tolist() == [1, 3, 7, 8]
+    quota = merge_with_quotas(
+        ids, scores, 4, [1, 1], SlotConstraints(categories, np.array([1, -1]), articles)
+    )
+    assert quota.tolist() == [1, 7, 8, 2]
+
+
+def test_constraints_are_built_from_names_and_checked() -> None:
+    code_of = {"DRESS": 0, "SHOES": 1}
+    categories = np.array([0, 1, 1])
+    assert SlotConstraints.build(categories, code_of) is None
+    rules = SlotConstraints.build(categories, code_of, {"SHOES": 2}, default_cap=4)
+    assert rules is not None and rules.caps.tolist() == [4, 2] and rules.articles is None
+    rules = SlotConstraints.build(categories, code_of, articles=np.array([5, 5, 6]))
+    assert rules is not None and rules.caps is None and rules.articles.tolist() == [5, 5, 6]
+    with pytest.raises(ValueError, match="HATS"):
+        SlotConstraints.build(categories, code_of, {"HATS": 1})
+    with pytest.raises(ValueError, match="positive"):
+        SlotConstraints.build(categories, code_of, {"DRESS": 0})
+
+
+def test_slot_scores_are_the_best_over_crops() -> None:
+    ids = np.array([[5, 1], [5, 2]])
+    scores = np.array([[0.2, 0.1], [0.9, 0.3]])
+    np.testing.assert_allclose(slot_scores(np.array([5, 2, 9, -1]), ids, scores), [0.9, 0.3, np.nan, np.nan])
