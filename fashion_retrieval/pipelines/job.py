@@ -1,0 +1,62 @@
+"""The function Hydra runs for each job, single run or multirun, whichever launcher runs it.
+
+A failed job of a multirun must not stop the sweep: Hydra's basic sweeper re-raises a job's exception
+once its batch is done (so later batches never run), and the Optuna sweeper does so as soon as a batch
+holds a failure (``max_failure_rate: 0``). In a multirun the job therefore records its failure
+(``failure.json``, written by ``run_stages``, which also closes the W&B run), logs it and returns
+``None``: the sweep goes on, ``report`` marks the job ``failed``, and the Optuna sweeper, which cannot
+cast ``None`` to a float, records the trial as failed (NaN would crash it: Optuna 2 refuses a NaN value,
+then the sweeper's own fallback ``tell`` refuses a value for a failed trial). A single run still raises,
+so its exit status is non-zero.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+def in_multirun() -> bool:
+    """True inside a job of a Hydra multirun (``-m``), in whatever process or machine runs it."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def subcommand_stages(subcommand: str, cfg: DictConfig) -> list[str]:
+    """The stages a subcommand runs: ``run`` takes ``cfg.stages``; the others are one stage, spelled with
+    an underscore as its module (``detect-train`` -> ``detect_train``)."""
+    return list(cfg.stages) if subcommand == "run" else [subcommand.replace("-", "_")]
+
+
+class StageTask:
+    """Hydra's task function for ``fashion-retrieval <subcommand>``; returns ``val/recall@15`` (what
+    sweepers optimise), ``None`` for a failed multirun job or when the stages compute no such metric.
+
+    A module-level class rather than a closure: launchers that run jobs in other processes (joblib) or on
+    other machines (submitit, SLURM) pickle it, and plain ``pickle`` only handles importable objects.
+    """
+
+    def __init__(self, subcommand: str) -> None:
+        self.subcommand = subcommand
+
+    def __call__(self, cfg: DictConfig) -> float | None:
+        from fashion_retrieval.pipelines import run_stages
+
+        try:
+            return run_stages(cfg, subcommand_stages(self.subcommand, cfg))
+        except Exception:
+            if not in_multirun():
+                raise
+            # Exception, not BaseException: Ctrl-C and SystemExit still end the whole sweep.
+            log.exception(
+                "job failed in %s (failure.json); the sweep goes on with the next job", cfg.paths.output_dir
+            )
+            return None
+
+    def __repr__(self) -> str:
+        return f"StageTask({self.subcommand!r})"
