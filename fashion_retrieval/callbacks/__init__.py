@@ -1,14 +1,18 @@
-"""Lightning callbacks: validation metrics and embedding/index export."""
+"""Lightning callbacks: validation metrics, embedding/index export, W&B tables and artifacts."""
 
 from fashion_retrieval.callbacks.ema import EMAWeightAveraging
 from fashion_retrieval.callbacks.evaluator import RetrievalEvaluator, evaluate_embeddings
 from fashion_retrieval.callbacks.exporter import EmbeddingExporter
 from fashion_retrieval.callbacks.hard_negative_miner import IndexNegativeMiner
+from fashion_retrieval.callbacks.wandb_logger import ExperimentWandbLogger
+from fashion_retrieval.callbacks.wandb_tables import WandbTables
 
 __all__ = [
     "EMAWeightAveraging",
     "EmbeddingExporter",
+    "ExperimentWandbLogger",
     "IndexNegativeMiner",
     "RetrievalEvaluator",
+    "WandbTables",
     "evaluate_embeddings",
 ]

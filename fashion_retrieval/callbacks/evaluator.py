@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pytorch_lightning as pl
@@ -58,6 +59,19 @@ def restrict_to_seen(
     return queries, gallery, kept_truth
 
 
+@dataclass(frozen=True)
+class ValidationRanking:
+    """One validation's search, kept for callbacks that show examples (``wandb_tables``).
+
+    ``queries (Q',)``: the rows of ``validation_queries()`` that were scored; ``topk (Q', k)`` int64: their
+    top-k rows of the whole catalogue (``gallery_ids``), ``-1`` padding.
+    """
+
+    epoch: int
+    queries: np.ndarray
+    topk: np.ndarray
+
+
 class RetrievalEvaluator(Callback):
     """Computes Recall@k (the challenge metric), hit rate and mAP on the validation bundles each epoch.
 
@@ -69,6 +83,7 @@ class RetrievalEvaluator(Callback):
         self.ks = tuple(ks)
         self.prefix = prefix
         self.history: list[dict[str, float]] = []
+        self.last_ranking: ValidationRanking | None = None
         self._collectors: dict[int, _Collector] = {}
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -108,15 +123,17 @@ class RetrievalEvaluator(Callback):
                 len(gallery_seen),
             )
         sections = gallery_section_array(list(gallery_ids), datamodule.gallery_sections())
-        metrics = evaluate_embeddings(
+        topk = rank_embeddings(
             query_rows[kept_queries],
             gallery_rows[kept_gallery],
             list(gallery_ids[kept_gallery]),
             np.asarray(queries.sections)[kept_queries],
             sections[kept_gallery],
-            truth,
-            self.ks,
+            max(self.ks),
         )
+        metrics = score_ranking(topk, truth, self.ks)
+        catalogue_topk = np.where(topk >= 0, kept_gallery[np.maximum(topk, 0)], -1)
+        self.last_ranking = ValidationRanking(trainer.current_epoch, kept_queries, catalogue_topk)
         for name, value in metrics.items():
             pl_module.log(f"{self.prefix}/{name}", value, sync_dist=False, rank_zero_only=True)
         self.history.append({"epoch": trainer.current_epoch, **metrics})
@@ -141,7 +158,27 @@ def evaluate_embeddings(
         query_sections: ``(Q,)`` section per query; gallery_sections ``(G,)`` (-1 unknown).
         truth: per query, the gallery indices of its products.
     """
+    topk = rank_embeddings(
+        query_embeddings, gallery_embeddings, gallery_ids, query_sections, gallery_sections, max(ks)
+    )
+    return score_ranking(topk, truth, ks)
+
+
+def rank_embeddings(
+    query_embeddings: np.ndarray,
+    gallery_embeddings: np.ndarray,
+    gallery_ids: Sequence[str],
+    query_sections: np.ndarray,
+    gallery_sections: np.ndarray,
+    k: int,
+) -> np.ndarray:
+    """Section-aware top-``k``: ``(Q, k)`` int64 gallery rows, ``-1`` padding (arguments as
+    :func:`evaluate_embeddings`)."""
     index = EmbeddingIndex(gallery_embeddings, list(gallery_ids))
-    topk = search_within_sections(index, query_embeddings, query_sections, gallery_sections, max(ks))
+    return search_within_sections(index, query_embeddings, query_sections, gallery_sections, k)
+
+
+def score_ranking(topk: np.ndarray, truth: Sequence[Sequence[int]], ks: Sequence[int]) -> dict[str, float]:
+    """The overall metrics of a ``(Q, k)`` ranking against the per-query truth lists."""
     metrics = retrieval_metrics(topk, GroundTruth.from_lists(truth), ks)
     return {name: float(value) for name, value in metrics.items() if not name.startswith("per_query_")}

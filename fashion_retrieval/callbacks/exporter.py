@@ -26,6 +26,8 @@ class EmbeddingExporter(Callback):
     def __init__(self, output_dir: str, spec: IndexSpec | None = None) -> None:
         self.output_dir = Path(output_dir)
         self.spec = spec
+        # Set once this fit has exported (not under fast_dev_run): later callbacks (wandb_tables) read it.
+        self.written: Path | None = None
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.fast_dev_run:
@@ -43,4 +45,5 @@ class EmbeddingExporter(Callback):
         embeddings = embed_loader(pl_module, datamodule.gallery_dataloader(), pl_module.device)
         ids = datamodule.gallery_ids
         export_catalogue(self.output_dir, embeddings, ids, best or None, self.spec)
+        self.written = self.output_dir
         log.info("export: %d catalogue embeddings and their index written to %s", len(ids), self.output_dir)
