@@ -1,7 +1,7 @@
 # The few commands people use. PYTHON may point at a virtual environment's interpreter.
 PYTHON ?= python3
 
-.PHONY: install test test-slow lint format quickstart clean
+.PHONY: install test test-slow lint format quickstart strip-notebooks clean
 
 install:  ## editable install with the dev tools
 	$(PYTHON) -m pip install -e ".[dev]"
@@ -22,6 +22,9 @@ format:
 
 quickstart:  ## synthetic data -> train -> baselines -> submission -> score
 	fashion-retrieval run experiment=quickstart
+
+strip-notebooks:  ## clear notebooks/ outputs before committing (tests/test_notebooks.py checks they are clear)
+	$(PYTHON) -m nbstripout notebooks/*.ipynb
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache

@@ -1,4 +1,5 @@
-"""The whole pipeline through the real entry point, on the tiny experiment (about a minute on 2 cores)."""
+"""The whole pipeline through the real entry point, on the tiny experiment (about a minute on 2 cores);
+the run itself is ``tiny_run`` in ``conftest.py``, shared with the notebook tests."""
 
 from __future__ import annotations
 
@@ -19,17 +20,6 @@ def fashion_retrieval(*args: str, cwd) -> subprocess.CompletedProcess:
         f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     )
     return result
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("e2e")
-    run_dir = workdir / "run"
-    # logger=default: the CSV logger and W&B in offline mode, as in real runs.
-    result = fashion_retrieval(
-        "run", "experiment=tiny", "logger=default", f"hydra.run.dir={run_dir}", cwd=workdir
-    )
-    return workdir, run_dir, result
 
 
 def test_run_writes_every_artefact(tiny_run):

@@ -3,13 +3,15 @@
 Each row whose image column is an http(s) URL becomes one job; its target is the path the reader resolves
 (``resolve_image_path``), so a finished download is loadable as is. Downloads run in a thread pool, skip
 targets that already decode, retry transient failures (connection errors, timeouts, HTTP 429 and 5xx) with
-exponential backoff, check each body (Content-Length, decodes as an image) and rename it into place only
-when complete. Jobs that still fail are listed in ``download_failures.csv`` in the data directory.
+exponential backoff (or the wait a ``Retry-After`` header asks for, within the same cap), check each body
+(Content-Length, decodes as an image) and rename it into place only when complete. Jobs that still fail
+are listed in ``download_failures.csv`` in the data directory.
 """
 
 from __future__ import annotations
 
 import csv
+import email.utils
 import http.client
 import io
 import logging
@@ -20,6 +22,7 @@ import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import timezone
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -47,7 +50,8 @@ class DownloadSettings:
     """How to fetch (``conf/config.yaml``, ``download:``).
 
     ``retries`` are attempts after the first; the n-th retry waits ``backoff * 2**(n-1)`` seconds (at most
-    ``max_backoff``, with jitter so that many workers do not hammer a recovering server in step).
+    ``max_backoff``, with jitter so that many workers do not hammer a recovering server in step), or what
+    the response's ``Retry-After`` header asks for, also at most ``max_backoff``.
     ``timeout`` bounds each socket operation and the whole request.
     """
 
@@ -92,7 +96,14 @@ class DownloadReport:
 
 
 class RetryableError(Exception):
-    """A failure worth another attempt: the server or the network may do better next time."""
+    """A failure worth another attempt: the server or the network may do better next time.
+
+    ``retry_after``: seconds the server asked us to wait (its ``Retry-After`` header), if it said.
+    """
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class PermanentError(Exception):
@@ -133,6 +144,24 @@ def is_complete(path: Path) -> bool:
     return path.is_file() and image_bytes_problem(path.read_bytes()) is None
 
 
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds (``"120"``) or an HTTP date (``"Wed, 21
+    Oct 2015 07:28:00 GMT"``, relative to ``now``, epoch seconds, default the clock); a date in the past
+    is 0. ``None`` when the header is absent or unparseable, so the caller falls back to its backoff."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        date = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if date.tzinfo is None:  # RFC 9110 dates are GMT; an obsolete form without a zone is read as such
+        date = date.replace(tzinfo=timezone.utc)
+    return max(0.0, date.timestamp() - (time.time() if now is None else now))
+
+
 def fetch(url: str, settings: DownloadSettings) -> bytes:
     """One attempt: the body of ``url``, checked against Content-Length and decoded as an image."""
     request = urllib.request.Request(url, headers={"User-Agent": settings.user_agent})
@@ -149,7 +178,8 @@ def fetch(url: str, settings: DownloadSettings) -> bytes:
     except urllib.error.HTTPError as error:
         reason = f"HTTP {error.code}"
         if error.code == 429 or error.code >= 500:
-            raise RetryableError(reason) from error
+            retry_after = parse_retry_after(error.headers.get("Retry-After") if error.headers else None)
+            raise RetryableError(reason, retry_after) from error
         raise PermanentError(reason) from error
     except http.client.IncompleteRead as error:  # a chunked body cut short
         raise RetryableError(f"truncated body ({len(error.partial)} bytes received)") from error
@@ -166,8 +196,12 @@ def fetch(url: str, settings: DownloadSettings) -> bytes:
     return data
 
 
-def backoff_seconds(retry: int, settings: DownloadSettings) -> float:
-    """Wait before retry number ``retry`` (1-based): doubling, capped, with jitter in [50%, 100%]."""
+def backoff_seconds(retry: int, settings: DownloadSettings, retry_after: float | None = None) -> float:
+    """Wait before retry number ``retry`` (1-based): the server's ``retry_after`` seconds when it gave
+    some, else doubling with jitter in [50%, 100%]; either way at most ``max_backoff``."""
+    if retry_after is not None:
+        # No jitter: the server chose the moment, and waiting less than it asked earns another 429/503.
+        return min(retry_after, settings.max_backoff)
     delay = min(settings.backoff * 2 ** (retry - 1), settings.max_backoff)
     return delay * (0.5 + random.random() / 2)
 
@@ -185,7 +219,7 @@ def download_one(job: DownloadJob, settings: DownloadSettings) -> Failure | None
             if attempts > settings.retries:
                 return Failure(job, str(error), attempts)
             log.debug("download: %s attempt %d failed (%s); retrying", job.url, attempts, error)
-            time.sleep(backoff_seconds(attempts, settings))
+            time.sleep(backoff_seconds(attempts, settings, error.retry_after))
             continue
         with atomic_path(job.target) as tmp:
             tmp.write_bytes(data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import email.utils
 import io
 import threading
 import time
@@ -10,17 +11,20 @@ from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from fashion_retrieval.data import download
 from fashion_retrieval.data.download import (
     FAILURE_COLUMNS,
     FAILURES_FILE,
     DownloadSettings,
     download_images,
     list_jobs,
+    parse_retry_after,
 )
 
 # Short enough that the whole file runs in a few seconds; the slow route sleeps past the timeout.
@@ -48,7 +52,9 @@ class Server(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     """Routes by the first path segment: good, slow (first request only), missing (404), flaky (500 once),
-    busy (429 once), truncated (Content-Length larger than the body), html (200 but not an image)."""
+    busy (429 once), truncated (Content-Length larger than the body), html (200 but not an image); and,
+    once each before a good image, Retry-After as seconds (later: 503, 2 s), as an HTTP date an hour ahead
+    (dated: 429) and unparseable (bogus: 503)."""
 
     server: Server
 
@@ -67,6 +73,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error(500)
         elif route == "busy" and hits == 1:
             self.send_error(429)
+        elif route in RETRY_AFTER and hits == 1:
+            self.send_response(429 if route == "dated" else 503)
+            self.send_header("Retry-After", RETRY_AFTER[route]())
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif route == "html":
             self.reply(b"<html><body>Access denied</body></html>", "text/html")
         elif route == "truncated":
@@ -87,6 +98,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+RETRY_AFTER = {
+    "later": lambda: "2",
+    "dated": lambda: email.utils.formatdate(time.time() + 3600, usegmt=True),
+    "bogus": lambda: "soon",
+}
 
 
 @pytest.fixture
@@ -192,3 +210,39 @@ def test_a_broken_existing_file_is_downloaded_again(tmp_path: Path, server: Serv
     with Image.open(target) as image:
         image.load()
     assert report.failed == 6  # slow, flaky and busy (no retry left), missing, truncated, html
+
+
+def test_retry_after_parses_seconds_and_http_dates() -> None:
+    now = email.utils.parsedate_to_datetime("Wed, 21 Oct 2015 07:28:00 GMT").timestamp() - 30
+    assert parse_retry_after("120", now) == 120.0
+    assert parse_retry_after(" 7 ", now) == 7.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now) == 30.0
+    assert parse_retry_after("Wednesday, 21-Oct-15 07:28:00 GMT", now) == 30.0  # RFC 850, still legal
+    assert parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now) == 0.0  # already past: retry now
+    for unusable in (None, "", "soon", "-5", "1.5"):
+        assert parse_retry_after(unusable, now) is None, unusable
+
+
+def test_retry_after_is_honoured_and_capped(tmp_path: Path, server: Server, monkeypatch) -> None:
+    """The wait before the retry is the server's Retry-After (seconds or date), capped by max_backoff; an
+    unparseable one falls back to the jittered backoff. Waits are recorded, not slept."""
+    base = f"http://127.0.0.1:{server.server_port}"
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "product_dataset.csv").write_text(
+        "product_asset_id,product_image_url,product_description\n"
+        f"I_later,{base}/later/1.jpg,SHIRT\nI_dated,{base}/dated/1.jpg,HAT\nI_bogus,{base}/bogus/1.jpg,BELT\n"
+    )
+    waits: list[float] = []
+    monkeypatch.setattr(
+        download, "time", SimpleNamespace(sleep=waits.append, monotonic=time.monotonic, time=time.time)
+    )
+    # One worker: the jobs, and so the waits, come in file order.
+    settings = DownloadSettings(files=["products"], workers=1, retries=1, backoff=0.01, max_backoff=5.0)
+    report = download_images(root, settings)
+    assert (report.downloaded, report.failed) == (3, 0)
+    assert all(server.hits[f"/{route}/1.jpg"] == 2 for route in RETRY_AFTER)
+    later, dated, bogus = waits
+    assert later == 2.0
+    assert dated == 5.0  # an hour ahead, capped
+    assert 0.005 <= bogus <= 0.01  # backoff * [50%, 100%]
