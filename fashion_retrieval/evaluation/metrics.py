@@ -16,6 +16,8 @@ its first rank) and ``h_q(k) = sum_{i <= k} rel_q(i)``:
 * ``ndcg@k`` -- binary gains: ``mean_q DCG_q(k) / IDCG_q(k)`` with ``DCG_q(k) = sum_{i <= k} rel_q(i) /
   log2(i + 1)`` and the ideal ``IDCG_q(k) = sum_{i <= min(k, R_q)} 1 / log2(i + 1)`` (all of the first
   ``min(k, R_q)`` ranks relevant), so a query is 1 exactly when its first ``min(k, R_q)`` ranks all hit.
+* ``map@R`` -- Musgrave et al.'s MAP@R (``average_precision_at_r``): ``map@k`` with ``k = R_q`` per query,
+  ``mean_q (1 / R_q) * sum_{i <= R_q} rel_q(i) * h_q(i) / i``; needs ``K >= max R_q`` retrieved columns.
 
 Macro metrics average only over queries with ``R_q > 0``; those without truth are counted in
 ``num_queries_without_truth``. A metric with nothing to average is ``nan``.
@@ -36,9 +38,11 @@ import numpy.typing as npt
 
 __all__ = [
     "GroundTruth",
+    "average_precision_at_r",
     "flatten_groups",
     "grouped_retrieval_metrics",
     "hit_matrix",
+    "map_at_r",
     "metrics_by_group",
     "metrics_from_hits",
     "retrieval_metrics",
@@ -164,12 +168,7 @@ def metrics_from_hits(
     hits: npt.ArrayLike, num_relevant: npt.ArrayLike, ks: Iterable[int] = DEFAULT_KS
 ) -> dict[str, float]:
     """Metrics (see module docstring) from a ``(Q, K) bool`` hit matrix and ``(Q,) int`` relevant counts."""
-    hit = np.asarray(hits, dtype=bool)
-    relevant = _as_int64(num_relevant, "num_relevant")
-    if hit.ndim != 2:
-        raise ValueError(f"hits must be 2-D (Q, K), got shape {hit.shape}")
-    if relevant.shape != (hit.shape[0],):
-        raise ValueError(f"num_relevant must have shape ({hit.shape[0]},), got {relevant.shape}")
+    hit, relevant = _check_hits(hits, num_relevant)
     ks = _check_ks(ks, hit.shape[1])
 
     has_truth = relevant > 0
@@ -197,6 +196,36 @@ def metrics_from_hits(
     out["num_queries"] = float(hit.shape[0])
     out["num_queries_without_truth"] = float(hit.shape[0] - num_eval)
     return out
+
+
+def average_precision_at_r(hits: npt.ArrayLike, num_relevant: npt.ArrayLike) -> np.ndarray:
+    """``(Q,) float64`` AP@R of each query (``nan`` for a query without truth) from a ``(Q, K) bool`` hit
+    matrix (:func:`hit_matrix`) and ``(Q,) int`` relevant counts ``R_q``.
+
+    Raises ``ValueError`` when some query has ``R_q > K``: its first ``R_q`` ranks are unknown, and
+    truncating them would silently change the metric's cut-off.
+    """
+    hit, relevant = _check_hits(hits, num_relevant)
+    if relevant.size and relevant.max() > hit.shape[1]:
+        short = int(np.count_nonzero(relevant > hit.shape[1]))
+        raise ValueError(
+            f"map@R needs each query's first R ranks: {short} query(ies) have up to R={relevant.max()} "
+            f"relevant items but only K={hit.shape[1]} columns were retrieved"
+        )
+    ranks = np.arange(1, hit.shape[1] + 1, dtype=np.int64)
+    counted = hit & (ranks[None, :] <= relevant[:, None])  # only the first R_q ranks of each row
+    cum_hits = np.cumsum(counted, axis=1, dtype=np.int64)
+    precision_sum = (cum_hits / ranks * counted).sum(axis=1)
+    out = np.full(hit.shape[0], np.nan)
+    has_truth = relevant > 0
+    out[has_truth] = precision_sum[has_truth] / relevant[has_truth]
+    return out
+
+
+def map_at_r(topk: npt.ArrayLike, gt: GroundTruth) -> float:
+    """MAP@R of ``(Q, K)`` retrieved indices against ``gt``: the mean AP@R over queries with truth (``nan``
+    if none). ``K`` must reach every query's ``R``: search ``max(gt.num_relevant)`` items."""
+    return _mean(_finite(average_precision_at_r(hit_matrix(topk, gt), gt.num_relevant)))
 
 
 def retrieval_metrics(
@@ -303,6 +332,16 @@ def _check_topk(topk: npt.ArrayLike, gt: GroundTruth) -> np.ndarray:
     return retrieved
 
 
+def _check_hits(hits: npt.ArrayLike, num_relevant: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    hit = np.asarray(hits, dtype=bool)
+    relevant = _as_int64(num_relevant, "num_relevant")
+    if hit.ndim != 2:
+        raise ValueError(f"hits must be 2-D (Q, K), got shape {hit.shape}")
+    if relevant.shape != (hit.shape[0],):
+        raise ValueError(f"num_relevant must have shape ({hit.shape[0]},), got {relevant.shape}")
+    return hit, relevant
+
+
 def _check_ks(ks: Iterable[int], width: int) -> list[int]:
     checked: list[int] = []
     for k in ks:
@@ -358,6 +397,10 @@ def _ratio(numerator: float, denominator: float) -> float:
 def _plain(label: object) -> Hashable:
     # numpy scalars become Python ones, so keys compare, print and serialise like the caller's labels.
     return label.item() if isinstance(label, np.generic) else label
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    return values[~np.isnan(values)]
 
 
 def _mean(values: np.ndarray) -> float:

@@ -368,3 +368,18 @@ def test_dataset_config_builds_a_reader(tmp_path):
         cfg = compose(config_name="config", overrides=["dataset=generic_csv", f"dataset.path={path}"])
     result = instantiate(cfg.dataset)
     assert isinstance(result, RetrievalSet) and len(result.queries) == 2
+
+
+def test_clothing_small_queries_against_other_splits(tmp_path):
+    root = write_clothing(tmp_path)
+    write_image(root / "validation" / "shoes" / "shoes-0100.jpg")
+    result = load_clothing_small(root, split="test", gallery_splits=["train", "validation"])
+    # Every test image is a query (the lone hat too: the gallery is other splits); hats have no positive.
+    assert result.gallery.categories == ("dress", "shoes")
+    assert result.query_in_gallery is None
+    assert result.queries.categories == ("dress", "dress", "shoes", "shoes", "shoes")
+    assert [found.tolist() for found in result.positives] == [[0], [0], [1], [1], [1]]
+    assert result.dropped == {"not_jpeg": 1, "queries_without_positives": 1}
+    assert result.name == "clothing_small/test_vs_train+validation"
+    with pytest.raises(ValueError, match="other splits than the query split 'test'"):
+        load_clothing_small(root, split="test", gallery_splits=["test", "train"])

@@ -7,9 +7,11 @@ import pytest
 
 from fashion_retrieval.evaluation.metrics import (
     GroundTruth,
+    average_precision_at_r,
     flatten_groups,
     grouped_retrieval_metrics,
     hit_matrix,
+    map_at_r,
     metrics_by_group,
     metrics_from_hits,
     retrieval_metrics,
@@ -393,3 +395,74 @@ def test_cross_check_with_torchmetrics(seed: int) -> None:
         assert ours[f"precision@{k}"] == pytest.approx(np.mean(theirs["precision"]), abs=1e-6)
         assert ours[f"map@{k}"] == pytest.approx(np.mean(theirs["map"]), abs=1e-6)
         assert ours[f"ndcg@{k}"] == pytest.approx(np.mean(theirs["ndcg"]), abs=1e-6)
+
+
+# --- MAP@R --------------------------------------------------------------------------------------------
+
+
+def reference_map_at_r(topk: list[list[int]], truth: list[list[int]]) -> float:
+    """Musgrave et al.'s MAP@R by the definition: each query's first R ranks, one rank at a time."""
+    hits = reference_hits(topk, truth)
+    aps = []
+    for q, relevant in enumerate(truth):
+        if not relevant:
+            continue
+        r, found, total = len(relevant), 0, 0.0
+        for rank in range(r):
+            if hits[q][rank]:
+                found += 1
+                total += found / (rank + 1)
+        aps.append(total / r)
+    return sum(aps) / len(aps) if aps else math.nan
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_map_at_r_matches_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    topk, truth = random_case(rng, 60, 12, 25)
+    gt = GroundTruth.from_lists(truth)
+    assert map_at_r(np.asarray(topk), gt) == pytest.approx(reference_map_at_r(topk, truth), abs=1e-12)
+    per_query = average_precision_at_r(hit_matrix(np.asarray(topk), gt), gt.num_relevant)
+    assert np.isnan(per_query[[not t for t in truth]]).all()
+
+
+def test_map_at_r_hand_made() -> None:
+    # R = 2: hits at ranks 1 and 3, but rank 3 is past R, so AP@R = (1/1) / 2; R = 1 hit at rank 1: 1.
+    gt = GroundTruth.from_lists([[4, 7], [3], []])
+    topk = np.array([[4, 0, 7], [3, 1, 2], [5, 6, -1]])
+    np.testing.assert_allclose(
+        average_precision_at_r(hit_matrix(topk, gt), gt.num_relevant), [0.5, 1.0, np.nan]
+    )
+    assert map_at_r(topk, gt) == pytest.approx(0.75)
+    assert math.isnan(map_at_r(topk[2:], GroundTruth.from_lists([[]])))
+
+
+def test_map_at_r_needs_r_columns() -> None:
+    gt = GroundTruth.from_lists([[0, 1, 2]])
+    with pytest.raises(ValueError, match=r"up to R=3 relevant items but only K=2"):
+        map_at_r(np.array([[0, 1]]), gt)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_map_at_r_against_torchmetrics(seed: int) -> None:
+    """AP@R is torchmetrics' ``retrieval_average_precision`` with ``top_k = R``, rescaled from its divisor
+    (the hits found in the first k) to ours (R), on full rankings without repeats or padding."""
+    torch = pytest.importorskip("torch")
+    retrieval = pytest.importorskip("torchmetrics.functional.retrieval")
+    rng = np.random.default_rng(seed)
+    gallery = 40
+    sizes = rng.integers(1, 12, size=50)
+    truth = [sorted(rng.choice(gallery, size=int(n), replace=False).tolist()) for n in sizes]
+    topk = np.stack([rng.permutation(gallery) for _ in truth])
+    gt = GroundTruth.from_lists(truth)
+    hits = hit_matrix(topk, gt)
+    theirs = []
+    for q, relevant in enumerate(truth):
+        preds = torch.zeros(gallery, dtype=torch.float64)
+        preds[torch.as_tensor(topk[q])] = torch.arange(gallery, 0, -1, dtype=torch.float64)
+        target = torch.zeros(gallery, dtype=torch.bool)
+        target[relevant] = True
+        r = len(relevant)
+        ap = float(retrieval.retrieval_average_precision(preds, target, top_k=r))
+        theirs.append(ap * int(hits[q, :r].sum()) / r)
+    assert map_at_r(topk, gt) == pytest.approx(float(np.mean(theirs)), abs=1e-6)
