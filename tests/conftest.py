@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,3 +25,17 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     )
     assert result.returncode == 0, f"the tiny run failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return workdir, run_dir, result
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``experiment=tiny``'s synthetic data (a few seconds to generate), once per session, read-only."""
+    from test_configs import compose_config
+
+    from fashion_retrieval.pipelines.context import RunContext
+    from fashion_retrieval.pipelines.generate import generate
+
+    data_dir = tmp_path_factory.mktemp("tiny_data") / "data"
+    cfg = compose_config(["experiment=tiny", f"paths.data_dir={data_dir}", "generate.num_workers=1"])
+    generate(cfg, RunContext(output_dir=data_dir.parent))
+    return data_dir

@@ -16,7 +16,6 @@ from test_configs import EXPERIMENTS, compose_config
 from tiny_models import tiny_clip_model
 
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.pipelines.generate import generate
 from fashion_retrieval.pipelines.train import train
 
 SMALL_DATA = [
@@ -27,14 +26,6 @@ SMALL_DATA = [
     "data.num_workers=0",
     "data.val_fraction=0.2",
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    data_dir = tmp_path_factory.mktemp("training") / "data"
-    cfg = compose_config(["experiment=tiny", f"paths.data_dir={data_dir}", "generate.num_workers=1"])
-    generate(cfg, RunContext(output_dir=data_dir.parent))
-    return data_dir
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 import pytorch_lightning as pl
 from omegaconf import DictConfig, open_dict
 from test_configs import compose_config
-from test_training import SMALL_DATA, tiny_data  # noqa: F401 - tiny_data is a fixture
+from test_training import SMALL_DATA
 
 from fashion_retrieval.callbacks.evaluator import ValidationRanking
 from fashion_retrieval.callbacks.wandb_logger import MAX_TAG_LENGTH, Sweep, run_labels
@@ -369,7 +369,7 @@ def test_a_failed_stage_leaves_no_wandb_run_open(offline_wandb, tmp_path):
 
 # -- end to end ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_tiny_training_writes_an_offline_run(offline_wandb, tiny_data, tmp_path):  # noqa: F811 - the fixture
+def test_tiny_training_writes_an_offline_run(offline_wandb, tiny_data, tmp_path):
     """``logger=[csv,wandb]`` on the tiny experiment: the resolved config, Lightning's curves, the best
     values, both tables and the checkpoint artifact (index off) land in one offline run."""
     import wandb
