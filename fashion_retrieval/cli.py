@@ -18,12 +18,17 @@ SUBCOMMANDS = {
     "train": "fit + validate (Recall@15) + export catalogue embeddings and FAISS index",
     "baselines": "score random, colour-histogram and pretrained-backbone retrieval on validation",
     "detect-train": "train the YOLO garment detector on the synthetic boxes; writes detector/best.pt",
+    "train-adapter": "train head= on cached frozen-backbone crop features, score the validation bundles",
     "index": "embed the catalogue with ckpt_path and build the FAISS index",
     "validate": "score the validation bundles with ckpt_path through detector=none|zones|yolo|truth",
     "infer": "write submission.csv for the test bundles with ckpt_path",
+    "self-train": "infer with bundle priors fed back their confident test predictions (self_train.passes)",
     "evaluate": "validate and score a submission against a truth file",
+    "retrieval-eval": "precision@k, MAP@R by class on dataset=... (ckpt_path, or the pretrained backbone)",
+    "generate-collage": "write the real-photo collage set (clothing-dataset-small) to paths.data_dir",
     "report": "the results table of a run directory, or one row per run below a sweep folder",
     "run": "the stages listed in `stages` (an experiment's recipe), in order, in one run directory",
+    "reproduce": "rerun a past run directory from its provenance and compare the metrics (not Hydra: --help)",
 }
 
 
@@ -76,21 +81,20 @@ def main(argv: list[str] | None = None) -> None:
     if subcommand not in SUBCOMMANDS:
         print(f"fashion-retrieval: unknown subcommand {subcommand!r}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
+    if subcommand == "reproduce":  # its own arguments (a run directory), and it launches Hydra runs itself
+        from fashion_retrieval.pipelines.reproduce import reproduce
+
+        raise SystemExit(reproduce(argv[1:], subcommands=list(SUBCOMMANDS)))
 
     import hydra
-    from omegaconf import DictConfig
 
-    from fashion_retrieval.pipelines import run_stages
-
-    def task(cfg: DictConfig) -> float | None:
-        # Subcommands are spelled with dashes (detect-train), stages with underscores, as their modules.
-        stages = list(cfg.stages) if subcommand == "run" else [subcommand.replace("-", "_")]
-        return run_stages(cfg, stages)
+    from fashion_retrieval.pipelines.job import StageTask
 
     # Hydra reads sys.argv; the job name (and so the run directory) is the subcommand. argv[0] must be a
     # runnable file: Lightning's DDP launcher re-runs `python argv[0] argv[1:]` for the other ranks.
     os.environ[SUBCOMMAND_ENV] = subcommand
     sys.argv = [str(Path(__file__).resolve()), *overrides]
+    task = StageTask(subcommand)  # picklable: joblib and submitit send it to other processes
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(task)()
 
 

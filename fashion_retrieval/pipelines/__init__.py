@@ -38,14 +38,19 @@ STAGE_NAMES = (
     "train",
     "baselines",
     "detect_train",
+    "train_adapter",
     "index",
     "validate",
     "infer",
+    "self_train",
     "evaluate",
+    "retrieval_eval",
+    "generate_collage",
     "report",
 )
 # Stages every distributed process runs; the others run once, on the first process.
-DISTRIBUTED_STAGES = ("train",)
+# `index` embeds the catalogue through Lightning predict (the feature cache), so every process joins it.
+DISTRIBUTED_STAGES = ("train", "index")
 
 
 def is_launch_leader() -> bool:
@@ -78,6 +83,7 @@ def run_stages(cfg: DictConfig, stages: Sequence[str]) -> float | None:
                 context.trained_checkpoint = output_dir / "checkpoints" / "best.ckpt"
     except Exception as error:
         record_failure(output_dir, stage, error)
+        _close_wandb(failed=True)
         raise
     finally:
         _close_wandb()
@@ -90,13 +96,16 @@ def _run_as_follower(cfg: DictConfig, stages: Sequence[str], output_dir: Path) -
     for stage in stages:
         if stage in DISTRIBUTED_STAGES:
             _stage(stage)(cfg, context)
+        if stage == "train":
+            context.trained_checkpoint = output_dir / "checkpoints" / "best.ckpt"
     return None
 
 
-def _close_wandb() -> None:
-    """A failed job must not leave a W&B run open: the next job of a multirun would log into it."""
+def _close_wandb(failed: bool = False) -> None:
+    """A failed job must not leave a W&B run open: the next job of a multirun would log into it. Its run
+    is finished with exit code 1, so W&B shows it as failed."""
     import sys
 
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
-        wandb.finish()
+        wandb.finish(exit_code=1 if failed else None)

@@ -12,6 +12,7 @@ import logging
 import numpy as np
 from omegaconf import DictConfig
 
+from fashion_retrieval.data.datamodule import ChallengeDataModule, QuerySet
 from fashion_retrieval.evaluation.metrics import (
     GroundTruth,
     flatten_groups,
@@ -36,6 +37,14 @@ def validate(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     queries, ranked = search_bundles(
         cfg, encoder, datamodule, index, "val", datamodule.gallery_section_array()
     )
+    return validation_metrics(cfg, datamodule, queries, ranked)
+
+
+def validation_metrics(
+    cfg: DictConfig, datamodule: ChallengeDataModule, queries: QuerySet, ranked: np.ndarray
+) -> dict[str, float]:
+    """``val_<validate.name>/...`` metrics of the validation bundles ``queries`` ranked as ``ranked (Q, k)``
+    gallery indices: overall, per query section and per product category."""
     assert queries.truth is not None
     truth = GroundTruth.from_lists(queries.truth)
     metrics = retrieval_metrics(ranked, truth, list(cfg.retrieval.ks))

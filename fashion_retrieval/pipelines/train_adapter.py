@@ -1,0 +1,323 @@
+"""``train-adapter``: a head trained on cached frozen-backbone features, scored on the validation bundles.
+
+1. A frozen backbone (``model=``, ImageNet weights by default; ``ckpt_path`` for a trained encoder) embeds
+   the catalogue packshots and the bundles' garment crops (``detector=``, through the detection cache) once,
+   as raw backbone features in the feature cache (``features.cache_dir``, ``method="backbone_features"``).
+2. Training pairs, from the data module's training bundles only: ``adapter.pairs=pseudo`` pairs each
+   (bundle, product) match with the bundle's crop whose raw feature is closest to the product's (the
+   winners' pseudo-labelling: no box needed, so real data works); ``adapter.pairs=truth_boxes`` crops the
+   synthetic ground-truth box of the product instead (``bundle_garment_boxes.csv``).
+3. ``head=``'s :class:`~fashion_retrieval.models.adapter_module.FeatureAdapterModule` trains on them with the
+   ``trainer:`` config (``head=none``: nothing to train, the frozen backbone alone).
+4. The validation bundles' crop features go through the query head, the catalogue's through the catalogue
+   head (none for the residual adapter), and the search runs through
+   :func:`~fashion_retrieval.pipelines.bundle_search.search_bundles_scored`: the reranker chain, bundle
+   priors and slot rules apply as in ``validate``, and so do its metrics (``val_<name>/recall@15``...).
+   With ``adapter.self_train`` the self-training passes (``self_train:``) run on top, on validation.
+
+Validation never reads validation matches for training, pseudo-labels or priors (``known_bundle_ids``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from fashion_retrieval.data.datamodule import ChallengeDataModule, QuerySet
+from fashion_retrieval.detection.types import Detector
+from fashion_retrieval.detection.zones import WholeImageDetector
+from fashion_retrieval.features import FeatureCache, load_features, read_manifest
+from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.io import atomic_path
+from fashion_retrieval.models.adapter_module import FeatureAdapterModule
+from fashion_retrieval.models.checkpoint import load_encoder
+from fashion_retrieval.models.encoder import ImageEncoder
+from fashion_retrieval.pipelines.bundle_search import (
+    bundle_prior_data,
+    detect_garments,
+    search_bundles_scored,
+)
+from fashion_retrieval.pipelines.context import RunContext
+from fashion_retrieval.pipelines.index import datamodule_for, feature_cache
+from fashion_retrieval.pipelines.self_train import pseudo_precision, self_training_passes
+from fashion_retrieval.pipelines.validate import validation_metrics
+from fashion_retrieval.rerank.bundle_priors import BundlePriorData, bundle_prior_steps
+from fashion_retrieval.rerank.garments import GarmentQueries
+
+log = logging.getLogger(__name__)
+
+PAIR_SOURCES = ("pseudo", "truth_boxes")
+METHOD = "backbone_features"
+
+
+def closest_crops(
+    crop_features: np.ndarray, crop_bundles: np.ndarray, product_features: np.ndarray, pairs: np.ndarray
+) -> np.ndarray:
+    """The pseudo-labelled query of each (bundle, product) pair: the bundle's crop closest to the product.
+
+    Args:
+        crop_features: ``(N, D)`` float32 L2-normalised crop features; crop_bundles ``(N,)`` int bundle rows.
+        product_features: ``(G, D)`` float32 L2-normalised catalogue features.
+        pairs: ``(M, 2)`` int ``(bundle row, product row)``.
+
+    Returns ``(M,)`` int64 crop rows (cosine ties: the first crop, i.e. the detector's most confident);
+    ``-1`` for a bundle without crops.
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    crop_bundles = np.asarray(crop_bundles, dtype=np.int64)
+    chosen = np.full(len(pairs), -1, dtype=np.int64)
+    for bundle in np.unique(pairs[:, 0]):
+        crops = np.flatnonzero(crop_bundles == bundle)
+        if not len(crops):
+            continue
+        rows = np.flatnonzero(pairs[:, 0] == bundle)
+        similarity = product_features[pairs[rows, 1]] @ crop_features[crops].T  # (pairs, crops)
+        chosen[rows] = crops[np.argmax(similarity, axis=1)]
+    return chosen
+
+
+def crop_ids(bundle_ids: Sequence[str], crops: GarmentQueries) -> list[str]:
+    """``<bundle id>#<j>``: the ``j``-th crop of its bundle (the feature cache's item ids)."""
+    seen: dict[int, int] = {}
+    ids = []
+    for row in crops.bundle_rows.tolist():
+        ids.append(f"{bundle_ids[row]}#{seen.get(row, 0)}")
+        seen[row] = seen.get(row, 0) + 1
+    return ids
+
+
+def frozen_encoder(cfg: DictConfig) -> ImageEncoder:
+    """``ckpt_path``'s encoder, else ``model=``'s with its pretrained weights, in eval mode."""
+    if cfg.get("ckpt_path"):
+        return load_encoder(Path(cfg.ckpt_path)).eval()
+    return instantiate(cfg.model.encoder).eval()
+
+
+class AdapterFeatures:
+    """The frozen backbone's cached features of the catalogue and of bundle crops."""
+
+    def __init__(
+        self, cfg: DictConfig, encoder: ImageEncoder, datamodule: ChallengeDataModule, detector: Detector
+    ) -> None:
+        self.cfg, self.encoder, self.datamodule, self.detector = cfg, encoder, datamodule, detector
+        self.cache: FeatureCache = feature_cache(cfg)
+        self.crop_settings = OmegaConf.to_container(cfg.crops, resolve=True)
+
+    def catalogue(self) -> tuple[Path, np.ndarray]:
+        """The catalogue's cache directory and ``(G, D)`` features, in catalogue order."""
+        dataset = self.datamodule.gallery_dataloader().dataset
+        directory = self.cache.get_or_compute(self.encoder, dataset, self.datamodule.gallery_ids, METHOD)
+        features, ids = load_features(directory)
+        if list(ids) != self.datamodule.gallery_ids:
+            raise ValueError(f"feature cache {directory} does not hold this catalogue's products in order")
+        return directory, features
+
+    def crops(self, bundle_ids: Sequence[str], crops: GarmentQueries) -> tuple[Path, np.ndarray, list[str]]:
+        """The cache directory, ``(N, D)`` features and ids (:func:`crop_ids`) of the bundles' ``crops``."""
+        ids = crop_ids(bundle_ids, crops)
+        # Float boxes: fresh detections may hold ints where the detection cache returns floats, and the
+        # feature cache's key digests the boxes' JSON (12 and 12.0 differ there).
+        boxes = [None if box is None else tuple(float(v) for v in box) for box in crops.boxes]
+        dataset = self.datamodule.crop_dataloader(crops.paths, boxes).dataset
+        crop_key = {"detector": self.detector.fingerprint(), "settings": self.crop_settings}
+        directory = self.cache.get_or_compute(self.encoder, dataset, ids, METHOD, crops=crop_key)
+        features, _ = load_features(directory)
+        return directory, features, ids
+
+    def truth_garments(self, garments: QuerySet, ids: list[str]) -> Path:
+        """The cache directory of ground-truth garment crops (padded by ``data.garment_padding``)."""
+        dataset = self.datamodule._query_loader(garments).dataset
+        return self.cache.get_or_compute(self.encoder, dataset, ids, METHOD, crops={"source": "truth_boxes"})
+
+
+def training_pairs(
+    cfg: DictConfig, features: AdapterFeatures, catalogue: np.ndarray
+) -> tuple[Path, list[tuple[str, str]]]:
+    """The query cache directory and ``(query id, product id)`` pairs of the training bundles."""
+    datamodule = features.datamodule
+    train_ids = list(datamodule.train_bundle_ids)
+    source = str(cfg.adapter.pairs)
+    if source == "truth_boxes":
+        garments = datamodule.visible_garments(train_ids)
+        paths = dict(zip(datamodule.cat.bundles["bundle_asset_id"], datamodule.cat.bundles["image_path"]))
+        ids = [f"{bundle}|{product}" for bundle, product, _ in garments]
+        query_set = QuerySet(
+            [b for b, _, _ in garments],
+            [str(paths[b]) for b, _, _ in garments],
+            [0] * len(garments),
+            None,
+            [box for _, _, box in garments],
+        )
+        directory = features.truth_garments(query_set, ids)
+        return directory, [(qid, product) for qid, (_, product, _) in zip(ids, garments)]
+    if source != "pseudo":
+        raise ValueError(f"adapter.pairs must be one of {PAIR_SOURCES}, got {source!r}")
+    paths = datamodule.cat.bundles.set_index("bundle_asset_id").loc[train_ids, "image_path"]
+    crops = detect_garments(cfg, features.detector, [str(p) for p in paths], train_ids)
+    directory, crop_features, ids = features.crops(train_ids, crops)
+    product_row = datamodule.cat.product_index()
+    bundle_row = {bundle: i for i, bundle in enumerate(train_ids)}
+    matches = [
+        (bundle_row[bundle], product_row[product])
+        for bundle, products in datamodule.cat.products_of(train_ids).items()
+        for product in products
+    ]
+    chosen = closest_crops(crop_features, crops.bundle_rows, catalogue, np.asarray(matches))
+    product_ids = datamodule.gallery_ids
+    pairs = [(ids[c], product_ids[p]) for c, (_, p) in zip(chosen.tolist(), matches) if c >= 0]
+    log.info(
+        "train-adapter: %d pseudo pairs from %d crops of %d bundles", len(pairs), len(ids), len(train_ids)
+    )
+    return directory, pairs
+
+
+def load_head(module: FeatureAdapterModule, path: Path) -> None:
+    """The heads' (and temperature's) weights of ``path`` into ``module``; the negative bank is training
+    state, so a head trained with another ``bank_size`` loads too."""
+    state = {k: v for k, v in torch.load(path, map_location="cpu").items() if not k.startswith("bank.")}
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    wrong = [k for k in missing if not k.startswith("bank.")] + list(unexpected)
+    if wrong:
+        raise ValueError(f"{path} does not fit head=: keys {wrong[:5]} differ")
+
+
+def has_trainable_head(cfg: DictConfig) -> bool:
+    module = cfg.head.module
+    return module.get("query_head") is not None or module.get("gallery_head") is not None
+
+
+def fit_head(
+    cfg: DictConfig, context: RunContext, query_dir: Path, catalogue_dir: Path, pairs: list[tuple[str, str]]
+) -> tuple[FeatureAdapterModule, dict[str, float]]:
+    """``head=``'s module, trained on ``pairs`` when it has a head (``head=none``: returned untrained)."""
+    pl.seed_everything(int(cfg.seed), workers=True)
+    feature_dim = int(read_manifest(catalogue_dir)["dim"])
+    module: FeatureAdapterModule = instantiate(cfg.head.module, feature_dim=feature_dim)
+    if not has_trainable_head(cfg):
+        return module.eval(), {}
+    if cfg.adapter.get("head_path"):  # an earlier run's head: only the search after it changes
+        load_head(module, Path(cfg.adapter.head_path))
+        return module.eval(), {}
+    datamodule = instantiate(cfg.head.data)(
+        query_dir,
+        catalogue_dir,
+        pairs,
+        {},  # no validation inside fit: the bundle-level validation below is the score
+        product_sections=None,
+    )
+    output_dir = context.output_dir / "adapter"
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer,
+        default_root_dir=str(output_dir),
+        logger=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    with atomic_path(output_dir / "head.pt") as path:
+        torch.save(module.state_dict(), path)
+    metrics = {"adapter/epochs": float(trainer.current_epoch), "adapter/train_pairs": float(len(pairs))}
+    loss = trainer.callback_metrics.get("train/loss")
+    if loss is not None:
+        metrics["adapter/train_loss"] = float(loss)
+    return module.eval(), metrics
+
+
+@torch.no_grad()
+def apply_head(module: FeatureAdapterModule, features: np.ndarray, side: str) -> np.ndarray:
+    """``(N, D)`` features -> ``(N, D')`` float32 L2-normalised, through the query or catalogue head."""
+    embed = module.embed_queries if side == "query" else module.embed_catalogue
+    tensor = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    return torch.cat([embed(tensor[s : s + 8192]) for s in range(0, len(tensor), 8192)]).numpy()
+
+
+def train_adapter(cfg: DictConfig, context: RunContext) -> dict[str, float]:
+    if cfg.get("head") is None:
+        raise ValueError("train-adapter needs head=residual_adapter|projection|none (docs/adapters.md)")
+    if str(cfg.adapter.pairs) not in PAIR_SOURCES:
+        raise ValueError(f"adapter.pairs must be one of {PAIR_SOURCES}, got {cfg.adapter.pairs!r}")
+    if cfg.retrieval.tta:
+        raise ValueError("train-adapter caches single-view features: set retrieval.tta=[]")
+    pl.seed_everything(int(cfg.seed), workers=True)  # a backbone without pretrained weights: same init
+    encoder = frozen_encoder(cfg)
+    datamodule = datamodule_for(cfg, encoder)
+    detector: Detector = instantiate(cfg.detector)
+    if isinstance(detector, WholeImageDetector):  # a config choice, not a type error
+        raise ValueError(  # noqa: TRY004
+            "train-adapter searches garment crops: use detector=zones|yolo|truth"
+        )
+    features = AdapterFeatures(cfg, encoder, datamodule, detector)
+    catalogue_dir, catalogue = features.catalogue()
+    metrics: dict[str, float] = {}
+    pairs: list[tuple[str, str]] = []
+    query_dir = catalogue_dir
+    if has_trainable_head(cfg) and not cfg.adapter.get("head_path"):
+        query_dir, pairs = training_pairs(cfg, features, catalogue)
+    module, fit_metrics = fit_head(cfg, context, query_dir, catalogue_dir, pairs)
+    metrics.update(fit_metrics)
+    index = EmbeddingIndex(
+        apply_head(module, catalogue, "catalogue"), datamodule.gallery_ids, spec=instantiate(cfg.index.spec)
+    )
+    val_ids = datamodule.query_set("val").bundle_ids
+
+    def embed_crops(crops: GarmentQueries) -> np.ndarray:
+        return apply_head(module, features.crops(val_ids, crops)[1], "query")
+
+    # Only the training split tells product sections here: validation must not read its own matches.
+    gallery_sections = datamodule.gallery_section_array()
+    if not cfg.adapter.self_train:
+        queries, ranked, _ = search_bundles_scored(
+            cfg, encoder, datamodule, index, "val", gallery_sections, crop_embedder=embed_crops
+        )
+        return {**metrics, **validation_metrics(cfg, datamodule, queries, ranked)}
+    return {
+        **metrics,
+        **self_train_on_validation(cfg, encoder, datamodule, index, gallery_sections, embed_crops),
+    }
+
+
+def self_train_on_validation(
+    cfg: DictConfig,
+    encoder: ImageEncoder,
+    datamodule: ChallengeDataModule,
+    index: EmbeddingIndex,
+    gallery_sections: np.ndarray,
+    embed_crops: Callable[[GarmentQueries], np.ndarray],
+) -> dict[str, float]:
+    """The ``self_train:`` passes on the validation bundles with the adapted search (priors from the
+    training split plus the confident validation predictions, never the validation matches)."""
+    priors = bundle_prior_steps(instantiate(cfg.reranker))
+    if not priors:
+        raise ValueError("adapter.self_train feeds the bundle priors: use reranker=bundle_priors or similar")
+    base = bundle_prior_data(cfg, encoder, datamodule, "val", any(p.needs_embeddings for p in priors))
+    queries = datamodule.query_set("val")
+
+    def search(data: BundlePriorData) -> tuple[np.ndarray, np.ndarray]:
+        _, ranked, scores = search_bundles_scored(
+            cfg, encoder, datamodule, index, "val", gallery_sections, data, crop_embedder=embed_crops
+        )
+        return ranked, scores
+
+    settings = cfg.self_train
+    ranked, _, pseudo, _ = self_training_passes(
+        search,
+        base,
+        queries.sections,
+        len(datamodule.gallery_ids),
+        float(settings.confidence),
+        int(settings.max_per_bundle),
+        int(settings.passes),
+    )
+    assert queries.truth is not None
+    metrics = validation_metrics(cfg, datamodule, queries, ranked)
+    metrics["self_train_val/pseudo_precision"] = pseudo_precision(pseudo, queries.bundle_ids, queries.truth)
+    metrics["self_train/pseudo_pairs"] = float(sum(len(p) for p in pseudo.values()))
+    return metrics
