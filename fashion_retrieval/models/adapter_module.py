@@ -59,7 +59,7 @@ class FeatureAdapterModule(pl.LightningModule):
         optimizer: partial optimiser factory (Hydra ``_partial_: true``) called with parameter groups;
             default AdamW, lr 3e-4.
         scheduler: optional partial ``(optimizer, total_steps=) -> LRScheduler`` stepped every batch
-            (``torch.optim.lr_scheduler.OneCycleLR``).
+            (``fashion_retrieval.models.schedules.one_cycle``).
         noise_std: Gaussian noise on the query features (``losses.adapter.feature_noise``).
         mixup_probability, mixup_alpha: query mixup (``losses.adapter.mix_embeddings``).
         bank_size: FIFO bank of catalogue embeddings as extra negatives (0: off).
