@@ -187,3 +187,32 @@ def test_multirun_sweep_gives_one_run_directory_per_job(tiny_run):
     for job, temperature in (("0", 0.1), ("1", 0.2)):
         assert "val/recall@15" in json.loads((sweep / job / "metrics.json").read_text())
         assert f"temperature: {temperature}" in (sweep / job / "config_resolved.yaml").read_text()
+
+
+def test_the_section_rule_can_be_switched_off_to_measure_it(tiny_run):
+    """``retrieval.sections=false``: products of another section may fill a bundle's slots (with it on,
+    ``test_stages_run_separately_from_a_checkpoint``'s submission never crosses sections)."""
+    from fashion_retrieval.data.catalogue import load_catalogue
+
+    workdir, run_dir, _ = tiny_run
+    catalogue = load_catalogue(workdir / "data/synthetic_tiny")
+    product_section = catalogue.product_sections()
+    bundle_section = dict(zip(catalogue.bundles["bundle_asset_id"], catalogue.bundles["bundle_id_section"]))
+
+    def crossings(submission: pd.DataFrame) -> int:
+        known = submission[submission["product_asset_id"].isin(product_section)]
+        products = known["product_asset_id"].map(product_section)
+        return int((products != known["bundle_asset_id"].map(bundle_section)).sum())
+
+    out = workdir / "infer_without_sections"
+    fashion_retrieval(
+        "infer",
+        "experiment=tiny",
+        "retrieval.sections=false",
+        f"ckpt_path={run_dir / 'checkpoints/best.ckpt'}",
+        f"index.dir={run_dir / 'index'}",
+        f"hydra.run.dir={out}",
+        cwd=workdir,
+    )
+    assert crossings(pd.read_csv(run_dir / "submission.csv")) == 0
+    assert crossings(pd.read_csv(out / "submission.csv")) > 0

@@ -40,7 +40,7 @@ from fashion_retrieval.rerank.garments import (
     category_codes,
     rank_bundles_scored,
 )
-from fashion_retrieval.rerank.section import Eligibility
+from fashion_retrieval.rerank.section import UNKNOWN_SECTION, Eligibility
 from fashion_retrieval.rerank.slots import merge_garment_lists, slot_scores
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,10 @@ def search_bundles_scored(
     the chain's bundle priors (self-training adds pseudo pairs); default :func:`bundle_prior_data`.
     ``crop_embedder``: ``crops -> (N, D)`` float32 L2-normalised crop embeddings in place of ``encoder``'s
     (``train-adapter``: cached backbone features through a trained query head); needs a crop detector."""
+    if not cfg.retrieval.get("sections", True):
+        # Measuring the section rule: every product's section unknown, so neither the search nor the
+        # chain's SectionFilter can rule a product out.
+        gallery_sections = np.full(np.shape(gallery_sections), UNKNOWN_SECTION, dtype=np.int64)
     queries = datamodule.query_set(split)
     settings = slot_settings(cfg)
     views = list(cfg.retrieval.tta)
