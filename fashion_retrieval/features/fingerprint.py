@@ -54,7 +54,11 @@ def describe_dataset(dataset: Dataset) -> dict[str, Any]:
         )
     boxes = None
     if dataset.boxes is not None:
-        boxes = settings_digest({"boxes": [None if b is None else list(b) for b in dataset.boxes]})
+        # Floats: a box of fresh detections may hold ints where the detection cache returns floats, and
+        # 12 and 12.0 digest differently.
+        boxes = settings_digest(
+            {"boxes": [None if b is None else [float(v) for v in b] for b in dataset.boxes]}
+        )
     return {
         "transform": A.to_dict(dataset.transform),
         "crop": None if dataset.crop is None else list(dataset.crop),

@@ -122,10 +122,7 @@ class AdapterFeatures:
     def crops(self, bundle_ids: Sequence[str], crops: GarmentQueries) -> tuple[Path, np.ndarray, list[str]]:
         """The cache directory, ``(N, D)`` features and ids (:func:`crop_ids`) of the bundles' ``crops``."""
         ids = crop_ids(bundle_ids, crops)
-        # Float boxes: fresh detections may hold ints where the detection cache returns floats, and the
-        # feature cache's key digests the boxes' JSON (12 and 12.0 differ there).
-        boxes = [None if box is None else tuple(float(v) for v in box) for box in crops.boxes]
-        dataset = self.datamodule.crop_dataloader(crops.paths, boxes).dataset
+        dataset = self.datamodule.crop_dataloader(crops.paths, crops.boxes).dataset
         crop_key = {"detector": self.detector.fingerprint(), "settings": self.crop_settings}
         directory = self.cache.get_or_compute(self.encoder, dataset, ids, METHOD, crops=crop_key)
         features, _ = load_features(directory)

@@ -73,3 +73,13 @@ def test_preprocessing_crops_ids_and_precision_change_the_key(dataset, ids) -> N
         key(encoder, dataset, ids, fp16),
     ]
     assert len(set(keys)) == len(keys)
+
+
+def test_integer_and_float_boxes_of_one_crop_share_a_key(dataset, ids) -> None:
+    """Fresh detections may hold ints where the detection cache returns floats: the same crop, one key."""
+    encoder = flat_encoder()
+    ints = ImageDataset(list(dataset.paths), eval_transform((16, 16)), boxes=[(0, 0, 10, 10)] * len(ids))
+    floats = ImageDataset(
+        list(dataset.paths), eval_transform((16, 16)), boxes=[(0.0, 0.0, 10.0, 10.0)] * len(ids)
+    )
+    assert key(encoder, ints, ids) == key(encoder, floats, ids)
