@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -61,8 +62,8 @@ def is_launch_leader() -> bool:
 
 
 def run_stages(cfg: DictConfig, stages: Sequence[str]) -> float | None:
-    """Run ``stages`` in order in the current run directory; returns ``val/recall@15`` when known
-    (the value Hydra sweepers optimise)."""
+    """Run ``stages`` in order in the current run directory; returns the validation Recall@15 when known
+    (:func:`sweep_objective`, the value Hydra sweepers optimise)."""
     unknown = [s for s in stages if s not in STAGE_NAMES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; choose from {list(STAGE_NAMES)}")
@@ -87,7 +88,16 @@ def run_stages(cfg: DictConfig, stages: Sequence[str]) -> float | None:
         raise
     finally:
         _close_wandb()
-    return metrics.get("val/recall@15")
+    return sweep_objective(metrics)
+
+
+def sweep_objective(metrics: dict[str, float]) -> float | None:
+    """The value a sweeper optimises: ``val/recall@15`` (training's validation), else the one
+    ``val_<name>/recall@15`` of ``validate`` or ``train-adapter``; ``None`` when absent or ambiguous."""
+    if "val/recall@15" in metrics:
+        return metrics["val/recall@15"]
+    scored = [key for key in metrics if re.fullmatch(r"val_[^/]+/recall@15", key)]
+    return metrics[scored[0]] if len(scored) == 1 else None
 
 
 def _run_as_follower(cfg: DictConfig, stages: Sequence[str], output_dir: Path) -> None:

@@ -205,3 +205,12 @@ def test_a_failed_trial_does_not_stop_an_optuna_search(tiny_data, tmp_path):
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(recall)
     assert best["best_params"] == {"callbacks.early_stopping.monitor": "val/recall@15"}
+
+
+def test_the_sweep_objective_is_the_validation_recall_of_any_stage() -> None:
+    from fashion_retrieval.pipelines import sweep_objective
+
+    assert sweep_objective({"val/recall@15": 0.3, "val_yolo/recall@15": 0.2}) == 0.3
+    assert sweep_objective({"val_yolo/recall@15": 0.2, "val_yolo/map@15": 0.1}) == 0.2  # train-adapter
+    assert sweep_objective({"val_yolo/recall@15": 0.2, "val_zones/recall@15": 0.1}) is None  # ambiguous
+    assert sweep_objective({"test/recall@15": 0.2}) is None
