@@ -98,6 +98,21 @@ def self_training_passes(
     return ranked, scores, pseudo, rows
 
 
+def configured_passes(
+    settings: DictConfig, search: Search, base: BundlePriorData, sections: Sequence[int], num_products: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, list[int]], list[dict[str, float]]]:
+    """:func:`self_training_passes` with the confidence, cap and passes of ``settings`` (``self_train:``)."""
+    return self_training_passes(
+        search,
+        base,
+        sections,
+        num_products,
+        float(settings.confidence),
+        int(settings.max_per_bundle),
+        int(settings.passes),
+    )
+
+
 def self_train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     settings = cfg.self_train
     passes, split = int(settings.passes), str(settings.get("split", "test"))
@@ -125,14 +140,8 @@ def self_train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         )
         return ranked, scores
 
-    ranked, _, pseudo, rows = self_training_passes(
-        search,
-        base,
-        queries.sections,
-        len(datamodule.gallery_ids),
-        float(settings.confidence),
-        int(settings.max_per_bundle),
-        passes,
+    ranked, _, pseudo, rows = configured_passes(
+        settings, search, base, queries.sections, len(datamodule.gallery_ids)
     )
     metrics: dict[str, float] = {
         "self_train/pseudo_pairs": float(sum(len(p) for p in pseudo.values())),

@@ -46,7 +46,7 @@ from fashion_retrieval.pipelines.bundle_search import (
 )
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.index import datamodule_for, feature_cache
-from fashion_retrieval.pipelines.self_train import pseudo_precision, self_training_passes
+from fashion_retrieval.pipelines.self_train import configured_passes, pseudo_precision
 from fashion_retrieval.pipelines.validate import validation_metrics
 from fashion_retrieval.rerank.bundle_priors import BundlePriorData, bundle_prior_steps
 from fashion_retrieval.rerank.garments import GarmentQueries
@@ -303,15 +303,8 @@ def self_train_on_validation(
         )
         return ranked, scores
 
-    settings = cfg.self_train
-    ranked, _, pseudo, _ = self_training_passes(
-        search,
-        base,
-        queries.sections,
-        len(datamodule.gallery_ids),
-        float(settings.confidence),
-        int(settings.max_per_bundle),
-        int(settings.passes),
+    ranked, _, pseudo, _ = configured_passes(
+        cfg.self_train, search, base, queries.sections, len(datamodule.gallery_ids)
     )
     assert queries.truth is not None
     metrics = validation_metrics(cfg, datamodule, queries, ranked)
