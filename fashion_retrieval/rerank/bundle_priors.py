@@ -33,7 +33,7 @@ import numpy as np
 from scipy import sparse
 
 from fashion_retrieval.data.catalogue import Catalogue
-from fashion_retrieval.rerank.chain import RerankChain, RerankContext, resort
+from fashion_retrieval.rerank.chain import RerankChain, RerankContext, check_factor, resort
 
 
 @dataclass(frozen=True)
@@ -270,12 +270,7 @@ class BundlePrior:
     needs_embeddings = False
 
     def __init__(self, weight: float) -> None:
-        weight = float(weight)
-        if not math.isfinite(weight) or weight < 0:
-            raise ValueError(
-                f"{type(self).__name__}: weight must be a finite non-negative factor, got {weight}"
-            )
-        self.weight = weight
+        self.weight = check_factor(type(self).__name__, "weight", weight)
         self.data: BundlePriorData | None = None
 
     def bind(self, data: BundlePriorData) -> None:

@@ -16,6 +16,7 @@ them and returns :func:`resort` of its scores. Steps are configured in ``conf/re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -26,6 +27,15 @@ from fashion_retrieval.data.catalogue import Catalogue, code_numbers
 from fashion_retrieval.detection.types import Box
 from fashion_retrieval.index.faiss_index import PAD_SCORE, EmbeddingIndex
 from fashion_retrieval.rerank.section import Eligibility, search_eligible
+
+
+def check_factor(step: str, name: str, value: float) -> float:
+    """``value`` as a float; ValueError naming ``step`` and ``name`` unless finite and non-negative (steps
+    multiply scores by factors and bonuses, and the chain's scores must stay non-negative)."""
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{step}: {name} must be a finite non-negative factor, got {value}")
+    return value
 
 
 @dataclass(frozen=True)

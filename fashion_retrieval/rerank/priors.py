@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from fashion_retrieval.data.catalogue import ARTICLE_PREFIX_DIGITS, CODE_DIGITS
-from fashion_retrieval.rerank.chain import RerankContext, resort
+from fashion_retrieval.rerank.chain import RerankContext, check_factor, resort
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +86,10 @@ class ArticlePrefixBonus:
     ``weight``). Needs ``RerankContext.query_codes`` and ``GalleryMetadata.codes``."""
 
     def __init__(self, weight: float = 0.1, code_weight: float | None = None) -> None:
-        self.weight = float(weight)
-        self.code_weight = self.weight if code_weight is None else float(code_weight)
-        for name, value in (("weight", self.weight), ("code_weight", self.code_weight)):
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(
-                    f"ArticlePrefixBonus: {name} must be a finite non-negative bonus, got {value}"
-                )
+        self.weight = check_factor("ArticlePrefixBonus", "weight", weight)
+        self.code_weight = check_factor(
+            "ArticlePrefixBonus", "code_weight", self.weight if code_weight is None else code_weight
+        )
         self._warned = False
 
     def factors(self, candidates: np.ndarray, context: RerankContext) -> np.ndarray:

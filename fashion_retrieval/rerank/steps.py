@@ -3,22 +3,14 @@ them. Multiplicative steps rely on the chain's non-negative scores."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from fashion_retrieval.detection.types import Box
-from fashion_retrieval.rerank.chain import RerankContext, resort
+from fashion_retrieval.rerank.chain import RerankContext, check_factor, resort
 from fashion_retrieval.rerank.colour import colour_similarity, image_hsv, stripe_histograms
 from fashion_retrieval.rerank.section import Eligibility, keep_allowed
-
-
-def _check_factor(step: str, name: str, value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{step}: {name} must be a finite non-negative factor, got {value}")
-    return value
 
 
 def gate_passes(candidates: np.ndarray, context: RerankContext) -> np.ndarray:
@@ -48,9 +40,9 @@ class CategoryGate:
     label (whole photos, labels absent from ``label_categories``)."""
 
     def __init__(self, match: float = 1.0, mismatch: float = 0.05, unknown: float = 0.5) -> None:
-        self.match = _check_factor("CategoryGate", "match", match)
-        self.mismatch = _check_factor("CategoryGate", "mismatch", mismatch)
-        self.unknown = _check_factor("CategoryGate", "unknown", unknown)
+        self.match = check_factor("CategoryGate", "match", match)
+        self.mismatch = check_factor("CategoryGate", "mismatch", mismatch)
+        self.unknown = check_factor("CategoryGate", "unknown", unknown)
         if self.mismatch > self.match:
             raise ValueError(
                 f"CategoryGate: mismatch ({self.mismatch}) above match ({self.match}) would promote the "
@@ -90,7 +82,7 @@ class ColourBonus:
         image_size: int = 64,
         gated: bool = True,
     ) -> None:
-        self.weight = _check_factor("ColourBonus", "weight", weight)
+        self.weight = check_factor("ColourBonus", "weight", weight)
         if int(stripes) < 1 or int(image_size) < 1:
             raise ValueError(
                 f"ColourBonus: stripes ({stripes}) and image_size ({image_size}) must be positive"
@@ -149,7 +141,7 @@ class MetadataPrior:
     synthetic data only); off by default."""
 
     def __init__(self, repeat: float = 0.5) -> None:
-        self.repeat = _check_factor("MetadataPrior", "repeat", repeat)
+        self.repeat = check_factor("MetadataPrior", "repeat", repeat)
 
     def repeated(self, candidates: np.ndarray, context: RerankContext) -> np.ndarray:
         """``(Q, N)`` bool: candidates whose article a better-ranked candidate of the same row shares."""
