@@ -533,14 +533,15 @@ class ChallengeDataModule(pl.LightningDataModule):
 
     def query_dataloader(self, split: str) -> DataLoader:
         """The ``split`` bundle photos, whole, at the query size."""
-        return self._query_loader(self.query_set(split))
+        return self.query_set_dataloader(self.query_set(split))
 
     @property
     def training_query_size(self) -> Sequence[int]:
         """``(H, W)`` of training and validation queries: garment crops or whole photos."""
         return self.crop_size if self.garment_queries else self.hparams.query_size
 
-    def _query_loader(self, queries: QuerySet) -> DataLoader:
+    def query_set_dataloader(self, queries: QuerySet) -> DataLoader:
+        """The photos of ``queries`` in order: whole at the query size, or their boxes at the crop size."""
         if queries.boxes is None:
             return self._eval_loader(queries.image_paths, self.hparams.query_size, self.hparams.query_crop)
         return self._eval_loader(
@@ -570,4 +571,4 @@ class ChallengeDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> list[DataLoader]:
         """Two loaders: validation queries (index 0, :meth:`validation_queries`) and the gallery (index 1)."""
-        return [self._query_loader(self.validation_queries()), self.gallery_dataloader()]
+        return [self.query_set_dataloader(self.validation_queries()), self.gallery_dataloader()]

@@ -84,7 +84,7 @@ def bundle_photo_embeddings(
     rows = datamodule.cat.bundles.set_index("bundle_asset_id").loc[bundle_ids]
     paths = [str(p) for p in rows["image_path"]]
     photos = QuerySet(list(bundle_ids), paths, [int(s) for s in rows["bundle_id_section"]], None)
-    return embed_loader(encoder, datamodule._query_loader(photos), views=views)
+    return embed_loader(encoder, datamodule.query_set_dataloader(photos), views=views)
 
 
 def bundle_prior_data(

@@ -130,7 +130,7 @@ class AdapterFeatures:
 
     def truth_garments(self, garments: QuerySet, ids: list[str]) -> Path:
         """The cache directory of ground-truth garment crops (padded by ``data.garment_padding``)."""
-        dataset = self.datamodule._query_loader(garments).dataset
+        dataset = self.datamodule.query_set_dataloader(garments).dataset
         return self.cache.get_or_compute(self.encoder, dataset, ids, METHOD, crops={"source": "truth_boxes"})
 
 
