@@ -19,6 +19,8 @@ from fashion_retrieval.losses.adapter import AdapterInfoNCELoss, feature_noise, 
 from fashion_retrieval.losses.bank import CatalogueBank
 from fashion_retrieval.losses.masks import label_in
 from fashion_retrieval.losses.memory import append_negatives
+from fashion_retrieval.miners.catalogue import catalogue_hard_negatives
+from fashion_retrieval.models.distributed import all_gather_uneven
 
 
 class FrozenFeatureExtractor(nn.Module):
@@ -62,9 +64,18 @@ class FeatureAdapterModule(pl.LightningModule):
             (``fashion_retrieval.models.schedules.one_cycle``).
         noise_std: Gaussian noise on the query features (``losses.adapter.feature_noise``).
         mixup_probability, mixup_alpha: query mixup (``losses.adapter.mix_embeddings``).
-        bank_size: FIFO bank of catalogue embeddings as extra negatives (0: off).
+        bank_size: FIFO bank of catalogue embeddings as extra negatives (0: off). Under DDP every process
+            enqueues the products of every process's batch, so the banks stay identical.
         bank_max_age: staleness limit of bank entries in steps (``None``: never stale, right for a frozen
             catalogue; set it when the catalogue side trains).
+        hard_negatives: ``k`` (0: off): each step, every query's ``k`` most similar catalogue products under
+            the current heads (not its own products) are mined from the whole catalogue
+            (``datamodule.catalogue_features``) and added as negative columns, the union over the batch.
+            They are re-embedded with gradient; only the selection reads a pool that, with a trainable
+            catalogue head, is refreshed at each epoch start. A product also in the bank is then counted
+            twice: mining upweights the hardest negatives even when the bank already holds them all.
+        hard_negative_skip: skip each query's ``n`` most similar products before taking ``k`` (the likeliest
+            unlabelled matches, e.g. colour variants of its product).
         weight_averaging: a weight-averaging callback (Lightning's ``StochasticWeightAveraging``,
             :class:`~fashion_retrieval.callbacks.EMAWeightAveraging`) added by :meth:`configure_callbacks`.
         feature_extractor: a frozen ``images -> features`` module (:class:`FrozenFeatureExtractor`), used for
@@ -95,6 +106,8 @@ class FeatureAdapterModule(pl.LightningModule):
         mixup_alpha: float = 0.2,
         bank_size: int = 0,
         bank_max_age: int | None = None,
+        hard_negatives: int = 0,
+        hard_negative_skip: int = 0,
         weight_averaging: Callback | None = None,
         feature_extractor: nn.Module | None = None,
         ks: Sequence[int] = (1, 5, 15),
@@ -123,6 +136,13 @@ class FeatureAdapterModule(pl.LightningModule):
         self.bank = (
             CatalogueBank(bank_size, embedding_dim or feature_dim, bank_max_age) if bank_size > 0 else None
         )
+        if hard_negatives < 0 or hard_negative_skip < 0:
+            raise ValueError(
+                f"hard_negatives and hard_negative_skip must be >= 0, got {hard_negatives}, "
+                f"{hard_negative_skip}"
+            )
+        self.hard_negatives, self.hard_negative_skip = hard_negatives, hard_negative_skip
+        self._mining_pool: torch.Tensor | None = None
         self.weight_averaging = weight_averaging
         self.feature_extractor = feature_extractor
         self.ks = tuple(ks)
@@ -144,6 +164,25 @@ class FeatureAdapterModule(pl.LightningModule):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.embed_queries(features)
+
+    @torch.no_grad()
+    def _embed_catalogue_chunks(self, features: torch.Tensor) -> torch.Tensor:
+        """``(G, D)`` features (any device) -> ``(G, D')`` embeddings on this module's device, no gradient."""
+        return torch.cat(
+            [
+                self.embed_catalogue(features[start : start + 8192].to(self.device))
+                for start in range(0, len(features), 8192)
+            ]
+        )
+
+    def _catalogue_features(self) -> torch.Tensor:
+        features = getattr(getattr(self.trainer, "datamodule", None), "catalogue_features", None)
+        if features is None:
+            raise ValueError(
+                "hard_negatives needs the whole catalogue: train with a datamodule that has "
+                "catalogue_features (FeatureDataModule)"
+            )
+        return features
 
     def _features(self, batch: dict[str, torch.Tensor], side: str) -> torch.Tensor:
         if side in batch:
@@ -171,6 +210,7 @@ class FeatureAdapterModule(pl.LightningModule):
         labels, products = batch["gallery_label"].long(), batch["query_products"].long()
         query = feature_noise(query, self.noise_std)
         query, partner, lam = mix_embeddings(query, self.mixup_probability, self.mixup_alpha)
+        queries = self.embed_queries(query)
         # One candidate column per distinct product: a product drawn twice is not two negatives.
         candidate_labels, inverse = torch.unique(labels, return_inverse=True)
         first = torch.zeros_like(candidate_labels).scatter_(
@@ -180,17 +220,54 @@ class FeatureAdapterModule(pl.LightningModule):
         positive = label_in(candidate_labels, products)
         negative = ~positive
         scored = candidates
+        if self.hard_negatives:
+            mined, mined_negative = self.mined_negatives(queries.detach(), products, candidate_labels)
+            scored, positive, negative = append_negatives(scored, positive, negative, mined, mined_negative)
         if self.bank is not None and self.bank.filled:
             extra, extra_negative = self.bank.negatives(products, step=self.global_step)
-            scored, positive, negative = append_negatives(
-                candidates, positive, negative, extra, extra_negative
-            )
+            scored, positive, negative = append_negatives(scored, positive, negative, extra, extra_negative)
         rows, positive, negative, weights = mixup_rows(positive, negative, partner, lam)
-        loss = self.loss(self.embed_queries(query)[rows], scored, positive, negative, weights)
+        loss = self.loss(queries[rows], scored, positive, negative, weights)
         if self.bank is not None:
             # Enqueued after use: this batch's products are already in-batch negatives.
-            self.bank.enqueue(candidates.detach(), candidate_labels, step=self.global_step)
+            self.bank.enqueue(
+                all_gather_uneven(candidates.detach()),
+                all_gather_uneven(candidate_labels),
+                step=self.global_step,
+            )
         return loss
+
+    def mined_negatives(
+        self, queries: torch.Tensor, products: torch.Tensor, candidate_labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's mined hard negatives (see ``hard_negatives``) that are not already its candidates.
+
+        Args:
+            queries: ``(B, D')`` adapted query embeddings; products: ``(B, L)`` each query's products, -1
+                padded; candidate_labels: ``(P,)`` the batch's own product columns.
+
+        Returns:
+            ``embeddings (M, D')`` of the mined products (through the catalogue head, with gradient) and
+            ``negative_mask (B, M)``, False where a mined product belongs to the query.
+        """
+        features = self._catalogue_features()
+        if self._mining_pool is None:
+            self._mining_pool = self._embed_catalogue_chunks(features)
+        rows = catalogue_hard_negatives(
+            queries, self._mining_pool, products, self.hard_negatives, self.hard_negative_skip
+        )
+        mined = rows[rows >= 0].unique()
+        mined = mined[~torch.isin(mined, candidate_labels.to(mined.device))]
+        embeddings = self.embed_catalogue(features[mined.to(features.device)].to(self.device).float())
+        return embeddings, ~label_in(mined, products)
+
+    def on_fit_start(self) -> None:
+        self._mining_pool = None
+
+    def on_train_epoch_start(self) -> None:
+        # A frozen catalogue side keeps its pool; a trainable one is re-embedded once per epoch.
+        if self.gallery_head is not None:
+            self._mining_pool = None
 
     # -- validation ----------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
@@ -217,12 +294,7 @@ class FeatureAdapterModule(pl.LightningModule):
         """
         index = torch.cat([i for i, _ in self._val_queries]).numpy()
         queries = torch.cat([e for _, e in self._val_queries]).numpy()
-        catalogue = datamodule.catalogue_features
-        chunks = [
-            self.embed_catalogue(catalogue[start : start + 8192].to(self.device)).cpu()
-            for start in range(0, len(catalogue), 8192)
-        ]
-        gallery = torch.cat(chunks).numpy()
+        gallery = self._embed_catalogue_chunks(datamodule.catalogue_features).cpu().numpy()
         query_sections, gallery_sections = datamodule.validation_sections()
         truth = [datamodule.val_truth[i] for i in index]
         ids = [str(i) for i in range(len(gallery))]

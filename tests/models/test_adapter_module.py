@@ -1,4 +1,5 @@
 from functools import partial
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from fashion_retrieval.models.adapter_module import FeatureAdapterModule, Frozen
 from fashion_retrieval.models.clip import ClipVisionBackbone
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.heads import ProjectionHead, ResidualAdapter
+from fashion_retrieval.models.schedules import one_cycle
 
 DIM = 32
 
@@ -269,3 +271,99 @@ def test_tiny_experiment_composes():
 
     cfg = compose_config(["experiment=adapter/tiny"])
     assert cfg.head.module.bank_size == 256 and cfg.trainer.gradient_clip_val == 1.0
+
+
+class LossSpy(torch.nn.Module):
+    """Records the loss inputs; returns a zero that still reaches every input's graph."""
+
+    def forward(self, query, candidates, positive, negative, weights):
+        self.seen = {"query": query, "candidates": candidates, "positive": positive, "negative": negative}
+        return (query.sum() + candidates.sum()) * 0
+
+
+class FakeTrainer:
+    """What the module reads of its trainer outside a fit: the datamodule and the step."""
+
+    def __init__(self, datamodule) -> None:
+        self.datamodule, self.global_step = datamodule, 0
+
+
+def test_mined_hard_negatives_are_each_querys_closest_other_products_added_once():
+    datamodule = separable_features(batch_size=16)
+    module = FeatureAdapterModule(DIM, query_head=ResidualAdapter(DIM), loss=LossSpy(), hard_negatives=3)
+    module.trainer = FakeTrainer(datamodule)
+    batch = batch_of(datamodule, list(range(16)))
+    module.batch_loss(batch)
+    seen = module.loss.seen
+    # Zero-initialised adapter: the adapted queries are the unit features themselves.
+    query = F.normalize(batch["query"], dim=1)
+    catalogue = F.normalize(datamodule.catalogue_features, dim=1)
+    scores = (query @ catalogue.T).masked_fill(
+        torch.zeros_like(query @ catalogue.T, dtype=torch.bool).scatter_(
+            1, batch["query_products"].clamp(min=0), batch["query_products"] >= 0
+        ),
+        float("-inf"),
+    )
+    expected = set(scores.topk(3, dim=1).indices.flatten().tolist()) - set(batch["gallery_label"].tolist())
+    distinct = len(set(batch["gallery_label"].tolist()))
+    mined = seen["candidates"][distinct:]
+    assert mined.shape[0] == len(expected)
+    assert torch.allclose(mined, catalogue[sorted(expected)], atol=1e-6)
+    assert not seen["positive"][:, distinct:].any()
+    assert seen["negative"][:, distinct:].all()  # own products were never mined
+
+
+def test_mined_negatives_reach_a_trainable_catalogue_head_and_need_the_catalogue():
+    datamodule = separable_features(batch_size=16)
+    head = ProjectionHead(DIM, 16, hidden_dim=32)
+    module = FeatureAdapterModule(DIM, 16, query_head=head, share_heads=True, hard_negatives=4, bank_size=64)
+    module.trainer = FakeTrainer(datamodule)
+    module.batch_loss(batch_of(datamodule, list(range(16))))  # fills the bank
+    module.loss = LossSpy()
+    module.batch_loss(batch_of(datamodule, list(range(16, 32)))).backward()
+    seen = module.loss.seen
+    distinct = len(set(batch_of(datamodule, list(range(16, 32)))["gallery_label"].tolist()))
+    assert seen["candidates"].shape[0] > distinct + module.bank.filled  # batch, mined, then the bank
+    assert head.net[1].weight.grad is not None
+    batch = batch_of(datamodule, list(range(16)))
+    mined, _ = module.mined_negatives(head(batch["query"]), batch["query_products"], batch["gallery_label"])
+    assert mined.shape[0] > 0 and mined.grad_fn is not None  # re-embedded through the trainable head
+    module.trainer = FakeTrainer(None)
+    with pytest.raises(ValueError, match="catalogue_features"):
+        module.on_fit_start()
+        module.batch_loss(batch_of(datamodule, list(range(16))))
+
+
+def test_short_fit_with_hard_negatives_and_the_bank_improves_recall_at_15():
+    pl.seed_everything(0)
+    datamodule = separable_features()
+    module = winners_module(hard_negatives=8)
+    fit = trainer(6, check_val_every_n_epoch=6)
+    before = fit.validate(module, datamodule=datamodule, verbose=False)[0]["val/recall@15"]
+    fit.fit(module, datamodule=datamodule)
+    assert float(fit.callback_metrics["val/recall@15"]) > before + 0.15
+
+
+def test_swa_takes_over_the_step_wise_one_cycle_schedule_at_its_start_epoch():
+    """Lightning warns that SWA expects epoch-wise schedulers; with our step-wise one-cycle it still swaps in
+    SWALR at epoch ``int(0.8 * (E - 1))``: the rate holds one-cycle's value for the annealing epoch, then
+    stays at ``swa_lrs`` (conf/head/averaging/swa.yaml)."""
+    rates: list[tuple[int, float]] = []
+
+    class RateLog(pl.Callback):
+        def on_train_batch_start(self, fit, module, batch, batch_idx):
+            rates.append((fit.current_epoch, fit.optimizers[0].param_groups[0]["lr"]))
+
+    swa = StochasticWeightAveraging(swa_lrs=3e-5, swa_epoch_start=0.8, annealing_epochs=1)
+    module = winners_module(bank_size=0, weight_averaging=swa)
+    module.scheduler_factory = partial(one_cycle, max_lr=3e-4, pct_start=0.1)
+    with pytest.warns(UserWarning, match="SWA is currently only supported every epoch"):
+        trainer(10, limit_val_batches=0, callbacks=[RateLog()]).fit(
+            module, datamodule=separable_features(batch_size=256)
+        )
+    per_epoch = {epoch: [rate for e, rate in rates if e == epoch] for epoch in range(10)}
+    decay = [rate for epoch in range(2, 7) for rate in per_epoch[epoch]]
+    assert all(a > b for a, b in pairwise(decay))  # one-cycle's annealing, step by step
+    assert len(set(per_epoch[7])) == 1 and per_epoch[7][0] < decay[-1]  # SWA starts: held for one epoch
+    assert [rate for epoch in (8, 9) for rate in per_epoch[epoch]] == pytest.approx([3e-5] * 12)
+    assert swa.n_averaged is not None and int(swa.n_averaged) == 3  # epochs 7, 8 and 9 averaged

@@ -96,3 +96,35 @@ def test_ddp_gradient_equals_single_process_gradient(tmp_path):
             torch.testing.assert_close(grads[name], grad, msg=f"rank {rank}: {name}")
         # Narrower id lists are padded with -1 to the widest rank's width.
         assert widths == [[0, -1], [1, 1]]
+
+
+def _bank_worker(rank: int, world_size: int, folder: str) -> None:
+    from fashion_retrieval.models.adapter_module import FeatureAdapterModule
+
+    dist.init_process_group("gloo", init_method=f"file://{folder}/init", rank=rank, world_size=world_size)
+    try:
+        module = FeatureAdapterModule(4, bank_size=16)
+        labels = torch.tensor([[0, 1, 1], [5, 6]][rank])  # rank 0 draws product 1 twice: enqueued once
+        batch = {
+            "query": torch.randn(len(labels), 4),
+            "gallery": torch.randn(len(labels), 4),
+            "gallery_label": labels,
+            "query_products": labels.unsqueeze(1),
+        }
+        module.batch_loss(batch)
+        torch.save(module.bank.contents()[1], f"{folder}/bank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.timeout(120)
+def test_adapter_bank_enqueues_every_process_batch(tmp_path):
+    context = mp.get_context("spawn")
+    processes = [context.Process(target=_bank_worker, args=(rank, 2, str(tmp_path))) for rank in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=100)
+        assert process.exitcode == 0
+    for rank in range(2):
+        assert torch.load(tmp_path / f"bank{rank}.pt").tolist() == [0, 1, 5, 6]
