@@ -70,8 +70,8 @@ class FeatureAdapterModule(pl.LightningModule):
             catalogue; set it when the catalogue side trains).
         hard_negatives: ``k`` (0: off): each step, every query's ``k`` most similar catalogue products under
             the current heads (not its own products) are mined from the whole catalogue
-            (``datamodule.catalogue_features``) and added as negative columns, the union over the batch.
-            They are re-embedded with gradient; only the selection reads a pool that, with a trainable
+            (``datamodule.catalogue_features``) and added as columns that are negatives of that query only
+            (one column per product mined by any query). They are re-embedded with gradient; only the selection reads a pool that, with a trainable
             catalogue head, is refreshed at each epoch start. A product also in the bank is then counted
             twice: mining upweights the hardest negatives even when the bank already holds them all.
         hard_negative_skip: skip each query's ``n`` most similar products before taking ``k`` (the likeliest
@@ -248,7 +248,7 @@ class FeatureAdapterModule(pl.LightningModule):
 
         Returns:
             ``embeddings (M, D')`` of the mined products (through the catalogue head, with gradient) and
-            ``negative_mask (B, M)``, False where a mined product belongs to the query.
+            ``negative_mask (B, M)``, True where the product is one of the query's own ``k`` mined ones.
         """
         features = self._catalogue_features()
         if self._mining_pool is None:
@@ -259,7 +259,7 @@ class FeatureAdapterModule(pl.LightningModule):
         mined = rows[rows >= 0].unique()
         mined = mined[~torch.isin(mined, candidate_labels.to(mined.device))]
         embeddings = self.embed_catalogue(features[mined.to(features.device)].to(self.device).float())
-        return embeddings, ~label_in(mined, products)
+        return embeddings, label_in(mined, rows)
 
     def on_fit_start(self) -> None:
         self._mining_pool = None
