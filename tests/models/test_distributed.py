@@ -1,9 +1,10 @@
 """DDP on CPU (gloo, two processes): the gathered contrastive loss gives the gradient of one process that
-holds the whole batch, with uneven per-process batch sizes."""
+holds the whole batch, with uneven per-process batch sizes; the adapter's bank holds every process's batch."""
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from fashion_retrieval.losses import InfoNCELoss
+from fashion_retrieval.models.adapter_module import FeatureAdapterModule
 from fashion_retrieval.models.distributed import all_gather_uneven
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.module import RetrievalModule
@@ -63,31 +65,57 @@ def gradients(module: RetrievalModule, batch: dict[str, torch.Tensor], scale: in
     return {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
 
 
-def _worker(rank: int, world_size: int, folder: str) -> None:
+def _process(rank: int, world_size: int, folder: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{folder}/init", rank=rank, world_size=world_size)
     try:
-        module = make_module()
-        grads = gradients(module, make_batch(QUERIES_PER_RANK[rank]), scale=world_size)
-        for grad in grads.values():  # what DDP does: average over processes
-            dist.all_reduce(grad)
-            grad /= world_size
-        width_check = all_gather_uneven(torch.full((1, rank + 1), rank))
-        # Tensors through a multiprocessing queue die with the sender: hand results over as files.
-        torch.save((grads, width_check.tolist()), f"{folder}/rank{rank}.pt")
+        _gradient_step(rank, world_size, folder)
+        _bank_step(rank, folder)
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.timeout(120)
-def test_ddp_gradient_equals_single_process_gradient(tmp_path):
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder where two spawned gloo processes left their results (one spawn for every test here:
+    starting the processes is most of the cost). Tensors through a multiprocessing queue die with the
+    sender, hence files."""
+    folder = tmp_path_factory.mktemp("ddp")
     context = mp.get_context("spawn")
-    processes = [context.Process(target=_worker, args=(rank, 2, str(tmp_path))) for rank in range(2)]
+    processes = [context.Process(target=_process, args=(rank, 2, str(folder))) for rank in range(2)]
     for process in processes:
         process.start()
     for process in processes:
         process.join(timeout=100)
         assert process.exitcode == 0
-    results = {rank: torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2)}
+    return folder
+
+
+def _gradient_step(rank: int, world_size: int, folder: str) -> None:
+    module = make_module()
+    grads = gradients(module, make_batch(QUERIES_PER_RANK[rank]), scale=world_size)
+    for grad in grads.values():  # what DDP does: average over processes
+        dist.all_reduce(grad)
+        grad /= world_size
+    width_check = all_gather_uneven(torch.full((1, rank + 1), rank))
+    torch.save((grads, width_check.tolist()), f"{folder}/rank{rank}.pt")
+
+
+def _bank_step(rank: int, folder: str) -> None:
+    module = FeatureAdapterModule(4, bank_size=16)
+    labels = torch.tensor([[0, 1, 1], [5, 6]][rank])  # rank 0 draws product 1 twice: enqueued once
+    batch = {
+        "query": torch.randn(len(labels), 4),
+        "gallery": torch.randn(len(labels), 4),
+        "gallery_label": labels,
+        "query_products": labels.unsqueeze(1),
+    }
+    module.batch_loss(batch)
+    torch.save(module.bank.contents()[1], f"{folder}/bank{rank}.pt")
+
+
+@pytest.mark.timeout(120)
+def test_ddp_gradient_equals_single_process_gradient(two_processes):
+    results = {rank: torch.load(two_processes / f"rank{rank}.pt") for rank in range(2)}
     expected = gradients(make_module(), make_batch((0, 5)), scale=1)
     for rank in range(2):
         grads, widths = results[rank]
@@ -98,33 +126,6 @@ def test_ddp_gradient_equals_single_process_gradient(tmp_path):
         assert widths == [[0, -1], [1, 1]]
 
 
-def _bank_worker(rank: int, world_size: int, folder: str) -> None:
-    from fashion_retrieval.models.adapter_module import FeatureAdapterModule
-
-    dist.init_process_group("gloo", init_method=f"file://{folder}/init", rank=rank, world_size=world_size)
-    try:
-        module = FeatureAdapterModule(4, bank_size=16)
-        labels = torch.tensor([[0, 1, 1], [5, 6]][rank])  # rank 0 draws product 1 twice: enqueued once
-        batch = {
-            "query": torch.randn(len(labels), 4),
-            "gallery": torch.randn(len(labels), 4),
-            "gallery_label": labels,
-            "query_products": labels.unsqueeze(1),
-        }
-        module.batch_loss(batch)
-        torch.save(module.bank.contents()[1], f"{folder}/bank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-@pytest.mark.timeout(120)
-def test_adapter_bank_enqueues_every_process_batch(tmp_path):
-    context = mp.get_context("spawn")
-    processes = [context.Process(target=_bank_worker, args=(rank, 2, str(tmp_path))) for rank in range(2)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=100)
-        assert process.exitcode == 0
+def test_adapter_bank_enqueues_every_process_batch(two_processes):
     for rank in range(2):
-        assert torch.load(tmp_path / f"bank{rank}.pt").tolist() == [0, 1, 5, 6]
+        assert torch.load(two_processes / f"bank{rank}.pt").tolist() == [0, 1, 5, 6]
