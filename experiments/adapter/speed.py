@@ -1,102 +1,117 @@
-"""Per-epoch time of one residual adapter trained from cached features vs end to end through the frozen
-backbone (issue 7 acceptance: the cache at least 20x faster per epoch), same pairs, same batches, one run.
+"""Issue 7's acceptance check: the same adapter trained from the feature cache and end to end through the
+frozen backbone (``train-adapter adapter.features=cache|backbone``), in one run, seed by seed: seconds per
+epoch and the stage's validation Recall@15 both ways.
 
-    OMP_NUM_THREADS=1 python experiments/adapter/speed.py --batch-size 224
+    OMP_NUM_THREADS=2 python experiments/adapter/speed.py --epochs 5 --seeds 0 1 2 --lock /path/cpu.lock \\
+        --out outputs/adapter_speed -- paths.data_dir=... detector=yolo detector.weights=... [overrides]
 
-The backbone is EfficientNet-Lite0's architecture with random weights (timing only), on in-memory uint8
-images: a real end-to-end run also decodes and augments JPEGs, so this ratio is a lower bound.
+Everything after ``--`` goes to both runs of each seed (the data, detector and head settings); the script
+adds ``seed``, ``trainer.max_epochs``, ``adapter.features`` and the run directory. It prints a Markdown table
+and writes ``<out>/results.json`` (rewritten after every run, with ``uptime`` before and after each).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
-import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader
+from fashion_retrieval.io import atomic_open
+from fashion_retrieval.pipelines.run_dir import read_metrics
 
-from fashion_retrieval.data.feature_datamodule import FeatureDataModule
-from fashion_retrieval.models.adapter_module import FeatureAdapterModule, FrozenFeatureExtractor
-from fashion_retrieval.models.backbones import TimmBackbone
-from fashion_retrieval.models.encoder import ImageEncoder
-from fashion_retrieval.models.heads import ResidualAdapter
+SOURCES = ("cache", "backbone")
 
 
-class EpochTimer(pl.Callback):
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self.start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self.times.append(time.perf_counter() - self.start)
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
-def image_batches(features: FeatureDataModule, query_images: torch.Tensor, catalogue_images: torch.Tensor):
-    """The feature module's training batches with images in place of features."""
-    pairs = features.train_dataloader().dataset
-
-    def load(positions: list[int]) -> dict[str, torch.Tensor]:
-        batch = pairs[positions]
-        return {
-            "query_image": query_images[batch["query_row"]],
-            "gallery_image": catalogue_images[batch["gallery_label"]],
-            "gallery_label": batch["gallery_label"],
-            "query_products": batch["query_products"],
-        }
-
-    return DataLoader(range(len(features.train_pairs)), batch_size=features.batch_size, collate_fn=load)
+def run_stage(run_dir: Path, overrides: list[str], lock: str | None) -> dict[str, float]:
+    """One ``fashion-retrieval train-adapter`` in ``run_dir`` (its log beside it); its metrics."""
+    command = [sys.executable, "-m", "fashion_retrieval.cli", "train-adapter", *overrides]
+    command += [f"hydra.run.dir={run_dir}"]
+    if lock:
+        command = ["flock", lock, *command]
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.with_suffix(".log"), "w") as log:
+        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True, env=os.environ.copy())
+    return read_metrics(run_dir)
 
 
-def epoch_seconds(train_loader, dim: int, extractor: FrozenFeatureExtractor | None, epochs: int) -> float:
-    torch.manual_seed(0)
-    module = FeatureAdapterModule(
-        dim, query_head=ResidualAdapter(dim), noise_std=0.02, mixup_probability=0.3, bank_size=256,
-        feature_extractor=extractor,
-    )  # fmt: skip
-    timer = EpochTimer()
-    trainer = pl.Trainer(
-        max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer],
-    )  # fmt: skip
-    trainer.fit(module, train_dataloaders=train_loader)
-    return min(timer.times)
+def summary(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+
+def table(results: list[dict], metric: str) -> str:
+    lines = [
+        f"| seed | cache s/epoch | backbone s/epoch | ratio | cache {metric} | backbone {metric} |",
+        "|---|---|---|---|---|---|",
+    ]
+    by_seed: dict[int, dict[str, dict]] = {}
+    for row in results:
+        by_seed.setdefault(row["seed"], {})[row["features"]] = row
+    ratios, recalls = [], {s: [] for s in SOURCES}
+    for seed, rows in sorted(by_seed.items()):
+        if set(rows) != set(SOURCES):
+            continue
+        cache, backbone = rows["cache"]["metrics"], rows["backbone"]["metrics"]
+        fast, slow = cache["adapter/seconds_per_epoch"], backbone["adapter/seconds_per_epoch"]
+        ratio = slow / fast
+        ratios.append(ratio)
+        for source in SOURCES:
+            recalls[source].append(rows[source]["metrics"][metric])
+        lines.append(
+            f"| {seed} | {fast:.2f} | {slow:.1f} | {ratio:.1f}x "
+            f"| {cache[metric]:.4f} | {backbone[metric]:.4f} |"
+        )
+    if ratios:
+        lines.append(
+            f"| mean ± sd | | | {summary(ratios)} | {summary(recalls['cache'])} "
+            f"| {summary(recalls['backbone'])} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--queries", type=int, default=224)
-    parser.add_argument("--products", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--size", type=int, nargs=2, default=(128, 96), metavar=("H", "W"))
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("outputs/adapter_speed"))
+    parser.add_argument("--lock", help="a flock(1) file taken around each run (a shared machine)")
+    parser.add_argument("--metric", default="val_yolo/recall@15")
+    parser.add_argument("overrides", nargs="*", help="train-adapter overrides for every run (after --)")
     args = parser.parse_args()
-    torch.manual_seed(0)
-    encoder = ImageEncoder(TimmBackbone("tf_efficientnet_lite0"), embedding_dim=None, channels_last=True)
-    extractor = FrozenFeatureExtractor(encoder, "backbone_features")
-    query_images = torch.randint(0, 256, (args.queries, 3, *args.size), dtype=torch.uint8)
-    catalogue_images = torch.randint(0, 256, (args.products, 3, *args.size), dtype=torch.uint8)
-    start = time.perf_counter()
-    query_features = torch.cat([extractor(chunk) for chunk in query_images.split(64)])
-    catalogue_features = torch.cat([extractor(chunk) for chunk in catalogue_images.split(64)])
-    cache_seconds = time.perf_counter() - start
-    rng = np.random.default_rng(0)
-    pairs = np.stack([np.arange(args.queries), rng.integers(0, args.products, args.queries)], 1)
-    features = FeatureDataModule(
-        query_features, pairs, catalogue_features, [0], [[int(pairs[0, 1])]], batch_size=args.batch_size
-    )
-    dim = query_features.shape[1]
-    cached = epoch_seconds(features.train_dataloader(), dim, None, args.epochs)
-    image_loader = image_batches(features, query_images, catalogue_images)
-    images = epoch_seconds(image_loader, dim, extractor, args.epochs)
-    print(
-        f"pairs={args.queries} D={dim} batch={args.batch_size} threads={torch.get_num_threads()} "
-        f"cache build {cache_seconds:.2f}s; best epoch: cache {cached:.3f}s, images {images:.3f}s, "
-        f"ratio {images / cached:.1f}x"
-    )
+    results: list[dict] = []
+    for seed in args.seeds:
+        for source in SOURCES:  # cache first: it also writes any missing feature cache entry
+            overrides = [*args.overrides, f"seed={seed}", f"trainer.max_epochs={args.epochs}"]
+            before, start = uptime(), time.time()
+            metrics = run_stage(
+                args.out / f"{source}_seed{seed}", [*overrides, f"adapter.features={source}"], args.lock
+            )
+            results.append(
+                {
+                    "seed": seed,
+                    "features": source,
+                    "uptime_before": before,
+                    "uptime_after": uptime(),
+                    "wall_seconds": time.time() - start,
+                    "metrics": {k: v for k, v in metrics.items() if "/category/" not in k},
+                }
+            )
+            with atomic_open(args.out / "results.json", "w") as handle:
+                json.dump(
+                    {"epochs": args.epochs, "overrides": args.overrides, "runs": results}, handle, indent=2
+                )
+            seconds, recall = metrics.get("adapter/seconds_per_epoch"), metrics.get(args.metric)
+            print(f"seed {seed} {source}: {seconds} s/epoch, {args.metric} {recall}", flush=True)
+    print(table(results, args.metric))
 
 
 if __name__ == "__main__":

@@ -62,9 +62,15 @@ class _PairBatches:
         m = self.module
         pairs = m.train_pairs[torch.as_tensor(positions, dtype=torch.long)]
         query_rows, product_rows = pairs[:, 0], pairs[:, 1]
+        if m.query_images is not None and m.catalogue_images is not None:
+            inputs = {
+                "query_image": m.query_images[query_rows],
+                "gallery_image": m.catalogue_images[product_rows],
+            }
+        else:
+            inputs = {"query": m.query_features[query_rows], "gallery": m.catalogue_features[product_rows]}
         return {
-            "query": m.query_features[query_rows],
-            "gallery": m.catalogue_features[product_rows],
+            **inputs,
             "query_row": query_rows,
             "gallery_label": product_rows,
             "query_products": m.query_products[query_rows],
@@ -114,6 +120,11 @@ class FeatureDataModule(pl.LightningDataModule):
         batch_size: training pairs per batch (the winners: 512).
         eval_batch_size: validation queries per batch.
         seed: shuffling seed (epoch ``e`` uses ``(seed, e)``).
+        query_images, catalogue_images: ``(Q, 3, H, W)`` and ``(G, 3, H', W')`` uint8, the preprocessed images
+            the features were computed from (row for row); given both, training batches carry
+            ``query_image`` / ``gallery_image`` instead of features, for a module with a
+            ``feature_extractor`` (the same head trained end to end through the frozen backbone). Same
+            pairs, same batch order; validation batches keep the features.
 
     Training batches: ``query (B, D)``, ``gallery (B, D)`` (the positive's catalogue features),
     ``query_row (B,)``, ``gallery_label (B,)`` (product rows), ``query_products (B, L)`` (all product
@@ -135,6 +146,8 @@ class FeatureDataModule(pl.LightningDataModule):
         eval_batch_size: int = 4096,
         seed: int = 0,
         drop_last: bool = False,
+        query_images: torch.Tensor | None = None,
+        catalogue_images: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.query_features = _features(query_features, "query_features")
@@ -166,6 +179,12 @@ class FeatureDataModule(pl.LightningDataModule):
             else _labels(catalogue_categories, num_products, -1, "catalogue_categories")
         )
         self.query_products = padded_products(self.train_pairs, num_queries)
+        if (query_images is None) != (catalogue_images is None):
+            raise ValueError(
+                "query_images and catalogue_images go together (images of both sides, or neither)"
+            )
+        self.query_images = _images(query_images, num_queries, "query_images")
+        self.catalogue_images = _images(catalogue_images, num_products, "catalogue_images")
         self.feature_dim = int(dim)
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.seed, self.drop_last = int(seed), drop_last
@@ -270,6 +289,16 @@ def _rows(values: npt.ArrayLike, name: str, bounds: tuple[int, ...]) -> torch.Te
         if bad.size:
             raise ValueError(f"{name} row {int(bad[0])} holds {int(values_in[bad[0]])}, outside [0, {bound})")
     return torch.from_numpy(array)
+
+
+def _images(images: torch.Tensor | None, count: int, name: str) -> torch.Tensor | None:
+    if images is None:
+        return None
+    if images.dim() != 4 or images.shape[0] != count or images.shape[1] != 3:
+        raise ValueError(
+            f"{name} must have shape ({count}, 3, H, W) (one per feature row), got {tuple(images.shape)}"
+        )
+    return images
 
 
 def _labels(values: npt.ArrayLike | None, count: int, default: int, name: str) -> torch.Tensor:

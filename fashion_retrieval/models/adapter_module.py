@@ -3,6 +3,7 @@ projection head, from cached features or through a frozen backbone (``docs/adapt
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -11,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import Callback
+from timm.layers import freeze_batch_norm_2d
 from torch import nn
 from torch.optim import Optimizer
 
@@ -26,16 +28,23 @@ from fashion_retrieval.models.distributed import all_gather_uneven
 class FrozenFeatureExtractor(nn.Module):
     """``images (B, 3, H, W) -> features (B, D)`` float32 through ``getattr(model, method)``, frozen.
 
-    No gradient, and always in eval mode (``train()`` is a no-op): dropout and batch-norm statistics of a
-    frozen backbone must behave as when the cache was written. E.g.
-    ``FrozenFeatureExtractor(image_encoder, "backbone_features")``.
+    Works on a copy of ``model`` (the caller's stays as it is): no gradient, always in eval mode
+    (``train()`` is a no-op), and batch norms replaced by frozen layers (timm's ``freeze_batch_norm_2d``),
+    which compute the same eval-mode function. Dropout and batch-norm statistics must behave as when the
+    cache was written, and Lightning's SWA resets the running statistics of every ``_BatchNorm`` after
+    training to re-estimate them in train mode, which a frozen backbone never enters: it would be left with
+    zero means and unit variances. E.g. ``FrozenFeatureExtractor(image_encoder, "backbone_features")``.
     """
 
     def __init__(self, model: nn.Module, method: str = "backbone_features") -> None:
         super().__init__()
         if not callable(getattr(model, method, None)):
             raise TypeError(f"{type(model).__name__} has no method {method!r}")
-        self.model = model.eval().requires_grad_(False)
+        frozen = freeze_batch_norm_2d(copy.deepcopy(model))
+        left = [name for name, m in frozen.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if left:
+            raise ValueError(f"{type(model).__name__}: batch norms {left[:3]} cannot be frozen (not 2-d)")
+        self.model = frozen.eval().requires_grad_(False)
         self.method = method
 
     def train(self, mode: bool = True) -> FrozenFeatureExtractor:
@@ -71,9 +80,10 @@ class FeatureAdapterModule(pl.LightningModule):
         hard_negatives: ``k`` (0: off): each step, every query's ``k`` most similar catalogue products under
             the current heads (not its own products) are mined from the whole catalogue
             (``datamodule.catalogue_features``) and added as columns that are negatives of that query only
-            (one column per product mined by any query). They are re-embedded with gradient; only the selection reads a pool that, with a trainable
-            catalogue head, is refreshed at each epoch start. A product also in the bank is then counted
-            twice: mining upweights the hardest negatives even when the bank already holds them all.
+            (one column per product mined by any query). They are re-embedded with gradient; only the
+            selection reads a pool that, with a trainable catalogue head, is refreshed at each epoch start.
+            A product also in the bank is then counted twice: mining upweights each query's hardest
+            negatives even when the bank already holds them all.
         hard_negative_skip: skip each query's ``n`` most similar products before taking ``k`` (the likeliest
             unlabelled matches, e.g. colour variants of its product).
         weight_averaging: a weight-averaging callback (Lightning's ``StochasticWeightAveraging``,

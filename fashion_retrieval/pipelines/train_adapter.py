@@ -9,6 +9,9 @@
    synthetic ground-truth box of the product instead (``bundle_garment_boxes.csv``).
 3. ``head=``'s :class:`~fashion_retrieval.models.adapter_module.FeatureAdapterModule` trains on them with the
    ``trainer:`` config (``head=none``: nothing to train, the frozen backbone alone).
+   ``adapter.features=backbone`` trains the same head on the same pairs, in the same batch order, end to
+   end through the frozen backbone (:class:`FrozenFeatureExtractor` on the preprocessed images the cache
+   was computed from) instead of the cached features: issue 7's speed and equality check.
 4. The validation bundles' crop features go through the query head, the catalogue's through the catalogue
    head (none for the residual adapter), and the search runs through
    :func:`~fashion_retrieval.pipelines.bundle_search.search_bundles_scored`: the reranker chain, bundle
@@ -21,7 +24,9 @@ Validation never reads validation matches for training, pseudo-labels or priors 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +34,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Dataset
 
 from fashion_retrieval.data.datamodule import ChallengeDataModule, QuerySet
 from fashion_retrieval.detection.types import Detector
@@ -36,7 +42,7 @@ from fashion_retrieval.detection.zones import WholeImageDetector
 from fashion_retrieval.features import FeatureCache, load_features, read_manifest
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.io import atomic_path
-from fashion_retrieval.models.adapter_module import FeatureAdapterModule
+from fashion_retrieval.models.adapter_module import FeatureAdapterModule, FrozenFeatureExtractor
 from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.pipelines.bundle_search import (
@@ -54,6 +60,7 @@ from fashion_retrieval.rerank.garments import GarmentQueries
 log = logging.getLogger(__name__)
 
 PAIR_SOURCES = ("pseudo", "truth_boxes")
+FEATURE_SOURCES = ("cache", "backbone")
 METHOD = "backbone_features"
 
 
@@ -109,11 +116,25 @@ class AdapterFeatures:
         self.cfg, self.encoder, self.datamodule, self.detector = cfg, encoder, datamodule, detector
         self.cache: FeatureCache = feature_cache(cfg)
         self.crop_settings = OmegaConf.to_container(cfg.crops, resolve=True)
+        self.datasets: dict[Path, Dataset] = {}  # cache directory -> the dataset its features came from
+
+    def _features(self, dataset: Dataset, ids: Sequence[str], **crops: object) -> Path:
+        directory = self.cache.get_or_compute(self.encoder, dataset, ids, METHOD, **crops)
+        self.datasets[Path(directory)] = dataset
+        return directory
+
+    def images(self, directory: Path) -> torch.Tensor:
+        """``(N, 3, H, W)`` uint8: the preprocessed images the features of ``directory`` were computed from
+        (the cache's eval transform, no augmentation), row for row."""
+        loader = DataLoader(
+            self.datasets[Path(directory)], batch_size=256, num_workers=int(self.cfg.features.num_workers)
+        )
+        return torch.cat([batch["image"] for batch in loader])
 
     def catalogue(self) -> tuple[Path, np.ndarray]:
         """The catalogue's cache directory and ``(G, D)`` features, in catalogue order."""
         dataset = self.datamodule.gallery_dataloader().dataset
-        directory = self.cache.get_or_compute(self.encoder, dataset, self.datamodule.gallery_ids, METHOD)
+        directory = self._features(dataset, self.datamodule.gallery_ids)
         features, ids = load_features(directory)
         if list(ids) != self.datamodule.gallery_ids:
             raise ValueError(f"feature cache {directory} does not hold this catalogue's products in order")
@@ -124,14 +145,37 @@ class AdapterFeatures:
         ids = crop_ids(bundle_ids, crops)
         dataset = self.datamodule.crop_dataloader(crops.paths, crops.boxes).dataset
         crop_key = {"detector": self.detector.fingerprint(), "settings": self.crop_settings}
-        directory = self.cache.get_or_compute(self.encoder, dataset, ids, METHOD, crops=crop_key)
+        directory = self._features(dataset, ids, crops=crop_key)
         features, _ = load_features(directory)
         return directory, features, ids
 
     def truth_garments(self, garments: QuerySet, ids: list[str]) -> Path:
         """The cache directory of ground-truth garment crops (padded by ``data.garment_padding``)."""
         dataset = self.datamodule.query_set_dataloader(garments).dataset
-        return self.cache.get_or_compute(self.encoder, dataset, ids, METHOD, crops={"source": "truth_boxes"})
+        return self._features(dataset, ids, crops={"source": "truth_boxes"})
+
+
+@dataclass(frozen=True)
+class BackboneInputs:
+    """``adapter.features=backbone``: the frozen extractor and the images of the query and catalogue rows."""
+
+    extractor: FrozenFeatureExtractor
+    query_images: torch.Tensor  # (Q, 3, H, W) uint8, the query cache's rows
+    catalogue_images: torch.Tensor  # (G, 3, H, W) uint8, the catalogue cache's rows
+
+
+class EpochTimer(pl.Callback):
+    """Wall-clock seconds of each training epoch (``adapter/seconds_per_epoch``)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
 
 
 def training_pairs(
@@ -191,23 +235,34 @@ def has_trainable_head(cfg: DictConfig) -> bool:
 
 
 def fit_head(
-    cfg: DictConfig, context: RunContext, query_dir: Path, catalogue_dir: Path, pairs: list[tuple[str, str]]
+    cfg: DictConfig,
+    context: RunContext,
+    query_dir: Path,
+    catalogue_dir: Path,
+    pairs: list[tuple[str, str]],
+    backbone: BackboneInputs | None = None,
 ) -> tuple[FeatureAdapterModule, dict[str, float]]:
-    """``head=``'s module, trained on ``pairs`` when it has a head (``head=none``: returned untrained)."""
+    """``head=``'s module, trained on ``pairs`` when it has a head (``head=none``: returned untrained); from
+    the cached features, or through ``backbone``'s frozen extractor on its images (same pairs and order)."""
     pl.seed_everything(int(cfg.seed), workers=True)
     feature_dim = int(read_manifest(catalogue_dir)["dim"])
-    module: FeatureAdapterModule = instantiate(cfg.head.module, feature_dim=feature_dim)
+    through = {} if backbone is None else {"feature_extractor": backbone.extractor}
+    module: FeatureAdapterModule = instantiate(cfg.head.module, feature_dim=feature_dim, **through)
     if not has_trainable_head(cfg):
         return module.eval(), {}
     if cfg.adapter.get("head_path"):  # an earlier run's head: only the search after it changes
         load_head(module, Path(cfg.adapter.head_path))
         return module.eval(), {}
+    images = {}
+    if backbone is not None:
+        images = {"query_images": backbone.query_images, "catalogue_images": backbone.catalogue_images}
     datamodule = instantiate(cfg.head.data)(
         query_dir,
         catalogue_dir,
         pairs,
         {},  # no validation inside fit: the bundle-level validation below is the score
         product_sections=None,
+        **images,
     )
     output_dir = context.output_dir / "adapter"
     trainer: pl.Trainer = instantiate(
@@ -217,11 +272,21 @@ def fit_head(
         enable_checkpointing=False,
         limit_val_batches=0,
         num_sanity_val_steps=0,
+        callbacks=[timer := EpochTimer()],
     )
     trainer.fit(module, datamodule=datamodule)
+    # The frozen backbone is not part of the head: head.pt loads whichever way it was trained.
+    head = {k: v for k, v in module.state_dict().items() if not k.startswith("feature_extractor.")}
     with atomic_path(output_dir / "head.pt") as path:
-        torch.save(module.state_dict(), path)
-    metrics = {"adapter/epochs": float(trainer.current_epoch), "adapter/train_pairs": float(len(pairs))}
+        torch.save(head, path)
+    metrics = {
+        "adapter/epochs": float(trainer.current_epoch),
+        "adapter/train_pairs": float(len(pairs)),
+        "adapter/seconds_per_epoch": float(np.mean(timer.seconds)) if timer.seconds else float("nan"),
+    }
+    log.info(
+        "train-adapter (%s): seconds per epoch %s", cfg.adapter.features, [round(t, 2) for t in timer.seconds]
+    )
     loss = trainer.callback_metrics.get("train/loss")
     if loss is not None:
         metrics["adapter/train_loss"] = float(loss)
@@ -241,6 +306,8 @@ def train_adapter(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         raise ValueError("train-adapter needs head=residual_adapter|projection|none (docs/adapters.md)")
     if str(cfg.adapter.pairs) not in PAIR_SOURCES:
         raise ValueError(f"adapter.pairs must be one of {PAIR_SOURCES}, got {cfg.adapter.pairs!r}")
+    if str(cfg.adapter.features) not in FEATURE_SOURCES:
+        raise ValueError(f"adapter.features must be one of {FEATURE_SOURCES}, got {cfg.adapter.features!r}")
     if cfg.retrieval.tta:
         raise ValueError("train-adapter caches single-view features: set retrieval.tta=[]")
     pl.seed_everything(int(cfg.seed), workers=True)  # a backbone without pretrained weights: same init
@@ -256,9 +323,13 @@ def train_adapter(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     metrics: dict[str, float] = {}
     pairs: list[tuple[str, str]] = []
     query_dir = catalogue_dir
+    backbone = None
     if has_trainable_head(cfg) and not cfg.adapter.get("head_path"):
         query_dir, pairs = training_pairs(cfg, features, catalogue)
-    module, fit_metrics = fit_head(cfg, context, query_dir, catalogue_dir, pairs)
+        if cfg.adapter.features == "backbone":
+            extractor = FrozenFeatureExtractor(encoder, METHOD)
+            backbone = BackboneInputs(extractor, features.images(query_dir), features.images(catalogue_dir))
+    module, fit_metrics = fit_head(cfg, context, query_dir, catalogue_dir, pairs, backbone)
     metrics.update(fit_metrics)
     index = EmbeddingIndex(
         apply_head(module, catalogue, "catalogue"), datamodule.gallery_ids, spec=instantiate(cfg.index.spec)

@@ -41,6 +41,31 @@ def test_training_batches_carry_features_and_every_product_of_the_query():
     assert batches[0]["query"].dtype == torch.float32
 
 
+def test_with_images_training_batches_carry_the_rows_images_in_the_same_order():
+    query_images = torch.randint(0, 256, (6, 3, 4, 3), dtype=torch.uint8)
+    catalogue_images = torch.randint(0, 256, (5, 3, 4, 3), dtype=torch.uint8)
+    images = small_module(
+        batch_size=3, seed=1, query_images=query_images, catalogue_images=catalogue_images
+    ).train_dataloader()
+    for plain, batch in zip(small_module(batch_size=3, seed=1).train_dataloader(), images, strict=True):
+        assert "query" not in batch and "gallery" not in batch
+        assert torch.equal(batch["query_row"], plain["query_row"])
+        assert torch.equal(batch["gallery_label"], plain["gallery_label"])
+        assert torch.equal(batch["query_products"], plain["query_products"])
+        assert torch.equal(batch["query_image"], query_images[plain["query_row"]])
+        assert torch.equal(batch["gallery_image"], catalogue_images[plain["gallery_label"]])
+
+
+def test_images_go_together_and_match_the_rows():
+    with pytest.raises(ValueError, match="go together"):
+        small_module(query_images=torch.zeros(6, 3, 2, 2, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"catalogue_images must have shape \(5, 3, H, W\)"):
+        small_module(
+            query_images=torch.zeros(6, 3, 2, 2, dtype=torch.uint8),
+            catalogue_images=torch.zeros(4, 3, 2, 2, dtype=torch.uint8),
+        )
+
+
 def test_order_is_a_function_of_seed_and_epoch():
     sampler = EpochShuffledBatches(10, 4, seed=3)
     first = list(sampler)

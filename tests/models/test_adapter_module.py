@@ -370,3 +370,34 @@ def test_swa_takes_over_the_step_wise_one_cycle_schedule_at_its_start_epoch():
     assert len(set(per_epoch[7])) == 1 and per_epoch[7][0] < decay[-1]  # SWA starts: held for one epoch
     assert [rate for epoch in (8, 9) for rate in per_epoch[epoch]] == pytest.approx([3e-5] * 12)
     assert swa.n_averaged is not None and int(swa.n_averaged) == 3  # epochs 7, 8 and 9 averaged
+
+
+class BatchNormTower(torch.nn.Module):
+    """A backbone with batch norm whose running statistics are far from the 0 / 1 of a reset."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, DIM, 3)
+        self.norm = torch.nn.BatchNorm2d(DIM)
+        self.norm.running_mean.fill_(0.5)
+        self.norm.running_var.fill_(4.0)
+
+    def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(images.float() / 255)).mean(dim=(2, 3))
+
+
+def test_frozen_extractor_keeps_batch_norm_statistics_through_swa_and_leaves_the_model_alone():
+    tower = BatchNormTower()
+    images = uint8_images(12, 8, 8, seed=3)
+    expected = tower.eval().backbone_features(images).detach()
+    extractor = FrozenFeatureExtractor(tower)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in extractor.modules())
+    assert all(p.requires_grad for p in tower.parameters())  # the caller's model is not frozen
+    features = extractor(torch.cat([images, uint8_images(6, 8, 8, seed=4)]))
+    cached = FeatureDataModule(features[:12], [(q, q % 6) for q in range(9)], features[12:], [9, 10, 11],
+                               [[3], [4], [5]], batch_size=4)  # fmt: skip
+    swa = StochasticWeightAveraging(swa_lrs=1e-4, swa_epoch_start=0.5, annealing_epochs=1)
+    module = FeatureAdapterModule(DIM, query_head=ResidualAdapter(DIM), feature_extractor=extractor,
+                                  weight_averaging=swa)  # fmt: skip
+    trainer(2).fit(module, datamodule=ImagePairs(images, uint8_images(6, 8, 8, seed=4), cached))
+    torch.testing.assert_close(extractor(images), expected)  # SWA found no batch norm to reset

@@ -8,10 +8,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from hydra.utils import instantiate
 from test_configs import compose_config
 
+from fashion_retrieval.features import load_features
+from fashion_retrieval.models.adapter_module import FrozenFeatureExtractor
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.pipelines.train_adapter import closest_crops, crop_ids, train_adapter
+from fashion_retrieval.pipelines.index import datamodule_for
+from fashion_retrieval.pipelines.train_adapter import (
+    METHOD,
+    AdapterFeatures,
+    closest_crops,
+    crop_ids,
+    frozen_encoder,
+    train_adapter,
+)
 from fashion_retrieval.rerank.garments import GarmentQueries
 
 
@@ -113,3 +125,44 @@ def test_a_saved_head_scores_like_the_run_that_trained_it(tiny_data: Path, tmp_p
     reused = train_adapter(cfg, RunContext(tmp_path / "b"))
     assert "adapter/epochs" not in reused
     assert reused["val_zones/recall@15"] == pytest.approx(trained["val_zones/recall@15"])
+
+
+def test_the_backbone_path_computes_the_cached_features(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = adapter_config(tiny_data, tmp_path / "a", tmp_path / "logs", "residual_adapter")
+    encoder = frozen_encoder(cfg)
+    features = AdapterFeatures(cfg, encoder, datamodule_for(cfg, encoder), instantiate(cfg.detector))
+    directory, cached = features.catalogue()
+    images = features.images(directory)
+    assert images.dtype == torch.uint8 and len(images) == len(cached)
+    extractor = FrozenFeatureExtractor(encoder, METHOD)
+    extractor.train()  # stays in eval mode
+    through = torch.cat([extractor(chunk) for chunk in images.split(7)]).numpy()
+    np.testing.assert_allclose(through, cached, atol=1e-5)
+    assert not any(p.requires_grad for p in extractor.parameters())
+    assert all(p is not q for p, q in zip(extractor.parameters(), encoder.parameters()))  # a copy
+    assert load_features(directory)[1] == features.datamodule.gallery_ids
+
+
+def test_the_backbone_path_trains_the_same_head_as_the_cache(tiny_data: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    runs = {}
+    for source in ("cache", "backbone"):
+        cfg = adapter_config(
+            tiny_data, tmp_path / source, logs, "residual_adapter", f"adapter.features={source}"
+        )
+        runs[source] = train_adapter(cfg, RunContext(tmp_path / source))
+    cache, backbone = runs["cache"], runs["backbone"]
+    assert backbone["adapter/epochs"] == cache["adapter/epochs"] == 3
+    assert backbone["adapter/seconds_per_epoch"] > 0 and cache["adapter/seconds_per_epoch"] > 0
+    heads = [torch.load(tmp_path / s / "adapter/head.pt") for s in ("cache", "backbone")]
+    assert heads[0].keys() == heads[1].keys()  # the frozen backbone is not saved with the head
+    for name, value in heads[0].items():
+        torch.testing.assert_close(heads[1][name], value, atol=1e-4, rtol=1e-4, msg=name)
+    assert backbone["val_zones/recall@15"] == pytest.approx(cache["val_zones/recall@15"])
+    assert backbone["adapter/train_loss"] == pytest.approx(cache["adapter/train_loss"], abs=1e-4)
+
+
+def test_adapter_features_must_be_cache_or_backbone(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = adapter_config(tiny_data, tmp_path, tmp_path / "logs", "residual_adapter", "adapter.features=gpu")
+    with pytest.raises(ValueError, match=r"adapter\.features must be one of"):
+        train_adapter(cfg, RunContext(tmp_path))
