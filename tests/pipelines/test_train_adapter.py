@@ -104,9 +104,14 @@ def test_head_none_scores_the_frozen_backbone_without_training(tiny_data: Path, 
     json.dumps(metrics)
 
 
-def test_truth_box_pairs_train(tiny_data: Path, tmp_path: Path) -> None:
+def test_truth_box_pairs_train_with_mined_hard_negatives(tiny_data: Path, tmp_path: Path) -> None:
     cfg = adapter_config(
-        tiny_data, tmp_path / "a", tmp_path / "logs", "residual_adapter", "adapter.pairs=truth_boxes"
+        tiny_data,
+        tmp_path / "a",
+        tmp_path / "logs",
+        "residual_adapter",
+        "adapter.pairs=truth_boxes",
+        "head.module.hard_negatives=4",
     )
     metrics = train_adapter(cfg, RunContext(tmp_path / "a"))
     assert metrics["adapter/train_pairs"] > 0 and "val_zones/recall@15" in metrics
