@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train_throughput import device_name, peak_memory_gib, synchronize
 
+from fashion_retrieval.callbacks.epoch_timer import EpochTimer
 from fashion_retrieval.cli import config_dir
 from fashion_retrieval.data.feature_datamodule import EpochShuffledBatches, FeatureDataModule
 from fashion_retrieval.io import atomic_open
@@ -108,22 +109,6 @@ class StepTimer(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx):
         synchronize(module.device)
         self.end = time.perf_counter()
-
-
-class EpochTimer(pl.Callback):
-    """Synchronised wall time of each training epoch."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.start = 0.0
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        synchronize(module.device)
-        self.start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        synchronize(module.device)
-        self.times.append(time.perf_counter() - self.start)
 
 
 class RepeatedBatch(Dataset):
@@ -231,7 +216,7 @@ def adapter_epochs(
     timer = EpochTimer()
     trainer = pl.Trainer(max_epochs=epochs, callbacks=[timer], **trainer_kwargs(device, precision))
     trainer.fit(module, train_dataloaders=loader)
-    return timer.times
+    return timer.seconds
 
 
 @torch.no_grad()

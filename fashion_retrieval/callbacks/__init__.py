@@ -1,6 +1,7 @@
-"""Lightning callbacks: validation metrics, embedding/index export, W&B tables and artifacts."""
+"""Lightning callbacks: validation metrics, embedding/index export, W&B tables and artifacts, epoch timing."""
 
 from fashion_retrieval.callbacks.ema import EMAWeightAveraging
+from fashion_retrieval.callbacks.epoch_timer import EpochTimer
 from fashion_retrieval.callbacks.evaluator import RetrievalEvaluator, evaluate_embeddings
 from fashion_retrieval.callbacks.exporter import EmbeddingExporter
 from fashion_retrieval.callbacks.hard_negative_miner import IndexNegativeMiner
@@ -10,6 +11,7 @@ from fashion_retrieval.callbacks.wandb_tables import WandbTables
 __all__ = [
     "EMAWeightAveraging",
     "EmbeddingExporter",
+    "EpochTimer",
     "ExperimentWandbLogger",
     "IndexNegativeMiner",
     "RetrievalEvaluator",

@@ -62,7 +62,7 @@ class _PairBatches:
         m = self.module
         pairs = m.train_pairs[torch.as_tensor(positions, dtype=torch.long)]
         query_rows, product_rows = pairs[:, 0], pairs[:, 1]
-        if m.query_images is not None and m.catalogue_images is not None:
+        if m.query_images is not None:  # given together with catalogue_images
             inputs = {
                 "query_image": m.query_images[query_rows],
                 "gallery_image": m.catalogue_images[product_rows],

@@ -24,7 +24,6 @@ Validation never reads validation matches for training, pseudo-labels or priors 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
+from fashion_retrieval.callbacks.epoch_timer import EpochTimer
 from fashion_retrieval.data.datamodule import ChallengeDataModule, QuerySet
 from fashion_retrieval.detection.types import Detector
 from fashion_retrieval.detection.zones import WholeImageDetector
@@ -162,20 +162,6 @@ class BackboneInputs:
     extractor: FrozenFeatureExtractor
     query_images: torch.Tensor  # (Q, 3, H, W) uint8, the query cache's rows
     catalogue_images: torch.Tensor  # (G, 3, H, W) uint8, the catalogue cache's rows
-
-
-class EpochTimer(pl.Callback):
-    """Wall-clock seconds of each training epoch (``adapter/seconds_per_epoch``)."""
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-        self._start = 0.0
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.seconds.append(time.perf_counter() - self._start)
 
 
 def training_pairs(
