@@ -62,6 +62,8 @@ class TimmBackbone(nn.Module):
                 load_state_dict_flexible(self.model, read_state_dict(path), source=str(path))
                 log.info("loaded %s weights from %s", model_name, path)
         self.num_features: int = self.model.num_features
+        # timm's pretrained config gives (C, H, W) of the ImageNet weights: the size they score best at.
+        self.native_input_size: tuple[int, int] = tuple(self.model.pretrained_cfg["input_size"][1:])
         self.frozen_prefixes = tuple(frozen_prefixes)
         self._frozen_modules: list[nn.Module] = []
         if self.frozen_prefixes:

@@ -224,6 +224,7 @@ class ClipVisionBackbone(nn.Module):
         config = self.model.config
         self.num_features: int = int(config.projection_dim)
         self.image_size: int = int(config.image_size)
+        self.native_input_size: tuple[int, int] = (self.image_size, self.image_size)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` uint8 (0..255) or float (0..1) -> ``(B, projection_dim)`` image embeddings."""

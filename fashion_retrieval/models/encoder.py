@@ -76,6 +76,11 @@ class ImageEncoder(nn.Module):
     def std(self) -> tuple[float, ...]:
         return self.backbone.std
 
+    @property
+    def native_input_size(self) -> tuple[int, int]:
+        """``(H, W)`` the backbone's pretrained weights were made for (e.g. 260 x 260 for Lite2)."""
+        return self.backbone.native_input_size
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self._features(images)).float(), dim=-1)
 

@@ -79,6 +79,11 @@ class EnsembleEncoder(nn.Module):
     def _member_list(self) -> list[ImageEncoder]:
         return list(self.members.values()) if isinstance(self.members, nn.ModuleDict) else list(self.members)
 
+    @property
+    def native_input_size(self) -> tuple[int, int]:
+        """``(H, W)``: the largest member's native size (every member sees the same image tensor)."""
+        return max((member.native_input_size for member in self._member_list()), key=lambda hw: hw[0] * hw[1])
+
     def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, sum F_i)`` weighted concatenation of the members' L2-normalised backbone features."""
         parts = [member.backbone_features(images) for member in self._member_list()]

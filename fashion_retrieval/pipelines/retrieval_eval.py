@@ -108,8 +108,9 @@ def image_loader(images: ImageList, size: Sequence[int], batch_size: int, num_wo
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
-def retrieval_encoder(cfg: DictConfig, context: RunContext) -> tuple[Encode, str]:
-    """The trained encoder (this run's ``train`` or ``ckpt_path``), else the pretrained backbone (``model=``).
+def retrieval_encoder(cfg: DictConfig, context: RunContext) -> tuple[Encode, str, tuple[int, int]]:
+    """The trained encoder (this run's ``train`` or ``ckpt_path``), else the pretrained backbone (``model=``),
+    with the ``(H, W)`` its backbone's pretrained weights were made for.
 
     ``retrieval_eval.features``: ``auto`` (a checkpoint's embedding; without one, the backbone's pooled
     features, since an untrained head is random) or ``backbone`` (pooled features, bypassing the head).
@@ -120,11 +121,13 @@ def retrieval_encoder(cfg: DictConfig, context: RunContext) -> tuple[Encode, str
     checkpoint = context.trained_checkpoint or (Path(cfg.ckpt_path) if cfg.get("ckpt_path") else None)
     if checkpoint is None:
         encoder = instantiate(cfg.model.encoder).eval()
-        return encoder.backbone_features, "pretrained backbone of model= (no checkpoint), pooled features"
+        source = "pretrained backbone of model= (no checkpoint), pooled features"
+        return encoder.backbone_features, source, encoder.native_input_size
     encoder = load_encoder(checkpoint)
     if features == "backbone":
-        return encoder.backbone_features, f"checkpoint {checkpoint}, backbone pooled features (no head)"
-    return encoder, f"checkpoint {checkpoint}, embedding"
+        source = f"checkpoint {checkpoint}, backbone pooled features (no head)"
+        return encoder.backbone_features, source, encoder.native_input_size
+    return encoder, f"checkpoint {checkpoint}, embedding", encoder.native_input_size
 
 
 def results_table(name: str, source: str, overall: Mapping[str, float], per_class: Mapping) -> str:
@@ -154,9 +157,10 @@ def retrieval_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     data: RetrievalSet = instantiate(cfg.dataset)
     name = settings.name or data.name.split("/")[0]
     ks = [int(k) for k in settings.ks]
-    encode, source = retrieval_encoder(cfg, context)
-    log.info("retrieval-eval %s with %s: %s", data.name, source, data.summary())
-    loader = {"size": list(settings.image_size), "batch_size": cfg.data.eval_batch_size}
+    encode, source, native_size = retrieval_encoder(cfg, context)
+    size = list(native_size if settings.image_size is None else settings.image_size)
+    log.info("retrieval-eval %s with %s at %s x %s: %s", data.name, source, *size, data.summary())
+    loader = {"size": size, "batch_size": cfg.data.eval_batch_size}
     loader["num_workers"] = cfg.data.num_workers
     torch.manual_seed(cfg.seed)
     gallery_embeddings = embed_loader(encode, image_loader(data.gallery, **loader))

@@ -12,6 +12,7 @@ from torch import nn
 from fashion_retrieval.models.backbones import TimmBackbone
 from fashion_retrieval.models.clip import ClipVisionBackbone
 from fashion_retrieval.models.encoder import ImageEncoder
+from fashion_retrieval.models.ensemble import EnsembleEncoder
 from fashion_retrieval.models.module import RetrievalModule
 
 
@@ -87,3 +88,13 @@ def test_module_optimiser_uses_the_encoder_groups():
     assert ids(by_name["backbone"]["params"]) == ids(encoder.parameter_groups()["backbone"])
     optimised = [id(p) for group in optimizer.param_groups for p in group["params"]]
     assert id(loss.log_temperature) in optimised and len(optimised) == len(set(optimised))
+
+
+def test_native_input_size_comes_from_the_backbone() -> None:
+    """Each encoder knows the size its pretrained weights were made for; an ensemble takes the largest."""
+    lite0 = ImageEncoder(TimmBackbone("tf_efficientnet_lite0"), embedding_dim=8)
+    lite2 = ImageEncoder(TimmBackbone("tf_efficientnet_lite2"), embedding_dim=8)
+    assert lite0.native_input_size == (224, 224) and lite2.native_input_size == (260, 260)
+    assert EnsembleEncoder([lite0, lite2]).native_input_size == (260, 260)
+    clip = ClipVisionBackbone(vision_config=TINY_VISION)
+    assert clip.native_input_size == (TINY_VISION["image_size"],) * 2

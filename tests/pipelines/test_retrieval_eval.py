@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -64,10 +65,14 @@ def compose_cfg(root: Path, *overrides: str) -> DictConfig:
         )
 
 
-def test_stage_scores_the_pretrained_backbone_and_a_checkpoint(tmp_path: Path) -> None:
+def test_stage_scores_the_pretrained_backbone_and_a_checkpoint(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     root = write_tree(tmp_path / "photos")
     cfg = compose_cfg(root, "retrieval_eval.ks=[1,3]", "dataset.gallery_splits=[train]")
-    metrics = retrieval_eval(cfg, RunContext(output_dir=tmp_path))
+    with caplog.at_level(logging.INFO, logger="fashion_retrieval.pipelines.retrieval_eval"):
+        metrics = retrieval_eval(cfg, RunContext(output_dir=tmp_path))
+    assert "at 224 x 224" in caplog.text  # Lite0's native size: retrieval_eval.image_size defaults to null
     prefix = "retrieval_eval/clothing_small"
     assert metrics[f"{prefix}/num_queries"] == 6 and metrics[f"{prefix}/num_gallery"] == 9
     for key in ("precision@1", "precision@3", "hit_rate@3", "recall@3", "map@R", "class/pants/map@R"):
