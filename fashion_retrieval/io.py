@@ -1,10 +1,13 @@
-"""Atomic file output: a reader never sees a half-written file, an interrupted write leaves no debris."""
+"""Atomic file output: a reader never sees a half-written file, an interrupted write leaves no debris.
+Names from data (ids) become file names only through :func:`contained_path`, which keeps them inside
+their folder."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,3 +50,24 @@ def file_digest(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# A name read from data that may become a file name: letters, digits, ``_``, ``-`` and ``.`` (not first, so
+# never ``.``, ``..`` or a hidden file), at most 128 characters. The challenge's ids (``I_``/``B_`` + 12 hex)
+# are such names; a slash, a backslash or a leading ``..`` is not (docs/security.md).
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def is_safe_name(name: str) -> bool:
+    """True when ``name`` matches :data:`SAFE_NAME`: usable as one path component as it is."""
+    return SAFE_NAME.fullmatch(name) is not None
+
+
+def contained_path(folder: str | os.PathLike[str], name: str) -> Path:
+    """``folder / name``, or ``ValueError`` when it would lead outside ``folder`` (an absolute ``name``,
+    ``..`` components). Checked on the words of the path, not on the disk, so it needs no file to exist
+    and a folder that is a symlink stays usable."""
+    base = Path(os.path.normpath(Path(folder).absolute()))  # normpath drops ".." without reading the disk
+    if Path(name).is_absolute() or base not in Path(os.path.normpath(base / name)).parents:
+        raise ValueError(f"{name!r} leads outside {folder}")
+    return Path(folder) / name

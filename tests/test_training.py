@@ -12,9 +12,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, ListConfig, open_dict
+from payloads import write_pickle_payload
 from test_configs import EXPERIMENTS, compose_config
 from tiny_models import tiny_clip_model
 
+from fashion_retrieval.models.checkpoint import CheckpointError
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.train import train
 
@@ -85,7 +87,7 @@ class KillAfterEpoch(pl.Callback):
 
 
 def last_checkpoint_state(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(run_dir / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
 def validation_recall(run_dir: Path) -> list[float]:
@@ -126,13 +128,24 @@ def test_resumed_run_reaches_the_uninterrupted_run(tiny_data, tiny_clip_dir, tmp
 
     # last.ckpt follows every epoch, improved or not (Lightning 2.6's save_last does not: see the config).
     for run_dir, epoch in ((killed, 1), (uninterrupted, 2), (resumed, 2)):
-        assert torch.load(run_dir / "checkpoints/last.ckpt", weights_only=False)["epoch"] == epoch
+        assert torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)["epoch"] == epoch
     expected, actual = last_checkpoint_state(uninterrupted), last_checkpoint_state(resumed)
     assert expected.keys() == actual.keys()
     for name, tensor in expected.items():
         torch.testing.assert_close(actual[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
     assert validation_recall(resumed)[-1] == validation_recall(uninterrupted)[-1]
     assert validation_recall(killed) == validation_recall(uninterrupted)[:2]
+
+
+def test_resuming_from_a_hostile_checkpoint_runs_nothing(tiny_data, tiny_clip_dir, tmp_path):
+    """``train ckpt_path=`` (Lightning's resume) reads the file as data: a pickle payload is refused with
+    a message naming the file, and never runs."""
+    marker = tmp_path / "marker"
+    evil = write_pickle_payload(tmp_path / "last.ckpt", marker, state_dict={}, epoch=0)
+    cfg = tiny_config(["experiment=tiny", f"ckpt_path={evil}"], tiny_data, tmp_path / "run", tiny_clip_dir)
+    with pytest.raises(CheckpointError, match=r"last\.ckpt: refused"):
+        train(cfg, RunContext(output_dir=tmp_path / "run"))
+    assert not marker.exists()
 
 
 @pytest.mark.timeout(600)

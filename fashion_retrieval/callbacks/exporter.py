@@ -6,11 +6,11 @@ import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import Callback
 
 from fashion_retrieval.index.export import export_catalogue
 from fashion_retrieval.index.factory import IndexSpec
+from fashion_retrieval.models.checkpoint import load_checkpoint
 from fashion_retrieval.models.inference import embed_loader
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class EmbeddingExporter(Callback):
             return
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if best:
-            state = torch.load(best, map_location=pl_module.device, weights_only=False)["state_dict"]
+            state = load_checkpoint(best)["state_dict"]
             pl_module.load_state_dict(state)
             log.info("export: loaded best checkpoint %s", best)
         if not trainer.is_global_zero:

@@ -19,6 +19,8 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pandas as pd
 
+from fashion_retrieval.io import SAFE_NAME, contained_path
+
 log = logging.getLogger(__name__)
 
 PRODUCTS_FILE = "product_dataset.csv"
@@ -100,14 +102,29 @@ def check_non_empty(frame: pd.DataFrame, column: str, path: Path) -> None:
         )
 
 
+def check_ids(frame: pd.DataFrame, column: str, path: Path) -> None:
+    """Every value of ``column`` is a safe id (:data:`fashion_retrieval.io.SAFE_NAME`; the challenge's are
+    ``I_``/``B_`` + 12 hex), since ids become file names; else :class:`CatalogueError` naming the lines."""
+    bad = frame.index[~frame[column].str.fullmatch(SAFE_NAME.pattern)]
+    if len(bad):
+        details = [f"line {csv_line(r)}: {frame.at[r, column]!r}" for r in bad]
+        raise CatalogueError(
+            f"{path}: field {column}: not a valid id: {list_examples(details)}. Ids are letters, digits, "
+            "'_', '-' and '.' (not first), at most 128 characters, like the challenge's I_3f9a0c27be41 "
+            "(docs/security.md)"
+        )
+
+
 def resolve_image_path(root: Path, url: str, kind: Literal["products", "bundles"], asset_id: str) -> Path:
     """Map a CSV image URL to a local file.
 
     Real challenge CSVs hold https URLs with query strings; their images live (once downloaded) at
-    ``images/{kind}/{asset_id}.jpg``. A relative path is taken from the dataset root, an absolute one as is.
+    ``images/{kind}/{asset_id}.jpg``, which must stay inside that folder (``ValueError`` otherwise; the
+    readers check ids first with :func:`check_ids`). A relative path is taken from the dataset root, an
+    absolute one as is.
     """
     if urlparse(url).scheme in ("http", "https") or not url:
-        return root / "images" / kind / f"{asset_id}.jpg"
+        return contained_path(root / "images" / kind, f"{asset_id}.jpg")
     path = Path(url)
     return path if path.is_absolute() else root / path
 
@@ -288,9 +305,11 @@ def load_catalogue(
 
     products = read_csv(products_path, PRODUCT_COLUMNS)
     check_non_empty(products, "product_asset_id", products_path)
+    check_ids(products, "product_asset_id", products_path)
     _check_unique(products, "product_asset_id", products_path)
     bundles = read_csv(bundles_path, BUNDLE_COLUMNS)
     check_non_empty(bundles, "bundle_asset_id", bundles_path)
+    check_ids(bundles, "bundle_asset_id", bundles_path)
     _check_unique(bundles, "bundle_asset_id", bundles_path)
     sections = pd.to_numeric(bundles["bundle_id_section"], errors="coerce")
     bad = bundles.index[sections.isna() | (sections != sections.round())]

@@ -35,7 +35,7 @@ from fashion_retrieval.data.readers.clothing_small import list_split
 from fashion_retrieval.data.synthetic import writer
 from fashion_retrieval.data.synthetic.rng import unique_ids
 from fashion_retrieval.data.transforms import load_rgb
-from fashion_retrieval.io import atomic_open, atomic_path
+from fashion_retrieval.io import atomic_open, atomic_path, is_safe_name
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,8 @@ def list_photos(spec: CollageSpec) -> list[Photo]:
                 )
             if spec.max_photos_per_class is not None and per_class.get(label, 0) >= spec.max_photos_per_class:
                 continue
+            if not is_safe_name(path.stem):  # the file name becomes the product id, then a file name
+                raise CatalogueError(f"{path}: file name is not a valid product id (docs/security.md)")
             per_class[label] = per_class.get(label, 0) + 1
             photos.append(Photo(path=path, label=label, product_id=path.stem))
     seen: dict[str, Path] = {}

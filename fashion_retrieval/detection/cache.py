@@ -17,25 +17,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from fashion_retrieval.detection.fingerprint import settings_digest
 from fashion_retrieval.detection.types import Detection
-from fashion_retrieval.io import atomic_open
+from fashion_retrieval.io import atomic_open, is_safe_name
 
 log = logging.getLogger(__name__)
 
 KEY_FILE = "key.json"
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 
 
 def entry_name(image_id: str) -> str:
     """File name of an image's entry: the id itself when it is a safe file name, else its SHA-256 (real
     ids could hold slashes or start with a dot)."""
-    if _SAFE_NAME.fullmatch(image_id) and image_id != KEY_FILE.removesuffix(".json"):
+    if is_safe_name(image_id) and image_id != KEY_FILE.removesuffix(".json"):
         return f"{image_id}.json"
     return f"{hashlib.sha256(image_id.encode()).hexdigest()}.json"
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 from fashion_retrieval.detection.groups import category_groups, count_unmapped
 from fashion_retrieval.detection.types import Box
-from fashion_retrieval.io import atomic_open
+from fashion_retrieval.io import atomic_open, contained_path
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,12 @@ def write_ultralytics_dataset(
         labelled = 0
         for bundle in bundle_ids:
             source = Path(image_paths[bundle])
-            link_image(source, directory / "images" / split / f"{bundle}{source.suffix}")
+            link_image(source, contained_path(directory / "images" / split, f"{bundle}{source.suffix}"))
             with Image.open(source) as image:  # reads the header only
                 width, height = image.size
             lines = [yolo_label_line(c, box, width, height) for c, box in classes.get(bundle, [])]
             labelled += len(lines)
-            with atomic_open(directory / "labels" / split / f"{bundle}.txt", "w") as handle:
+            with atomic_open(contained_path(directory / "labels" / split, f"{bundle}.txt"), "w") as handle:
                 handle.write("".join(f"{line}\n" for line in lines))
         log.info("detect-train dataset: %s: %d images, %d boxes", split, len(bundle_ids), labelled)
     data_yaml = directory / DATA_YAML

@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_retrieval.callbacks import RetrievalEvaluator
-from fashion_retrieval.models.checkpoint import checkpoint_encoder_config
+from fashion_retrieval.models.checkpoint import checkpoint_encoder_config, load_checkpoint
 from fashion_retrieval.pipelines.context import RunContext
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,10 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lightning_logger in loggers:
         lightning_logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    resume = cfg.get("ckpt_path")
+    if resume:  # a message naming a bad file before Lightning's own load; both read data only
+        load_checkpoint(resume)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
 
     evaluator = next((c for c in callbacks if isinstance(c, RetrievalEvaluator)), None)
     metrics: dict[str, float] = {"train/epochs": float(trainer.current_epoch)}

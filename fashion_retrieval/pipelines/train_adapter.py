@@ -43,7 +43,7 @@ from fashion_retrieval.features import FeatureCache, load_features, read_manifes
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.io import atomic_path
 from fashion_retrieval.models.adapter_module import FeatureAdapterModule, FrozenFeatureExtractor
-from fashion_retrieval.models.checkpoint import load_encoder
+from fashion_retrieval.models.checkpoint import load_checkpoint, load_encoder
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.pipelines.bundle_search import (
     bundle_prior_data,
@@ -208,7 +208,7 @@ def training_pairs(
 def load_head(module: FeatureAdapterModule, path: Path) -> None:
     """The heads' (and temperature's) weights of ``path`` into ``module``; the negative bank is training
     state, so a head trained with another ``bank_size`` loads too."""
-    state = {k: v for k, v in torch.load(path, map_location="cpu").items() if not k.startswith("bank.")}
+    state = {k: v for k, v in load_checkpoint(path).items() if not k.startswith("bank.")}
     missing, unexpected = module.load_state_dict(state, strict=False)
     wrong = [k for k in missing if not k.startswith("bank.")] + list(unexpected)
     if wrong:

@@ -1,5 +1,6 @@
 """The reader's error cases: each names the file, the line and the field."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -225,3 +226,36 @@ def test_catalogue_exposes_url_metadata(tmp_path, caplog):
     assert np.isnan(catalogue.bundle_timestamps()).all()
     assert "2 of 4 row(s) without a ts= timestamp and 2 without an 11-digit article code" in caplog.text
     assert "3 of 3 row(s) without a ts= timestamp" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("kind", "bad_id"),
+    [
+        ("products", "../bundles/B_00000000000a"),
+        ("products", "/abs/x"),
+        ("bundles", ".hidden"),
+        ("bundles", "a\\b"),
+    ],
+)
+def test_an_id_that_is_no_safe_file_name_is_refused_with_file_line_and_field(tmp_path, kind, bad_id):
+    """Ids become image file names: one that would lead outside ``images/{kind}/`` (a bundle photo used as
+    a packshot, a file anywhere on disk) is an error naming the file, the line and the field."""
+    url = "https://static.zara.net/assets/x/01234567890-p/01234567890-p.jpg?ts=1&w=750"
+    if kind == "products":
+        rows = {
+            "products": [f"{p},images/products/{p}.jpg,SHIRT" for p in PRODUCTS] + [f"{bad_id},{url},SHIRT"]
+        }
+        where = "product_dataset.csv: field product_asset_id: not a valid id: line 6: "
+    else:
+        rows = {"bundles": [f"{b},{s},images/bundles/{b}.jpg" for b, s in BUNDLES] + [f"{bad_id},1,{url}"]}
+        where = "bundles_dataset.csv: field bundle_asset_id: not a valid id: line 5: "
+    with pytest.raises(CatalogueError, match=re.escape(where + repr(bad_id))):
+        load_catalogue(write_dataset(tmp_path, **rows))
+
+
+def test_an_image_path_from_an_id_stays_in_its_folder(tmp_path):
+    url = "https://static.zara.net/x.jpg"
+    assert resolve_image_path(tmp_path, url, "products", "I_abc") == tmp_path / "images/products/I_abc.jpg"
+    for bad_id in ("../bundles/B_00000000000a", "/abs/x", "../../../../x"):
+        with pytest.raises(ValueError, match="leads outside"):
+            resolve_image_path(tmp_path, url, "products", bad_id)

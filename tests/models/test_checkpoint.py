@@ -8,9 +8,17 @@ import pytest
 import timm
 import torch
 from hydra.utils import instantiate
+from payloads import copyfile_config, write_pickle_payload
 from tiny_models import uint8_images
 
-from fashion_retrieval.models.checkpoint import checkpoint_encoder_config, load_encoder, without_pretrained
+from fashion_retrieval.models.checkpoint import (
+    CheckpointError,
+    build_encoder,
+    checkpoint_encoder_config,
+    load_checkpoint,
+    load_encoder,
+    without_pretrained,
+)
 
 TIMM_TINY = "test_convnext"
 ENCODER = "fashion_retrieval.models.encoder.ImageEncoder"
@@ -93,7 +101,7 @@ def test_clip_round_trip_without_the_pretrained_directory(tmp_path, full_clip_di
         '{"image_mean": [0.4, 0.4, 0.4], "image_std": [0.3, 0.3, 0.3]}'
     )
     trained, path = fake_training(clip_encoder_config(directory), tmp_path)
-    stored = torch.load(path, weights_only=False)["encoder_config"]["backbone"]
+    stored = load_checkpoint(path)["encoder_config"]["backbone"]
     assert stored["pretrained"] == str(directory)  # provenance kept
     assert stored["vision_config"]["projection_dim"] == 16 and stored["mean"] == [0.4, 0.4, 0.4]
     shutil.rmtree(directory)
@@ -125,3 +133,58 @@ def test_without_pretrained_nulls_backbone_weights_only():
     assert cleaned["members"][2]["backbone"]["weights"] is None
     assert cleaned["weights"] == [0.2, 0.3, 0.5]
     assert timm_backbone["weights"] == "hub"  # the input is not modified
+
+
+# --- Checkpoints are data: nothing in a file may run (docs/security.md). ---
+
+
+def test_a_pickle_payload_is_refused_before_it_runs(tmp_path):
+    marker = tmp_path / "marker"
+    path = write_pickle_payload(tmp_path / "evil.ckpt", marker, state_dict={})
+    with pytest.raises(CheckpointError, match=r"evil\.ckpt: refused: .*tensors and plain data"):
+        load_encoder(path)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_target_outside_the_encoder_classes_is_never_built(tmp_path, nested):
+    source, marker = tmp_path / "source.txt", tmp_path / "marker"
+    source.write_text("secret")
+    hostile = copyfile_config(source, marker)
+    config = {"_target_": ENCODER, "backbone": hostile, "embedding_dim": 8} if nested else hostile
+    path = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": {}, "encoder_config": config}, path)
+    where = r"encoder_config\.backbone\._target_" if nested else r"encoder_config\._target_"
+    with pytest.raises(
+        CheckpointError, match=rf"plain\.ckpt: {where} = 'shutil\.copyfile' is not an encoder"
+    ):
+        load_encoder(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("key", ["_partial_", "_args_", "_recursive_"])
+def test_hydra_keys_are_refused_in_a_stored_config(key):
+    config = {"_target_": ENCODER, key: True}
+    with pytest.raises(CheckpointError, match=f"key '{key}' is not allowed"):
+        build_encoder(config)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", r"empty file \(0 bytes\), not a checkpoint"), (b"not a checkpoint\n", "not a readable PyTorch")],
+)
+def test_an_empty_or_foreign_file_names_itself_and_what_to_pass(tmp_path, content, message):
+    path = tmp_path / "best.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=rf"best\.ckpt: {message}.*checkpoints/best\.ckpt"):
+        load_encoder(path)
+
+
+def test_a_truncated_checkpoint_names_itself(tmp_path, timm_weights):
+    _, path = fake_training(timm_encoder_config(timm_weights), tmp_path)
+    path.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match=r"last\.ckpt: not a readable PyTorch checkpoint"):
+        load_encoder(path)

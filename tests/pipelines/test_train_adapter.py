@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
+from payloads import write_pickle_payload
 from test_configs import compose_config
 
 from fashion_retrieval.features import load_features
 from fashion_retrieval.models.adapter_module import FrozenFeatureExtractor
+from fashion_retrieval.models.checkpoint import CheckpointError
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.index import datamodule_for
 from fashion_retrieval.pipelines.train_adapter import (
@@ -22,6 +24,7 @@ from fashion_retrieval.pipelines.train_adapter import (
     closest_crops,
     crop_ids,
     frozen_encoder,
+    load_head,
     train_adapter,
 )
 from fashion_retrieval.rerank.garments import GarmentQueries
@@ -171,3 +174,12 @@ def test_adapter_features_must_be_cache_or_backbone(tiny_data: Path, tmp_path: P
     cfg = adapter_config(tiny_data, tmp_path, tmp_path / "logs", "residual_adapter", "adapter.features=gpu")
     with pytest.raises(ValueError, match=r"adapter\.features must be one of"):
         train_adapter(cfg, RunContext(tmp_path))
+
+
+def test_a_head_file_is_read_as_data_only(tmp_path: Path) -> None:
+    """``head.pt`` (``head.weights=``) is data: a pickle payload in it is refused before it runs."""
+    marker = tmp_path / "marker"
+    path = write_pickle_payload(tmp_path / "head.pt", marker, **{"query_head.weight": torch.zeros(2, 2)})
+    with pytest.raises(CheckpointError, match=r"head\.pt: refused"):
+        load_head(torch.nn.Linear(2, 2), path)  # type: ignore[arg-type]
+    assert not marker.exists()
