@@ -5,7 +5,10 @@ ultralytics is imported. Two helpers still reach for the network whatever that s
 ultralytics call of this project runs inside :func:`offline_ultralytics`: the dataset check downloads the
 Arial font (only plots draw text), and the AMP check on a GPU downloads YOLO26n weights to compare with.
 Weights are only ever read from a local file; a missing one fails before ultralytics sees its name (which
-it would otherwise try to download).
+it would otherwise try to download). A ``.pt`` file is data (docs/security.md): ultralytics' restricted
+loader reads it first (:func:`check_weights`), so a file holding anything but ultralytics' and torch's
+model classes is refused before ultralytics' ordinary loader unpickles it; ``ULTRALYTICS_SAFE_LOAD=1``
+(``fashion_retrieval.offline``) makes ultralytics' own later loads (detect-train's) restricted too.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import pickle
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,6 +75,22 @@ def require_weights(weights: str | Path, override: str = "detector.weights") -> 
     return path
 
 
+def check_weights(path: Path) -> None:
+    """Read ``path`` with ultralytics' restricted loader (``torch.load(weights_only=True)`` against its
+    allow-list of ultralytics and torch model classes); ``ValueError`` naming the file when it holds any
+    other object (a pickle that would run code) or is no checkpoint at all. Nothing in the file runs."""
+    from ultralytics.nn.tasks import torch_safe_load
+
+    try:
+        torch_safe_load(str(path), safe_only=True)
+    except (TypeError, ModuleNotFoundError, pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise ValueError(
+            f"YOLO weights {path} refused: not an ultralytics checkpoint of known model classes ({error}). "
+            "Weights are loaded as data only (docs/security.md); train them with `fashion-retrieval "
+            "detect-train`."
+        ) from None
+
+
 def load_yolo(
     weights: str | Path | None = None, architecture: str | None = None, override: str = "detector.weights"
 ) -> YOLO:
@@ -79,6 +99,7 @@ def load_yolo(
     the config key named when the weights are missing."""
     if weights is not None:
         path = require_weights(weights, override)
+        check_weights(path)
         from ultralytics import YOLO
 
         return YOLO(str(path), task="detect")

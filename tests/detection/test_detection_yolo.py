@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from payloads import write_pickle_payload
 from test_configs import compose_config
 
 from fashion_retrieval.detection.groups import DEFAULT_GROUP_CATEGORIES
@@ -88,3 +89,17 @@ def test_offline_block_disables_font_and_amp_downloads_and_restores_them():
         assert data_utils.check_font("Arial.ttf") is None
         assert trainer.check_amp(load_yolo(architecture="yolov8n.yaml").model) is False  # a CPU model
     assert (data_utils.check_font, trainer.check_amp) == originals
+
+
+@pytest.mark.parametrize("kind", ["pickle", "empty"])
+def test_weights_holding_code_or_nothing_are_refused_before_they_run(tmp_path, kind):
+    """A ``.pt`` file is data: a pickle payload is refused by ultralytics' restricted loader before
+    anything in it runs, and an empty file is named, both before ultralytics' ordinary loader sees it."""
+    marker, weights = tmp_path / "marker", tmp_path / "best.pt"
+    if kind == "pickle":
+        write_pickle_payload(weights, marker, epoch=0)
+    else:
+        weights.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"YOLO weights .*best\.pt refused: not an ultralytics checkpoint"):
+        YoloDetector(GROUPS, weights=str(weights))
+    assert not marker.exists()
