@@ -52,9 +52,9 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-# A name read from data that may become a file name: letters, digits, ``_``, ``-`` and ``.`` (not first, so
-# never ``.``, ``..`` or a hidden file), at most 128 characters. The challenge's ids (``I_``/``B_`` + 12 hex)
-# are such names; a slash, a backslash or a leading ``..`` is not (docs/security.md).
+# A name read from data that may become a file name: letters, digits, ``_``, ``-`` and ``.``, starting with
+# a letter or digit (so never ``.``, ``..``, a hidden file or an option), at most 128 characters. The
+# challenge's ids (``I_``/``B_`` + 12 hex) are such names; a slash or a backslash is not (docs/security.md).
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 

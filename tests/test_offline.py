@@ -8,7 +8,8 @@ import sys
 
 
 def run_python(code: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "YOLO_OFFLINE")}
+    unset = ("HF_HUB_OFFLINE", "YOLO_OFFLINE", "ULTRALYTICS_SAFE_LOAD")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
     )
@@ -19,9 +20,10 @@ def run_python(code: str) -> str:
 def test_offline_defaults_are_set_on_import():
     out = run_python(
         "import os, fashion_retrieval; "
-        "print(*(os.environ[k] for k in ('HF_HUB_OFFLINE', 'YOLO_OFFLINE', 'NO_ALBUMENTATIONS_UPDATE')))"
+        "print(*(os.environ[k] for k in "
+        "('HF_HUB_OFFLINE', 'YOLO_OFFLINE', 'NO_ALBUMENTATIONS_UPDATE', 'ULTRALYTICS_SAFE_LOAD')))"
     )
-    assert out == "1 1 1"
+    assert out == "1 1 1 1"
 
 
 def test_hub_is_offline_even_when_imported_before_the_package():

@@ -110,8 +110,8 @@ def check_ids(frame: pd.DataFrame, column: str, path: Path) -> None:
         details = [f"line {csv_line(r)}: {frame.at[r, column]!r}" for r in bad]
         raise CatalogueError(
             f"{path}: field {column}: not a valid id: {list_examples(details)}. Ids are letters, digits, "
-            "'_', '-' and '.' (not first), at most 128 characters, like the challenge's I_3f9a0c27be41 "
-            "(docs/security.md)"
+            "'_', '-' and '.', starting with a letter or digit, at most 128 characters, like the "
+            "challenge's I_3f9a0c27be41 (docs/security.md)"
         )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import logging
 import pickle
 import time
@@ -81,6 +82,8 @@ def check_weights(path: Path) -> None:
     other object (a pickle that would run code) or is no checkpoint at all. Nothing in the file runs."""
     from ultralytics.nn.tasks import torch_safe_load
 
+    if "safe_only" not in inspect.signature(torch_safe_load).parameters:  # never fall back to unpickling
+        raise RuntimeError("this ultralytics has no restricted loader (safe_only); upgrade it (8.4.190 has)")
     try:
         torch_safe_load(str(path), safe_only=True)
     except (TypeError, ModuleNotFoundError, pickle.UnpicklingError, RuntimeError, EOFError) as error:

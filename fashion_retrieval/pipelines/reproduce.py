@@ -37,6 +37,7 @@ DEFAULT_IGNORE = ("*seconds*", "*per_second*")
 # Override keys that only steer a sweep: dropped, so the rerun is a single local run.
 SWEEP_GROUPS = ("hparams_search", "launcher")
 COMPARISON_MD = "reproduce.md"
+HYDRA_BUILD_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
 COMPARISON_JSON = "reproduce.json"
 
 
@@ -99,6 +100,14 @@ def read_recipe(run_dir: str | Path, subcommands: Sequence[str]) -> Recipe:
     if not overrides:
         raise ReproduceError(
             f"{provenance_path}: 'overrides' is null (the run was not started through Hydra)"
+        )
+    # A run directory is data (docs/security.md): its overrides may choose conf/'s options and set values,
+    # never name a class or function for Hydra to build.
+    building = [o for o in overrides.get("task", []) if any(key in o for key in HYDRA_BUILD_KEYS)]
+    if building:
+        raise ReproduceError(
+            f"{provenance_path}: override {building[0]!r} names what Hydra would build; reproduce reruns "
+            "only conf/'s options with plain values (run the command yourself if you trust its author)"
         )
     job_names = [o.split("=", 1)[1] for o in overrides.get("hydra", []) if o.startswith("hydra.job.name=")]
     subcommand = job_names[-1] if job_names and job_names[-1] in subcommands else "run"

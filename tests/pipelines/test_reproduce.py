@@ -15,8 +15,10 @@ from test_configs import EXPERIMENTS
 
 from fashion_retrieval.cli import SUBCOMMANDS
 from fashion_retrieval.pipelines import reproduce as reproduce_module
+from fashion_retrieval.pipelines.provenance import PROVENANCE_FILE
 from fashion_retrieval.pipelines.reproduce import (
     COMPARISON_JSON,
+    ReproduceError,
     compare_metrics,
     comparison_table,
     config_changes,
@@ -99,6 +101,18 @@ def test_config_changes_list_both_sides():
 
 def test_read_recipe_refuses_a_folder_without_provenance(tmp_path):
     with pytest.raises(RuntimeError, match=r"provenance.json not found"):
+        read_recipe(tmp_path, list(SUBCOMMANDS))
+
+
+@pytest.mark.parametrize(
+    "override", ["+callbacks.x._target_=shutil.rmtree", "+callbacks.x={_target_: os.system, command: ls}"]
+)
+def test_read_recipe_refuses_overrides_that_name_what_to_build(tmp_path, override):
+    """A run directory is data: an override from its provenance that names a class or function for
+    Hydra to build is refused, not rerun."""
+    overrides = {"task": ["experiment=tiny", override], "hydra": ["hydra.job.name=train"]}
+    (tmp_path / PROVENANCE_FILE).write_text(json.dumps({"overrides": overrides, "stages": ["train"]}))
+    with pytest.raises(ReproduceError, match=r"provenance\.json: override .*_target_.* names what Hydra"):
         read_recipe(tmp_path, list(SUBCOMMANDS))
 
 
