@@ -8,12 +8,15 @@ import pytest
 import timm
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from payloads import copyfile_config, write_pickle_payload
 from tiny_models import uint8_images
 
+from fashion_retrieval.cli import config_dir
 from fashion_retrieval.models.checkpoint import (
     CheckpointError,
     build_encoder,
+    check_encoder_config,
     checkpoint_encoder_config,
     load_checkpoint,
     load_encoder,
@@ -188,3 +191,9 @@ def test_a_truncated_checkpoint_names_itself(tmp_path, timm_weights):
     path.write_bytes(path.read_bytes()[:2000])
     with pytest.raises(CheckpointError, match=r"last\.ckpt: not a readable PyTorch checkpoint"):
         load_encoder(path)
+
+
+def test_every_model_configs_encoder_is_buildable_from_a_checkpoint():
+    """Each ``model=`` option's encoder names only classes of the allow-list, so its checkpoints load."""
+    for path in sorted((config_dir() / "model").glob("*.yaml")):
+        check_encoder_config(OmegaConf.to_container(OmegaConf.load(path).encoder), where=path.name)
