@@ -1,6 +1,6 @@
-"""Atomic file output: a reader never sees a half-written file, an interrupted write leaves no debris.
-Names from data (ids) become file names only through :func:`contained_path`, which keeps them inside
-their folder."""
+"""Atomic file output (a reader never sees a half-written file, an interrupted write leaves no debris) and
+content digests of input files. Names from data (ids) become file names only through
+:func:`contained_path`, which keeps them inside their folder."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    Use it for writers that want a file name (``faiss.write_index``, ``torch.save``).
+    Use it for writers that want a file name (``faiss.write_index``, ``torch.save``). The temporary file is
+    in the target's own folder, so the rename never crosses filesystems (a cross-device move copies, and
+    a full disk would leave a truncated file under the final name). ``durable``: flush the file to disk
+    before the rename and the folder entry after it (checkpoints: a crash of the machine right after the
+    rename still leaves the new file or the old one, never an empty one).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -31,9 +35,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp.chmod(0o666 & ~umask)
     try:
         yield tmp
+        if durable:
+            _fsync(tmp)
         tmp.replace(target)
+        if durable:
+            _fsync(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 @contextlib.contextmanager
@@ -71,3 +87,33 @@ def contained_path(folder: str | os.PathLike[str], name: str) -> Path:
     if Path(name).is_absolute() or base not in Path(os.path.normpath(base / name)).parents:
         raise ValueError(f"{name!r} leads outside {folder}")
     return Path(folder) / name
+
+
+# (resolved path, size, mtime_ns, inode) -> SHA-256: a file is hashed once per process while it stays
+# unchanged (a file replaced by a rename gets a new inode, whatever its size and time).
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def content_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (:func:`file_digest`), memoised per ``(path, size, mtime_ns)``.
+
+    The digest, not the size and time, is what callers key on (a copied or regenerated file can keep
+    both); the size and time only tell when the memoised digest may be reused. Used wherever a cache is
+    keyed by an image's content: detections (``detection/cache.py``) and features (``features/``).
+    """
+    resolved = os.path.realpath(path)
+    stat = Path(resolved).stat()
+    key = (resolved, stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        digest = _DIGESTS[key] = file_digest(resolved)
+    return digest
+
+
+def contents_digest(paths: Iterable[str | os.PathLike[str]]) -> str:
+    """One SHA-256 over the :func:`content_digest` of each file of ``paths``, in order: it changes when any
+    file's bytes change, or the order does."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(content_digest(path).encode())
+    return digest.hexdigest()

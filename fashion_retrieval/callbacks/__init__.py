@@ -1,5 +1,11 @@
-"""Lightning callbacks: validation metrics, embedding/index export, W&B tables and artifacts, epoch timing."""
+"""Lightning callbacks: validation metrics, embedding/index export, W&B tables and artifacts, epoch timing,
+best checkpoint across resumes (and the atomic checkpoint writer)."""
 
+from fashion_retrieval.callbacks.checkpointing import (
+    AtomicCheckpointIO,
+    BestCheckpoint,
+    use_atomic_checkpoints,
+)
 from fashion_retrieval.callbacks.ema import EMAWeightAveraging
 from fashion_retrieval.callbacks.epoch_timer import EpochTimer
 from fashion_retrieval.callbacks.evaluator import RetrievalEvaluator, evaluate_embeddings
@@ -9,6 +15,8 @@ from fashion_retrieval.callbacks.wandb_logger import ExperimentWandbLogger
 from fashion_retrieval.callbacks.wandb_tables import WandbTables
 
 __all__ = [
+    "AtomicCheckpointIO",
+    "BestCheckpoint",
     "EMAWeightAveraging",
     "EmbeddingExporter",
     "EpochTimer",
@@ -17,4 +25,5 @@ __all__ = [
     "RetrievalEvaluator",
     "WandbTables",
     "evaluate_embeddings",
+    "use_atomic_checkpoints",
 ]

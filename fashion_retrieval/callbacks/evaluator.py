@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -105,6 +106,25 @@ class RetrievalEvaluator(Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        metrics = self.validation_metrics(trainer)
+        for name, value in metrics.items():
+            pl_module.log(f"{self.prefix}/{name}", value, sync_dist=False, rank_zero_only=True)
+        self.history.append({"epoch": trainer.current_epoch, **metrics})
+        log.info("epoch %d %s", trainer.current_epoch, {k: round(v, 4) for k, v in metrics.items()})
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints: every validation so far, so a resumed run (in any directory) still knows
+        its best epoch and metrics."""
+        # Plain ints and floats (no numpy scalars): checkpoints load with torch.load(weights_only=True).
+        plain = [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in self.history]
+        return {"history": plain}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [dict(row) for row in state_dict.get("history", [])]
+
+    def validation_metrics(self, trainer: pl.Trainer) -> dict[str, float]:
+        """Search the gathered validation embeddings and score them (``score_ranking``); keeps the ranking
+        in :attr:`last_ranking`."""
         datamodule = trainer.datamodule
         queries = datamodule.validation_queries()
         gallery_ids = np.asarray(datamodule.gallery_ids)
@@ -131,13 +151,9 @@ class RetrievalEvaluator(Callback):
             sections[kept_gallery],
             max(self.ks),
         )
-        metrics = score_ranking(topk, truth, self.ks)
         catalogue_topk = np.where(topk >= 0, kept_gallery[np.maximum(topk, 0)], -1)
         self.last_ranking = ValidationRanking(trainer.current_epoch, kept_queries, catalogue_topk)
-        for name, value in metrics.items():
-            pl_module.log(f"{self.prefix}/{name}", value, sync_dist=False, rank_zero_only=True)
-        self.history.append({"epoch": trainer.current_epoch, **metrics})
-        log.info("epoch %d %s", trainer.current_epoch, {k: round(v, 4) for k, v in metrics.items()})
+        return score_ranking(topk, truth, self.ks)
 
 
 def evaluate_embeddings(

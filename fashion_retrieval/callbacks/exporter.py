@@ -44,6 +44,6 @@ class EmbeddingExporter(Callback):
         pl_module.eval()
         embeddings = embed_loader(pl_module, datamodule.gallery_dataloader(), pl_module.device)
         ids = datamodule.gallery_ids
-        export_catalogue(self.output_dir, embeddings, ids, best or None, self.spec)
+        export_catalogue(self.output_dir, embeddings, ids, best or None, self.spec, datamodule.gallery_paths)
         self.written = self.output_dir
         log.info("export: %d catalogue embeddings and their index written to %s", len(ids), self.output_dir)

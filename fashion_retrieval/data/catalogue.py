@@ -174,19 +174,21 @@ def _log_missing_metadata(frame: pd.DataFrame, column: str, path: Path) -> None:
         )
 
 
-def image_problem(path: Path, check: ImageCheck) -> str | None:
+def image_problem(path: Path, check: ImageCheck, max_pixels: int | None = None) -> str | None:
+    """Why the image at ``path`` cannot be used, or ``None``. ``exists``: the file is there; ``decode``: it
+    decodes completely, as a loader will read it (:func:`~fashion_retrieval.data.transforms.load_rgb`: a
+    truncated JPEG, or more than ``max_pixels`` pixels, is a problem)."""
     if check == "none":
         return None
     if not path.is_file():
         return "missing"
     if check == "decode":
-        from PIL import Image
+        from fashion_retrieval.data.transforms import load_rgb
 
         try:
-            with Image.open(path) as image:
-                image.verify()
-        except Exception as error:
-            return f"unreadable ({error})"
+            load_rgb(str(path), max_pixels)
+        except OSError as error:
+            return f"unreadable ({str(error).removeprefix(f'cannot read image {path}').lstrip(': ')})"
     return None
 
 
@@ -291,11 +293,13 @@ def load_catalogue(
     *,
     missing_images: MissingImagePolicy = "fail",
     image_check: ImageCheck = "exists",
+    max_image_pixels: int | None = None,
 ) -> Catalogue:
     """Read and validate a dataset root in the challenge format.
 
     ``missing_images='skip'`` drops products and bundles whose image is missing or unreadable (and the
-    matches naming them), logging each count; ``'fail'`` raises on the first report.
+    matches naming them), logging each count; ``'fail'`` raises on the first report. ``image_check``:
+    see :func:`image_problem` (``max_image_pixels`` with ``decode``).
     """
     root = Path(root)
     if not root.is_dir():
@@ -346,8 +350,9 @@ def load_catalogue(
         for bid, url in zip(bundles["bundle_asset_id"], bundles["bundle_image_url"])
     ]
     skipped: dict[str, int] = {}
-    products, dropped_products = _apply_image_policy(products, products_path, image_check, missing_images)
-    bundles, dropped_bundles = _apply_image_policy(bundles, bundles_path, image_check, missing_images)
+    checks = (image_check, missing_images, max_image_pixels)
+    products, dropped_products = _apply_image_policy(products, products_path, *checks)
+    bundles, dropped_bundles = _apply_image_policy(bundles, bundles_path, *checks)
     if dropped_products or dropped_bundles:
         keep = ~train["product_asset_id"].isin(dropped_products) & ~train["bundle_asset_id"].isin(
             dropped_bundles
@@ -430,10 +435,10 @@ def _check_sections(train: pd.DataFrame, bundles: pd.DataFrame, path: Path) -> N
 
 
 def _apply_image_policy(
-    frame: pd.DataFrame, path: Path, check: ImageCheck, policy: MissingImagePolicy
+    frame: pd.DataFrame, path: Path, check: ImageCheck, policy: MissingImagePolicy, max_pixels: int | None
 ) -> tuple[pd.DataFrame, set[str]]:
     id_column = frame.columns[0]
-    problems = [(i, image_problem(p, check)) for i, p in enumerate(frame["image_path"])]
+    problems = [(i, image_problem(p, check, max_pixels)) for i, p in enumerate(frame["image_path"])]
     bad = [(i, problem) for i, problem in problems if problem is not None]
     if not bad:
         return frame, set()

@@ -155,6 +155,7 @@ class ChallengeDataModule(pl.LightningDataModule):
         augment_strength: float = 1.0,
         missing_images: MissingImagePolicy = "fail",
         image_check: ImageCheck = "exists",
+        max_image_pixels: int | None = None,
         max_train_bundles: int | None = None,
         query_crop: Sequence[float] | None = None,
         seed: int = 0,
@@ -197,7 +198,10 @@ class ChallengeDataModule(pl.LightningDataModule):
             return
         hp = self.hparams
         self.catalogue = load_catalogue(
-            self.data_dir, missing_images=hp.missing_images, image_check=hp.image_check
+            self.data_dir,
+            missing_images=hp.missing_images,
+            image_check=hp.image_check,
+            max_image_pixels=hp.max_image_pixels,
         )
         self.train_bundle_ids, self.val_bundle_ids = split_bundles(
             self.catalogue.train_bundle_ids, hp.val_fraction, hp.split_seed
@@ -228,6 +232,11 @@ class ChallengeDataModule(pl.LightningDataModule):
     @property
     def gallery_ids(self) -> list[str]:
         return list(self.cat.products["product_asset_id"])
+
+    @property
+    def gallery_paths(self) -> list[str]:
+        """The catalogue's image files, in :attr:`gallery_ids` order."""
+        return [str(p) for p in self.cat.products["image_path"]]
 
     def gallery_sections(self) -> dict[str, int]:
         """Product sections known without peeking at validation truth (training split only)."""
@@ -475,7 +484,7 @@ class ChallengeDataModule(pl.LightningDataModule):
         padding: float = 0.0,
     ) -> DataLoader:
         hp = self.hparams
-        dataset = ImageDataset(paths, eval_transform(size), crop, boxes, padding)
+        dataset = ImageDataset(paths, eval_transform(size), crop, boxes, padding, hp.max_image_pixels)
         return DataLoader(dataset, batch_size=hp.eval_batch_size, shuffle=False, num_workers=hp.num_workers)
 
     def _rank(self) -> tuple[int, int]:
@@ -487,6 +496,14 @@ class ChallengeDataModule(pl.LightningDataModule):
 
     def train_dataset(self) -> BundleDataset:
         hp = self.hparams
+        if not self.training_bundles():
+            # Lightning would run zero steps and exit 0, and the export would index untrained weights.
+            raise ValueError(
+                f"{self.data_dir}: no training bundles (training matches of {len(self.cat.train_bundle_ids)} "
+                f"bundle(s), {len(self.val_bundle_ids)} held out by data.val_fraction={hp.val_fraction}, "
+                f"data.max_train_bundles={hp.max_train_bundles}, data.train_queries={hp.train_queries}, "
+                f"images skipped: {self.cat.skipped or 'none'}); nothing to train on"
+            )
         negatives = hp.same_category_negatives or hp.mined_negatives
         dataset = BundleDataset(
             self.training_bundles(),
@@ -500,6 +517,7 @@ class ChallengeDataModule(pl.LightningDataModule):
             mined_negatives=hp.mined_negatives,
             mined_pool=hp.mined_pool,
             seed=hp.seed,
+            max_pixels=hp.max_image_pixels,
         )
         dataset.set_mined_negatives(self.mined_negatives)
         return dataset
@@ -558,7 +576,7 @@ class ChallengeDataModule(pl.LightningDataModule):
         return self._eval_loader(paths, self.crop_size, boxes=boxes)
 
     def gallery_dataloader(self) -> DataLoader:
-        return self._eval_loader([str(p) for p in self.cat.products["image_path"]], self.hparams.gallery_size)
+        return self._eval_loader(self.gallery_paths, self.hparams.gallery_size)
 
     def mining_query_loader(self) -> DataLoader:
         """The training bundle photos with the eval transform, in :meth:`training_bundles` order."""

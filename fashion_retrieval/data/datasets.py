@@ -185,7 +185,7 @@ class BundleDataset(Dataset):
     A negative is never in ``excluded``, and each product appears at most once per item. Encoding the bundle
     photo once for all its products costs a third of encoding it once per (bundle, product) pair.
     ``query_crop`` is the region of the bundle photo to keep (see :func:`crop_fraction`); an item with a
-    ``query_box`` keeps that box instead, grown by ``query_padding``.
+    ``query_box`` keeps that box instead, grown by ``query_padding``. ``max_pixels``: see :func:`load_rgb`.
     """
 
     def __init__(
@@ -202,6 +202,7 @@ class BundleDataset(Dataset):
         mined_negatives: int = 0,
         mined_pool: int | None = None,
         seed: int = 0,
+        max_pixels: int | None = None,
     ) -> None:
         if (same_category_negatives or mined_negatives) and products is None:
             raise ValueError("negatives need the product table (products=...)")
@@ -216,6 +217,7 @@ class BundleDataset(Dataset):
         self.mined_negatives = mined_negatives
         self.mined_pool = mined_pool
         self.seed = seed
+        self.max_pixels = max_pixels
         self.mined: dict[int, tuple[int, ...]] = {}
         self._pools = products.category_pools() if products is not None and same_category_negatives else {}
 
@@ -264,7 +266,7 @@ class BundleDataset(Dataset):
             assert self.products is not None
             paths += [self.products.paths[p] for p in negatives]
         query_rng = keyed_rng(self.seed, epoch, index, Stream.QUERY_AUGMENT)
-        photo = load_rgb(bundle.bundle_path)
+        photo = load_rgb(bundle.bundle_path, self.max_pixels)
         if bundle.query_box is None:
             query = crop_fraction(photo, self.query_crop)
         else:
@@ -272,7 +274,7 @@ class BundleDataset(Dataset):
         gallery = [
             seeded_apply(
                 self.gallery_transform,
-                load_rgb(path),
+                load_rgb(path, self.max_pixels),
                 keyed_rng(self.seed, epoch, index, Stream.GALLERY_AUGMENT, j),
             )
             for j, path in enumerate(paths)
@@ -326,6 +328,7 @@ class ImageDataset(Dataset):
     ``crop``: one region for every image, as fractions (:func:`crop_fraction`); ``boxes``: a region per
     image in pixels, ``(x1, y1, x2, y2)`` with ``x2``/``y2`` exclusive, or ``None`` for the whole image
     (e.g. garment crops: several items may share one photo), grown by ``padding`` and clipped to the image.
+    ``max_pixels``: see :func:`load_rgb`.
     """
 
     def __init__(
@@ -335,6 +338,7 @@ class ImageDataset(Dataset):
         crop: Sequence[float] | None = None,
         boxes: Sequence[Box | None] | None = None,
         padding: float = 0.0,
+        max_pixels: int | None = None,
     ) -> None:
         if boxes is not None and len(boxes) != len(paths):
             raise ValueError(f"{len(boxes)} boxes for {len(paths)} images")
@@ -345,12 +349,13 @@ class ImageDataset(Dataset):
         self.crop = crop
         self.boxes = boxes
         self.padding = padding
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
-        image = load_rgb(self.paths[index])
+        image = load_rgb(self.paths[index], self.max_pixels)
         if self.boxes is None:
             image = crop_fraction(image, self.crop)
         else:

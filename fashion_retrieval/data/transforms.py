@@ -6,22 +6,87 @@ turn a positive into a different product.
 
 from __future__ import annotations
 
+import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import albumentations as A
 import cv2
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
+from PIL import Image
 
 
-def load_rgb(path: str) -> np.ndarray:
-    """Read an image file as an ``(H, W, 3) uint8`` RGB array; a clear error names a broken file."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+def load_rgb(path: str, max_pixels: int | None = None) -> np.ndarray:
+    """Read an image file as an ``(H, W, 3) uint8`` RGB array; OSError naming the file when it is missing,
+    not an image, a truncated JPEG (libjpeg pads it with grey and only warns on stderr) or declares more
+    than ``max_pixels`` pixels (default ``PIL.Image.MAX_IMAGE_PIXELS``, PIL's decompression-bomb limit:
+    refused from the header, before any pixel is allocated)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise OSError(f"cannot read image {path}: {error.strerror or error}") from error
+    problem = image_bytes_problem(data, max_pixels)
+    if problem is not None:
+        raise OSError(f"cannot read image {path}: {problem}")
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise OSError(f"cannot read image {path} (missing, truncated or not an image)")
+        raise OSError(f"cannot read image {path} (truncated or not an image)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def image_bytes_problem(data: bytes, max_pixels: int | None = None) -> str | None:
+    """What makes the bytes of an image file unsafe or incomplete to decode, read from its header and
+    markers only (no pixel is decoded): more than ``max_pixels`` pixels (default PIL's
+    ``Image.MAX_IMAGE_PIXELS``), or a JPEG cut short. ``None`` when neither."""
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    try:
+        with warnings.catch_warnings():
+            # PIL warns above its limit and raises above twice it: the limit here is ours.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:  # parses the header only
+                width, height = image.size
+    except Image.DecompressionBombError as error:
+        return f"too many pixels ({error})"
+    except (OSError, ValueError, SyntaxError):
+        return None  # not something PIL reads: the decoder below says whether it is an image
+    if limit is not None and width * height > limit:
+        return (
+            f"{width} x {height} = {width * height:,} pixels, over the limit of {limit:,} "
+            "(data.max_image_pixels; a decompression bomb or a photo that needs resizing)"
+        )
+    if data[:2] == b"\xff\xd8" and jpeg_truncated(data):
+        return "truncated JPEG (no end-of-image marker after its image data)"
+    return None
+
+
+def jpeg_truncated(data: bytes) -> bool:
+    """True when the JPEG ``data`` ends before its end-of-image marker (EOI, ``FF D9``).
+
+    The segments before the first scan are walked by their lengths (an EXIF thumbnail holds an EOI of its
+    own); after it, ``FF D9`` cannot occur inside entropy-coded data (a data ``FF`` is followed by ``00``),
+    so its absence means the file was cut. Bytes after the EOI (padding, appended data) are fine.
+    """
+    position = 2
+    while True:
+        while position < len(data) and data[position] == 0xFF and position + 1 < len(data):
+            if data[position + 1] != 0xFF:
+                break
+            position += 1  # fill bytes
+        if position + 4 > len(data) or data[position] != 0xFF:
+            return True
+        marker = data[position + 1]
+        if marker == 0xDA:  # start of scan
+            return data.find(b"\xff\xd9", position) < 0
+        if marker == 0xD9:
+            return False
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
+            position += 2
+            continue
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
 
 
 def crop_fraction(image: np.ndarray, box: Sequence[float] | None) -> np.ndarray:

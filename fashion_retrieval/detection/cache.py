@@ -8,8 +8,8 @@ truncated file from another tool, a disk error) counts as a miss and is rewritte
 
 Ids are not content: a regenerated dataset, or another dataset in the same cache root, reuses image ids for
 other pictures. So each entry also records the SHA-256 of the image file
-(:func:`~fashion_retrieval.io.file_digest`), and an entry whose digest differs from the file's now is stale:
-a miss, rewritten.
+(:func:`~fashion_retrieval.io.content_digest`, memoised per file size and time), and an entry whose
+digest differs from the file's now is stale: a miss, rewritten.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class DetectionCache:
 
     def get(self, image_id: str, digest: str | None = None) -> list[Detection] | None:
         """The cached detections of ``image_id`` (possibly ``[]``), or ``None`` on a miss. With ``digest``
-        (``file_digest`` of the image now), an entry computed from other bytes is a (stale) miss."""
+        (``content_digest`` of the image now), an entry computed from other bytes is a (stale) miss."""
         path = self.directory / entry_name(image_id)
         if not path.is_file():
             self.misses += 1

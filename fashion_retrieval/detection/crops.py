@@ -16,7 +16,8 @@ from fashion_retrieval.data.transforms import load_rgb
 from fashion_retrieval.detection.cache import DetectionCache
 from fashion_retrieval.detection.geometry import pad_and_clip, select_detections
 from fashion_retrieval.detection.types import Detection, Detector
-from fashion_retrieval.io import file_digest
+from fashion_retrieval.io import content_digest
+from fashion_retrieval.locks import directory_lock
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def detect_crops(
     digests: list[str | None] = [None] * len(image_ids)
     if cache is not None:
         for position, image_id in enumerate(image_ids):
-            digests[position] = file_digest(image_paths[position])
+            digests[position] = content_digest(image_paths[position])
             found = cache.get(image_id, digests[position])
             if found is not None:
                 results[position] = found
@@ -134,8 +135,10 @@ def detect_crops_cached(
     cache_dir: str | Path | None,
 ) -> list[list[Detection]]:
     """:func:`detect_crops` with the cache of ``detector`` and ``settings`` under ``cache_dir``
-    (``None``: no cache)."""
-    cache = None
-    if cache_dir:
-        cache = DetectionCache(cache_dir, detector.fingerprint(), settings.cache_settings())
-    return detect_crops(detector, image_paths, image_ids, settings, cache)
+    (``None``: no cache). The cache entry's folder is locked meanwhile: another process detecting with the
+    same detector and settings (a sweep's parallel jobs) waits, then finds the detections cached."""
+    if not cache_dir:
+        return detect_crops(detector, image_paths, image_ids, settings, None)
+    cache = DetectionCache(cache_dir, detector.fingerprint(), settings.cache_settings())
+    with directory_lock(cache.directory, "garment detection", wait=True):
+        return detect_crops(detector, image_paths, image_ids, settings, cache)

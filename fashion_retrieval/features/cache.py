@@ -1,8 +1,10 @@
 """Feature cache: one directory of shards per fingerprint, reused across runs and sweeps, recomputed when
-the weights, preprocessing, crops or items change, and only trusted once its manifest exists."""
+the weights, image content, preprocessing, crops or items change, and only trusted once its manifest
+exists; one process writes an entry at a time (:func:`~fashion_retrieval.locks.directory_lock`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +18,7 @@ from fashion_retrieval.detection.fingerprint import settings_digest
 from fashion_retrieval.features.fingerprint import describe_dataset, feature_settings
 from fashion_retrieval.features.predict import FeatureExtractor, ShardWriter
 from fashion_retrieval.features.shards import read_manifest
+from fashion_retrieval.locks import directory_lock, is_launch_leader
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,28 @@ class FeatureCache:
             log.info("feature cache: reusing %s (%d items)", found, len(ids))
             return found
         directory = self.directory(fingerprint)
+        # One writer per entry: another process computing the same features (a sweep's parallel jobs) is
+        # waited for, then its entry reused. The other ranks of a distributed run write with the leader.
+        lock = directory_lock(directory, "feature extraction", wait=True) if is_launch_leader() else None
+        with lock or contextlib.nullcontext():
+            found = None if force else self.lookup(fingerprint)
+            if found is not None:
+                log.info("feature cache: reusing %s (%d items), written meanwhile", found, len(ids))
+                return found
+            self._compute(encoder, dataset, ids, method, views, directory, fingerprint, settings)
+        return directory
+
+    def _compute(
+        self,
+        encoder: nn.Module,
+        dataset: Dataset,
+        ids: Sequence[str],
+        method: str,
+        views: Sequence[str],
+        directory: Path,
+        fingerprint: str,
+        settings: dict[str, Any],
+    ) -> None:
         writer = ShardWriter(directory, ids, self.shard_size, fingerprint, settings)
         trainer = pl.Trainer(**{**self.trainer_options, **PREDICT_OPTIONS, "callbacks": [writer]})
         loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
@@ -120,7 +145,6 @@ class FeatureCache:
         trainer.predict(
             FeatureExtractor(encoder, method, views), dataloaders=loader, return_predictions=False
         )
-        return directory
 
 
 def ensure_features(

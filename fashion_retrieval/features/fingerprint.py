@@ -1,4 +1,5 @@
-"""What a cached feature depends on, reduced to one digest: weights, output, preprocessing, crops, items."""
+"""What a cached feature depends on, reduced to one digest: weights, output, image content, preprocessing,
+crops, items."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torch.utils.data import Dataset
 
 from fashion_retrieval.data.datasets import ImageDataset
 from fashion_retrieval.detection.fingerprint import settings_digest
+from fashion_retrieval.io import contents_digest
 
 __all__ = ["describe_dataset", "feature_settings", "module_digest", "weights_module"]
 
@@ -42,10 +44,13 @@ def weights_module(encoder: nn.Module, method: str) -> nn.Module:
 
 
 def describe_dataset(dataset: Dataset) -> dict[str, Any]:
-    """The preprocessing of an :class:`ImageDataset`: eval transform (albumentations' own serialisation:
-    resize size and interpolation), fractional crop, per-image boxes (digest) and their padding.
+    """The input of an :class:`ImageDataset`: the images' content (one digest over every file's SHA-256,
+    :func:`~fashion_retrieval.io.contents_digest`: ids are not content, a regenerated or re-downloaded
+    image keeps its id) and its preprocessing: eval transform (albumentations' own serialisation: resize
+    size and interpolation), fractional crop, per-image boxes (digest) and their padding.
 
-    Other datasets raise TypeError: pass their description as ``preprocessing=`` instead.
+    Other datasets raise TypeError: pass their description as ``preprocessing=`` instead (it must cover
+    the content of their items too).
     """
     if not isinstance(dataset, ImageDataset):
         raise TypeError(
@@ -60,6 +65,7 @@ def describe_dataset(dataset: Dataset) -> dict[str, Any]:
             {"boxes": [None if b is None else [float(v) for v in b] for b in dataset.boxes]}
         )
     return {
+        "images": contents_digest(dataset.paths),
         "transform": A.to_dict(dataset.transform),
         "crop": None if dataset.crop is None else list(dataset.crop),
         "boxes": boxes,

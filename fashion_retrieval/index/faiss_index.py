@@ -264,12 +264,14 @@ class EmbeddingIndex:
         expected_dim: int | None = None,
         expected_checkpoint_sha256: str | None = None,
         spec: IndexSpec | None = None,
+        expected_catalogue_sha256: str | None = None,
     ) -> EmbeddingIndex:
         """Read an index written by ``save``; ValueError/FileNotFoundError name the offending file.
 
         ``expected_*`` and ``spec`` (same type and build parameters; its search-time parameters and device
-        are applied) raise ``IndexMismatchError`` for an index built by another model, with another
-        dimension or another index type. Without ``spec`` the saved one is used, on the CPU.
+        are applied) raise ``IndexMismatchError`` for an index built by another model, from other catalogue
+        images (``catalogue_sha256`` of its metadata), with another dimension or another index type.
+        Without ``spec`` the saved one is used, on the CPU.
         """
         source = Path(directory)
         for name in (META_FILE, INDEX_FILE, IDS_FILE):
@@ -290,6 +292,12 @@ class EmbeddingIndex:
         saved = spec_from_metadata(meta["index_type"], meta.get("index_params") or {}, device="cpu")
         user_meta = meta.get("metadata") or {}
         _check_expected(source, meta, saved, user_meta, expected_dim, expected_checkpoint_sha256, spec)
+        recorded_images = user_meta.get("catalogue_sha256")
+        if expected_catalogue_sha256 is not None and recorded_images != expected_catalogue_sha256:
+            raise IndexMismatchError(
+                f"index in {source} was built from other catalogue images (digest {recorded_images}, "
+                f"the images now: {expected_catalogue_sha256})"
+            )
         try:
             cpu_index = faiss.read_index(str(source / INDEX_FILE))
         except RuntimeError as error:

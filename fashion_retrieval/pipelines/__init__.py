@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_retrieval.io import atomic_open
+from fashion_retrieval.locks import directory_lock, is_launch_leader
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.provenance import PROVENANCE_FILE, provenance
 from fashion_retrieval.pipelines.run_dir import (
@@ -54,23 +54,23 @@ STAGE_NAMES = (
 DISTRIBUTED_STAGES = ("train", "index")
 
 
-def is_launch_leader() -> bool:
-    """True in a plain run and in the first process of a distributed one (Lightning's launcher, torchrun
-    or SLURM, before any process group exists: the ranks come from the environment)."""
-    rank_variables = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")
-    return all(os.environ.get(name, "0") == "0" for name in rank_variables)
-
-
 def run_stages(cfg: DictConfig, stages: Sequence[str]) -> float | None:
     """Run ``stages`` in order in the current run directory; returns the validation Recall@15 when known
-    (:func:`sweep_objective`, the value Hydra sweepers optimise)."""
+    (:func:`sweep_objective`, the value Hydra sweepers optimise).
+
+    The run directory is locked for the whole invocation (:func:`~fashion_retrieval.locks.directory_lock`):
+    a second invocation writing the same directory meanwhile is refused, naming the holder."""
     unknown = [s for s in stages if s not in STAGE_NAMES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; choose from {list(STAGE_NAMES)}")
     output_dir = Path(cfg.paths.output_dir)
     if not is_launch_leader():
         return _run_as_follower(cfg, stages, output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    with directory_lock(output_dir, f"fashion-retrieval {' '.join(stages)}"):
+        return _run_as_leader(cfg, stages, output_dir)
+
+
+def _run_as_leader(cfg: DictConfig, stages: Sequence[str], output_dir: Path) -> float | None:
     with atomic_open(invocation_file(output_dir, CONFIG_FILE, stages), "w") as handle:
         handle.write(OmegaConf.to_yaml(cfg, resolve=True))
     write_json(invocation_file(output_dir, PROVENANCE_FILE, stages), provenance(cfg, stages))

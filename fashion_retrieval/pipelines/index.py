@@ -51,7 +51,9 @@ def build_index(
     """Embed the catalogue with ``encoder`` (from ``checkpoint``) in memory, save a ``spec`` index in
     ``index_dir``."""
     embeddings = embed_loader(encoder, datamodule.gallery_dataloader())
-    index = export_catalogue(index_dir, embeddings, datamodule.gallery_ids, checkpoint, spec)
+    index = export_catalogue(
+        index_dir, embeddings, datamodule.gallery_ids, checkpoint, spec, datamodule.gallery_paths
+    )
     _log_index(index, spec, index_dir)
     return index
 
@@ -98,6 +100,7 @@ def build_index_sharded(
         int(manifest["dim"]),
         checkpoint,
         spec,
+        datamodule.gallery_paths,
     )
     _log_index(index, spec, index_dir)
     return index

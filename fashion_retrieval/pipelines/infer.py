@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from fashion_retrieval.data.datamodule import ChallengeDataModule
 from fashion_retrieval.evaluation.submission import write_submission
 from fashion_retrieval.index.faiss_index import META_FILE, EmbeddingIndex, IndexMismatchError
-from fashion_retrieval.io import file_digest
+from fashion_retrieval.io import contents_digest, file_digest
 from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.pipelines.bundle_search import search_bundles
@@ -27,14 +27,17 @@ log = logging.getLogger(__name__)
 def load_or_build_index(
     cfg: DictConfig, encoder: ImageEncoder, datamodule: ChallengeDataModule, checkpoint: Path
 ) -> EmbeddingIndex:
-    """Reuse ``index.dir`` when it holds the configured index type built from this very checkpoint, else
-    build it."""
+    """Reuse ``index.dir`` when it holds the configured index type built from this very checkpoint and the
+    catalogue images as they are now (their content digest), else build it."""
     index_dir = Path(cfg.index.dir)
     spec = instantiate(cfg.index.spec)
     if (index_dir / META_FILE).is_file():
         try:
             index = EmbeddingIndex.load(
-                index_dir, expected_checkpoint_sha256=file_digest(checkpoint), spec=spec
+                index_dir,
+                expected_checkpoint_sha256=file_digest(checkpoint),
+                spec=spec,
+                expected_catalogue_sha256=contents_digest(datamodule.gallery_paths),
             )
         except IndexMismatchError as error:
             log.info("infer: %s; rebuilding", error)

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fashion_retrieval.callbacks import RetrievalEvaluator
+from fashion_retrieval.callbacks import RetrievalEvaluator, use_atomic_checkpoints
 from fashion_retrieval.models.checkpoint import checkpoint_encoder_config, load_checkpoint
 from fashion_retrieval.pipelines.context import RunContext
 
@@ -35,7 +35,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     model.encoder_config = checkpoint_encoder_config(encoder_cfg, model.encoder)
     callbacks = instantiate_callbacks(cfg)
     loggers = instantiate_loggers(cfg)
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = use_atomic_checkpoints(instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False))
     for lightning_logger in loggers:
         lightning_logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     resume = cfg.get("ckpt_path")
@@ -43,6 +43,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         load_checkpoint(resume)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
 
+    # The evaluator's history covers the epochs before a resume too (it is saved in the checkpoints).
     evaluator = next((c for c in callbacks if isinstance(c, RetrievalEvaluator)), None)
     metrics: dict[str, float] = {"train/epochs": float(trainer.current_epoch)}
     if evaluator and evaluator.history:

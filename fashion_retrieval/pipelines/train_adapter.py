@@ -35,6 +35,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
+from fashion_retrieval.callbacks.checkpointing import use_atomic_checkpoints
 from fashion_retrieval.callbacks.epoch_timer import EpochTimer
 from fashion_retrieval.data.datamodule import ChallengeDataModule, QuerySet
 from fashion_retrieval.detection.types import Detector
@@ -251,14 +252,16 @@ def fit_head(
         **images,
     )
     output_dir = context.output_dir / "adapter"
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer,
-        default_root_dir=str(output_dir),
-        logger=False,
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[timer := EpochTimer()],
+    trainer = use_atomic_checkpoints(
+        instantiate(
+            cfg.trainer,
+            default_root_dir=str(output_dir),
+            logger=False,
+            enable_checkpointing=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            callbacks=[timer := EpochTimer()],
+        )
     )
     trainer.fit(module, datamodule=datamodule)
     # The frozen backbone is not part of the head: head.pt loads whichever way it was trained.
