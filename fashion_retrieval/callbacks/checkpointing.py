@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import shutil
@@ -70,7 +71,9 @@ def checkpoint_write_error(path: Path, error: OSError) -> CheckpointWriteError:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to a temporary file beside the target, fsync, rename; remote URLs go to Lightning."""
+    """``torch.save`` to memory, then to a temporary file beside the target, fsync, rename; remote URLs go to
+    Lightning's writer. Serialised first (as Lightning does) because torch's file writer reports a failed
+    write as a ``RuntimeError`` ("unexpected pos") that no longer says the disk was full."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
@@ -79,9 +82,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
         target = Path(path)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
         try:
-            with atomic_path(target, durable=True) as tmp:
-                torch.save(checkpoint, tmp)
+            with atomic_path(target, durable=True) as tmp, open(tmp, "wb") as handle:
+                handle.write(buffer.getbuffer())
         except OSError as error:
             raise checkpoint_write_error(target, error) from error
 

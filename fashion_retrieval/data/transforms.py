@@ -29,6 +29,8 @@ def load_rgb(path: str, max_pixels: int | None = None) -> np.ndarray:
         data = Path(path).read_bytes()
     except OSError as error:
         raise OSError(f"cannot read image {path}: {error.strerror or error}") from error
+    if not data:
+        raise OSError(f"cannot read image {path}: the file is empty")
     problem = image_bytes_problem(data, max_pixels)
     if problem is not None:
         raise OSError(f"cannot read image {path}: {problem}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -14,11 +16,13 @@ from test_configs import compose_config
 from fashion_retrieval.features.shards import MANIFEST_FILE
 from fashion_retrieval.index.embeddings import load_embeddings
 from fashion_retrieval.index.export import EMBEDDINGS_FILE
-from fashion_retrieval.index.faiss_index import EmbeddingIndex
-from fashion_retrieval.io import file_digest
+from fashion_retrieval.index.faiss_index import EmbeddingIndex, IndexMismatchError
+from fashion_retrieval.io import contents_digest, file_digest
+from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.generate import generate
-from fashion_retrieval.pipelines.index import index
+from fashion_retrieval.pipelines.index import datamodule_for, index
+from fashion_retrieval.pipelines.infer import load_or_build_index
 
 ENCODER = {
     "_target_": "fashion_retrieval.models.encoder.ImageEncoder",
@@ -89,3 +93,45 @@ def test_index_stage_builds_from_the_cache_and_reuses_it(workspace) -> None:
     queries = in_memory[:10]
     assert built.search_ids(queries, 5) == EmbeddingIndex.load(root / "in_memory").search_ids(queries, 5)
     assert built.search_ids(queries, 5) == EmbeddingIndex.load(root / "again").search_ids(queries, 5)
+
+
+def test_a_changed_image_invalidates_its_features_and_the_index_built_from_them(workspace, tmp_path) -> None:
+    """Ids are not content: a packshot replaced under the same id gets new features (a new cache entry), the
+    index stage's index changes, and ``infer``/``validate`` do not reuse an index of the old images."""
+    _, data_dir, checkpoint = workspace
+    copied = tmp_path / "data"
+    shutil.copytree(data_dir, copied)
+    cfg = stage_config(workspace, "unused", f"paths.data_dir={copied}")
+    with open_dict(cfg):
+        cfg.index.dir = str(tmp_path / "index")
+        cfg.features.cache_dir = str(tmp_path / "cache")
+    index(cfg, RunContext(output_dir=tmp_path))
+    before, ids = load_embeddings(tmp_path / "index" / EMBEDDINGS_FILE)
+
+    changed = sorted((copied / "images" / "products").iterdir())[3]
+    original = changed.read_bytes()
+    cv2.imwrite(str(changed), 255 - cv2.imread(str(changed)))  # same id and path, other pixels
+    index(cfg, RunContext(output_dir=tmp_path))
+    after, _ = load_embeddings(tmp_path / "index" / EMBEDDINGS_FILE)
+    entries = [p for p in (tmp_path / "cache").iterdir() if (p / MANIFEST_FILE).is_file()]
+    assert len(entries) == 2, "the changed image's features were recomputed, not read from the old entry"
+    row = ids.index(changed.stem)
+    assert not np.allclose(after[row], before[row], atol=1e-4)
+    np.testing.assert_allclose(np.delete(after, row, 0), np.delete(before, row, 0), atol=1e-5)
+
+    # An index of the old images is rebuilt by infer/validate, not reused.
+    shutil.copytree(tmp_path / "index", tmp_path / "stale")
+    changed.write_bytes(original)
+    encoder = load_encoder(checkpoint)
+    datamodule = datamodule_for(cfg, encoder)
+    with pytest.raises(IndexMismatchError, match="other catalogue images"):
+        EmbeddingIndex.load(
+            tmp_path / "stale", expected_catalogue_sha256=contents_digest(datamodule.gallery_paths)
+        )
+    with open_dict(cfg):
+        cfg.index.dir = str(tmp_path / "stale")
+    load_or_build_index(cfg, encoder, datamodule, checkpoint)
+    restored, _ = load_embeddings(tmp_path / "stale" / EMBEDDINGS_FILE)
+    np.testing.assert_allclose(restored, before, atol=1e-5)
+    now = contents_digest(datamodule.gallery_paths)
+    EmbeddingIndex.load(tmp_path / "stale", expected_catalogue_sha256=now)
