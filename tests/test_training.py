@@ -3,10 +3,12 @@ and Lightning DDP with two CPU processes through the real entry point."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import pytorch_lightning as pl
@@ -16,6 +18,11 @@ from payloads import write_pickle_payload
 from test_configs import EXPERIMENTS, compose_config
 from tiny_models import tiny_clip_model
 
+from fashion_retrieval.callbacks import RetrievalEvaluator
+from fashion_retrieval.index.embeddings import load_embeddings
+from fashion_retrieval.index.export import EMBEDDINGS_FILE
+from fashion_retrieval.index.faiss_index import META_FILE
+from fashion_retrieval.io import file_digest
 from fashion_retrieval.models.checkpoint import CheckpointError
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.train import train
@@ -177,3 +184,54 @@ def test_ddp_with_two_cpu_processes_through_the_cli(tiny_data, tmp_path):
     assert (run_dir / "checkpoints/best.ckpt").is_file()
     assert "val/recall@15" in (run_dir / "metrics.json").read_text()
     assert not list(run_dir.glob("config_resolved_*.yaml")), "rank 1 must not write the run's files"
+
+
+SCRIPTED_RECALL = (0.1, 0.5, 0.2, 0.3)  # by epoch: epoch 1 is the best, later epochs are worse
+
+
+class ScriptedEvaluator(RetrievalEvaluator):
+    """The real validation, with Recall@15 replaced by :data:`SCRIPTED_RECALL`."""
+
+    def validation_metrics(self, trainer: pl.Trainer) -> dict[str, float]:
+        return {**super().validation_metrics(trainer), "recall@15": SCRIPTED_RECALL[trainer.current_epoch]}
+
+
+def test_resume_keeps_the_best_model_in_a_new_and_in_the_same_directory(tiny_data, tiny_clip_dir, tmp_path):
+    """Killed after its best epoch (1) and resumed from ``last.ckpt`` for two worse epochs: best.ckpt, the
+    metrics and the exported index stay those of epoch 1, whether the resumed run writes a new directory
+    (Lightning drops the best score there) or the same one (the metrics once read only this process's
+    epochs)."""
+    recipe = [
+        "experiment=tiny",
+        f"callbacks.retrieval_evaluator._target_={__name__}.ScriptedEvaluator",
+        "callbacks.early_stopping=null",
+        "trainer.max_epochs=4",
+    ]
+
+    def fit(run_dir: Path, *overrides: str) -> dict[str, float]:
+        cfg = tiny_config([*recipe, *overrides], tiny_data, run_dir, tiny_clip_dir)
+        return train(cfg, RunContext(output_dir=run_dir))
+
+    def saved(path: Path) -> dict:
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    killed = tmp_path / "killed"
+    fit(killed, f"+callbacks.kill._target_={__name__}.KillAfterEpoch", "+callbacks.kill.epoch=1")
+    best = saved(killed / "checkpoints/best.ckpt")
+    assert best["epoch"] == 1
+
+    for run_dir in (tmp_path / "resumed", killed):
+        metrics = fit(run_dir, f"ckpt_path={killed / 'checkpoints/last.ckpt'}")
+        assert saved(run_dir / "checkpoints/last.ckpt")["epoch"] == 3, "the resumed run trained on"
+        assert metrics["val/best_epoch"] == 1.0 and metrics["val/recall@15"] == 0.5
+        kept = saved(run_dir / "checkpoints/best.ckpt")
+        assert kept["epoch"] == 1
+        for name, tensor in best["state_dict"].items():
+            torch.testing.assert_close(kept["state_dict"][name], tensor, msg=name)
+        meta = json.loads((run_dir / "index" / META_FILE).read_text())["metadata"]
+        assert meta["checkpoint"] == str(run_dir / "checkpoints/best.ckpt")
+        assert meta["checkpoint_sha256"] == file_digest(run_dir / "checkpoints/best.ckpt")
+        if run_dir != killed:
+            exported, _ = load_embeddings(run_dir / "index" / EMBEDDINGS_FILE)
+            expected, _ = load_embeddings(killed / "index" / EMBEDDINGS_FILE)
+            np.testing.assert_allclose(exported, expected, atol=1e-5)

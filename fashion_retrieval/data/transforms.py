@@ -36,7 +36,7 @@ def load_rgb(path: str, max_pixels: int | None = None) -> np.ndarray:
         raise OSError(f"cannot read image {path}: {problem}")
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise OSError(f"cannot read image {path} (truncated or not an image)")
+        raise OSError(f"cannot read image {path}: truncated or not an image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -44,6 +44,8 @@ def image_bytes_problem(data: bytes, max_pixels: int | None = None) -> str | Non
     """What makes the bytes of an image file unsafe or incomplete to decode, read from its header and
     markers only (no pixel is decoded): more than ``max_pixels`` pixels (default PIL's
     ``Image.MAX_IMAGE_PIXELS``), or a JPEG cut short. ``None`` when neither."""
+    if data[:2] == b"\xff\xd8" and jpeg_truncated(data):
+        return "truncated JPEG (no end-of-image marker after its image data)"
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     try:
         with warnings.catch_warnings():
@@ -60,8 +62,6 @@ def image_bytes_problem(data: bytes, max_pixels: int | None = None) -> str | Non
             f"{width} x {height} = {width * height:,} pixels, over the limit of {limit:,} "
             "(data.max_image_pixels; a decompression bomb or a photo that needs resizing)"
         )
-    if data[:2] == b"\xff\xd8" and jpeg_truncated(data):
-        return "truncated JPEG (no end-of-image marker after its image data)"
     return None
 
 
