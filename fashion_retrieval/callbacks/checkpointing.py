@@ -38,6 +38,7 @@ __all__ = [
     "CheckpointWriteError",
     "carry_best_checkpoint",
     "checkpoint_write_error",
+    "copy_checkpoint",
     "use_atomic_checkpoints",
 ]
 
@@ -110,12 +111,19 @@ def carry_best_checkpoint(source: str | os.PathLike[str], directory: str | os.Pa
             "resume in its run directory"
         )
     target = Path(directory) / source.name
+    copy_checkpoint(source, target)
+    return target
+
+
+def copy_checkpoint(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Copy a checkpoint file to ``target`` atomically (temporary file beside it, fsync, rename); a failed
+    write raises :func:`checkpoint_write_error`, ``target``'s previous content intact."""
+    target = Path(target)
     try:
         with atomic_path(target, durable=True) as tmp:
             shutil.copyfile(source, tmp)
     except OSError as error:
         raise checkpoint_write_error(target, error) from error
-    return target
 
 
 class BestCheckpoint(ModelCheckpoint):

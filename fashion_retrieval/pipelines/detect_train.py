@@ -8,15 +8,14 @@ are exactly the data module's, so the detector never trains on the bundles retri
 from __future__ import annotations
 
 import logging
-import shutil
 
 from omegaconf import DictConfig, OmegaConf
 
+from fashion_retrieval.callbacks.checkpointing import copy_checkpoint
 from fashion_retrieval.data.catalogue import load_catalogue, read_garment_boxes, split_bundles
 from fashion_retrieval.detection.groups import validate_group_map
 from fashion_retrieval.detection.ultralytics_dataset import write_ultralytics_dataset
 from fashion_retrieval.detection.yolo import load_yolo, train_yolo
-from fashion_retrieval.io import atomic_path
 from fashion_retrieval.pipelines.context import RunContext
 
 log = logging.getLogger(__name__)
@@ -64,8 +63,7 @@ def detect_train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         **OmegaConf.to_container(settings.extra, resolve=True),
     )
     best = detector_dir / "best.pt"
-    with atomic_path(best) as tmp:
-        shutil.copyfile(trained.best, tmp)
+    copy_checkpoint(trained.best, best)
     log.info(
         "detect-train: %s (validation mAP50 %.4f, mAP50-95 %.4f, %.0f s); use it with "
         "detector=yolo detector.weights=%s",
