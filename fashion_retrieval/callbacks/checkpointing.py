@@ -42,7 +42,7 @@ __all__ = [
     "use_atomic_checkpoints",
 ]
 
-# "No space left", "quota exceeded", "file too large" (a size limit): the disk, not the checkpoint.
+# "No space left", "quota exceeded", "file too large" (a size limit): where it is written, not what.
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
@@ -59,9 +59,10 @@ def checkpoint_write_error(path: Path, error: OSError) -> CheckpointWriteError:
             free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free"
         except OSError:
             free = "free space unknown"
+        cause = "a file-size limit (ulimit -f) was reached" if error.errno == errno.EFBIG else "it is full"
         advice = (
-            f"the disk holding {path.parent} is full ({free}). Free space there, or send the outputs to "
-            "a disk with room (paths.output_dir=...), then resume with "
+            f"the disk holding {path.parent} has {free} and {cause}. Make room there, or send the outputs "
+            "to a disk with room (paths.output_dir=...), then resume with "
             "ckpt_path=<run dir>/checkpoints/last.ckpt"
         )
     else:
