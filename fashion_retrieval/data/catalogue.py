@@ -183,12 +183,12 @@ def image_problem(path: Path, check: ImageCheck, max_pixels: int | None = None) 
     if not path.is_file():
         return "missing"
     if check == "decode":
-        from fashion_retrieval.data.transforms import load_rgb
+        from fashion_retrieval.data.transforms import ImageReadError, load_rgb
 
         try:
             load_rgb(str(path), max_pixels)
-        except OSError as error:
-            return f"unreadable ({str(error).removeprefix(f'cannot read image {path}').lstrip(': ')})"
+        except ImageReadError as error:
+            return f"unreadable ({error.reason})"
     return None
 
 

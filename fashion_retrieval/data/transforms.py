@@ -20,23 +20,30 @@ from albumentations.pytorch import ToTensorV2
 from PIL import Image
 
 
+class ImageReadError(OSError):
+    """An image file that cannot be used; ``reason`` says why without the path."""
+
+    def __init__(self, path: str, reason: str = "") -> None:
+        # One argument is a whole message: how a DataLoader worker's exception is rebuilt in the parent.
+        super().__init__(f"cannot read image {path}: {reason}" if reason else path)
+        self.reason = reason
+
+
 def load_rgb(path: str, max_pixels: int | None = None) -> np.ndarray:
-    """Read an image file as an ``(H, W, 3) uint8`` RGB array; OSError naming the file when it is missing,
-    not an image, a truncated JPEG (libjpeg pads it with grey and only warns on stderr) or declares more
-    than ``max_pixels`` pixels (default ``PIL.Image.MAX_IMAGE_PIXELS``, PIL's decompression-bomb limit:
-    refused from the header, before any pixel is allocated)."""
+    """Read an image file as an ``(H, W, 3) uint8`` RGB array; ImageReadError (an OSError) naming the file
+    when it is missing, not an image, a truncated JPEG (libjpeg pads it with grey and only warns on stderr)
+    or declares more than ``max_pixels`` pixels (default ``PIL.Image.MAX_IMAGE_PIXELS``, PIL's
+    decompression-bomb limit: refused from the header, before any pixel is allocated)."""
     try:
         data = Path(path).read_bytes()
     except OSError as error:
-        raise OSError(f"cannot read image {path}: {error.strerror or error}") from error
-    if not data:
-        raise OSError(f"cannot read image {path}: the file is empty")
-    problem = image_bytes_problem(data, max_pixels)
+        raise ImageReadError(path, str(error.strerror or error)) from error
+    problem = "the file is empty" if not data else image_bytes_problem(data, max_pixels)
     if problem is not None:
-        raise OSError(f"cannot read image {path}: {problem}")
+        raise ImageReadError(path, problem)
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise OSError(f"cannot read image {path}: truncated or not an image")
+        raise ImageReadError(path, "truncated or not an image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
