@@ -240,6 +240,12 @@ def fit_head(
     if cfg.adapter.get("head_path"):  # an earlier run's head: only the search after it changes
         load_head(module, Path(cfg.adapter.head_path))
         return module.eval(), {}
+    if not pairs:
+        # Lightning would run zero steps and exit 0, and the untrained head would be scored as trained.
+        raise ValueError(
+            f"train-adapter: no training pairs (adapter.pairs={cfg.adapter.pairs}: the training bundles gave "
+            "no crop or box for any of their products); nothing to train the head on"
+        )
     images = {}
     if backbone is not None:
         images = {"query_images": backbone.query_images, "catalogue_images": backbone.catalogue_images}

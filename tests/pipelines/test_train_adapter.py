@@ -14,6 +14,7 @@ from payloads import write_pickle_payload
 from test_configs import compose_config
 
 from fashion_retrieval.features import load_features
+from fashion_retrieval.features.shards import write_manifest, write_parts
 from fashion_retrieval.models.adapter_module import FrozenFeatureExtractor
 from fashion_retrieval.models.checkpoint import CheckpointError
 from fashion_retrieval.pipelines.context import RunContext
@@ -23,6 +24,7 @@ from fashion_retrieval.pipelines.train_adapter import (
     AdapterFeatures,
     closest_crops,
     crop_ids,
+    fit_head,
     frozen_encoder,
     load_head,
     train_adapter,
@@ -183,3 +185,12 @@ def test_a_head_file_is_read_as_data_only(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"head\.pt: refused"):
         load_head(torch.nn.Linear(2, 2), path)  # type: ignore[arg-type]
     assert not marker.exists()
+
+
+def test_a_head_is_not_trained_on_zero_pairs(tmp_path) -> None:
+    catalogue = tmp_path / "catalogue"
+    write_parts(catalogue, np.eye(3, 4, dtype=np.float32), np.arange(3), shard_size=8, rank=0, seq=0)
+    write_manifest(catalogue, ["a", "b", "c"], dim=4, shard_size=8, fingerprint="f")
+    cfg = adapter_config(tmp_path, tmp_path / "out", tmp_path / "logs", "residual_adapter")
+    with pytest.raises(ValueError, match="no training pairs"):
+        fit_head(cfg, RunContext(output_dir=tmp_path / "out"), tmp_path / "queries", catalogue, [], None)
