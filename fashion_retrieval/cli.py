@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "baselines": "score random, colour-histogram and pretrained-backbone retrieval on validation",
     "detect-train": "train the YOLO garment detector on the synthetic boxes; writes detector/best.pt",
     "train-adapter": "train head= on cached frozen-backbone crop features, score the validation bundles",
+    "wise-ft": "interpolate ckpt_path's backbone with its pretrained weights (wise_ft.alpha); new checkpoint",
     "index": "embed the catalogue with ckpt_path and build the FAISS index",
     "validate": "score the validation bundles with ckpt_path through detector=none|zones|yolo|truth",
     "infer": "write submission.csv for the test bundles with ckpt_path",

@@ -153,6 +153,7 @@ class ChallengeDataModule(pl.LightningDataModule):
         val_fraction: float = 0.1,
         split_seed: int = 0,
         augment_strength: float = 1.0,
+        domain_randomization: float = 0.0,
         missing_images: MissingImagePolicy = "fail",
         image_check: ImageCheck = "exists",
         max_image_pixels: int | None = None,
@@ -507,8 +508,12 @@ class ChallengeDataModule(pl.LightningDataModule):
         negatives = hp.same_category_negatives or hp.mined_negatives
         dataset = BundleDataset(
             self.training_bundles(),
-            train_transform(self.training_query_size, QUERY_AUGMENTATION, hp.augment_strength),
-            train_transform(hp.gallery_size, GALLERY_AUGMENTATION, hp.augment_strength),
+            train_transform(
+                self.training_query_size, QUERY_AUGMENTATION, hp.augment_strength, hp.domain_randomization
+            ),
+            train_transform(
+                hp.gallery_size, GALLERY_AUGMENTATION, hp.augment_strength, hp.domain_randomization
+            ),
             max_products=hp.max_products_per_bundle,
             query_crop=hp.query_crop,
             query_padding=hp.garment_padding,

@@ -143,18 +143,53 @@ QUERY_AUGMENTATION = AugmentationStrengths(0.25, 0.1, 0.25, 0.1, 0.8, 0.1)
 GALLERY_AUGMENTATION = AugmentationStrengths(0.15, 0.05, 0.1, 0.0, 0.5, 0.0)
 
 
+def domain_randomisation(strength: float) -> list[A.BasicTransform]:
+    """Photometric and texture randomisation, each step applied with probability ``strength`` (0: none).
+
+    Rendered packshots and bundles are cleaner than photos: tone curves and gamma (exposure, camera
+    response), sensor noise, and texture changes (sharpening, embossing, down-sampling, JPEG artefacts) keep
+    the model from relying on rendering-clean surfaces. Every step is channel-uniform: no hue shift (see
+    the module docstring)."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"domain randomisation strength must be in [0, 1], got {strength}")
+    if strength == 0:
+        return []
+    return [
+        A.OneOf([A.RandomGamma(gamma_limit=(60, 150)), A.RandomToneCurve(scale=0.2)], p=strength),
+        A.OneOf(
+            [
+                A.GaussNoise(std_range=(0.02, 0.08), per_channel=False),
+                A.MultiplicativeNoise(multiplier=(0.85, 1.15), per_channel=False, elementwise=True),
+            ],
+            p=strength,
+        ),
+        A.OneOf(
+            [
+                A.Sharpen(alpha=(0.2, 0.6)),
+                A.Emboss(alpha=(0.2, 0.6), strength=(0.3, 1.0)),
+                A.Downscale(scale_range=(0.35, 0.7)),
+                A.ImageCompression(quality_range=(30, 80)),
+            ],
+            p=strength,
+        ),
+    ]
+
+
 def train_transform(
     size: Sequence[int],
     augmentation: AugmentationStrengths,
     strength: float = 1.0,
+    domain_randomization: float = 0.0,
 ) -> A.Compose:
-    """Crop jitter, flip, light and blur scaled by ``strength`` (0 gives :func:`eval_transform`)."""
-    if strength <= 0:
+    """Crop jitter, flip, light and blur scaled by ``strength`` (0: resize only), then
+    :func:`domain_randomisation` at ``domain_randomization``; both 0 give :func:`eval_transform`."""
+    randomisation = domain_randomisation(domain_randomization)
+    if strength <= 0 and not randomisation:
         return eval_transform(size)
     height, width = size
     aspect = width / height
     jitter = augmentation.aspect_jitter
-    return A.Compose(
+    steps: list[A.BasicTransform] = (
         [
             A.RandomResizedCrop(
                 size=(height, width),
@@ -171,9 +206,11 @@ def train_transform(
                 p=augmentation.light_probability,
             ),
             A.GaussianBlur(blur_limit=(3, 3), p=augmentation.blur_probability * strength),
-            ToTensorV2(),
         ]
+        if strength > 0
+        else [A.Resize(height, width, interpolation=cv2.INTER_AREA)]
     )
+    return A.Compose([*steps, *randomisation, ToTensorV2()])
 
 
 def apply(transform: A.Compose, image: np.ndarray) -> torch.Tensor:

@@ -5,6 +5,7 @@ Every loss module is called as ``loss(query (B, D), gallery (P, D), positive_mas
 negative-only columns.
 """
 
+from fashion_retrieval.losses.anchor import feature_distillation, l2_sp_penalty
 from fashion_retrieval.losses.common import TemperatureMixin, similarity_float32
 from fashion_retrieval.losses.infonce import InfoNCELoss, info_nce
 from fashion_retrieval.losses.masks import label_in, pair_masks
@@ -20,7 +21,9 @@ __all__ = [
     "TripletLoss",
     "append_negatives",
     "cosine_to_euclidean",
+    "feature_distillation",
     "info_nce",
+    "l2_sp_penalty",
     "label_in",
     "pair_masks",
     "similarity_float32",

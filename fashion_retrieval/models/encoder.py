@@ -82,7 +82,12 @@ class ImageEncoder(nn.Module):
         return self.backbone.native_input_size
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.head(self._features(images)).float(), dim=-1)
+        return self.encode(images)[1]
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, F)`` pooled backbone features (not normalised) and the ``(B, embedding_dim)`` embedding."""
+        features = self._features(images)
+        return features, F.normalize(self.head(features).float(), dim=-1)
 
     def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, F)`` L2-normalised backbone features, bypassing the head (the "before fine-tuning" view)."""

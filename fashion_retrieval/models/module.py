@@ -6,6 +6,7 @@ Retrieval metrics are computed by :class:`fashion_retrieval.callbacks.RetrievalE
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import pytorch_lightning as pl
@@ -13,10 +14,12 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from fashion_retrieval.losses.anchor import DistillKind, feature_distillation, l2_sp_penalty
 from fashion_retrieval.losses.masks import pair_masks
 from fashion_retrieval.losses.memory import CrossBatchMemory, append_negatives
 from fashion_retrieval.models.distributed import all_gather_uneven, is_distributed
 from fashion_retrieval.models.encoder import ImageEncoder
+from fashion_retrieval.models.layer_decay import layerwise_parameter_groups
 
 QUERY_LOADER, GALLERY_LOADER = 0, 1
 
@@ -33,6 +36,15 @@ class RetrievalModule(pl.LightningModule):
         backbone_lr: learning rate of the backbone; ``None`` keeps the optimiser's lr for everything.
         memory_size: length of the cross-batch memory of product embeddings used as extra negatives
             (:class:`fashion_retrieval.losses.CrossBatchMemory`); 0 turns it off.
+        layer_decay: layer-wise learning-rate decay of the backbone (one group per block, the top one at
+            ``backbone_lr``, each block below ``layer_decay`` times slower; layer_decay.py); ``None``: off.
+        l2_sp: weight of the L2-SP penalty ``sum ||w - w_pretrained||^2`` over the trainable backbone
+            weights, which then get no weight decay (it would pull them towards zero instead); 0: off.
+        distill: weight of the feature distillation of the backbone's pooled features of the training
+            images towards those of the frozen pretrained backbone (``distill_kind``: cosine | mse); 0: off.
+
+    L2-SP and distillation keep a frozen copy of the pretrained backbone (``pretrained_backbone``, saved in
+    training checkpoints so that resuming keeps the anchor; :func:`~.checkpoint.load_encoder` ignores it).
 
     Under DDP the batch is gathered from every process before the loss (see :meth:`training_step`).
 
@@ -49,6 +61,10 @@ class RetrievalModule(pl.LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         backbone_lr: float | None = None,
         memory_size: int = 0,
+        layer_decay: float | None = None,
+        l2_sp: float = 0.0,
+        distill: float = 0.0,
+        distill_kind: DistillKind = "cosine",
     ) -> None:
         super().__init__()
         # Optimiser and scheduler factories are Hydra partials: kept out of the checkpoint's hyperparameters
@@ -60,6 +76,20 @@ class RetrievalModule(pl.LightningModule):
         self.loss = loss
         self.memory = CrossBatchMemory(memory_size, encoder.embedding_dim) if memory_size > 0 else None
         self.encoder_config: dict | None = None
+        self.pretrained_backbone: nn.Module | None = None
+        if l2_sp > 0 or distill > 0:
+            backbone = getattr(encoder, "backbone", None)
+            if not isinstance(backbone, nn.Module):
+                raise ValueError(
+                    "model.l2_sp and model.distill need an encoder with one backbone (ImageEncoder)"
+                )
+            self.pretrained_backbone = copy.deepcopy(backbone).requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> RetrievalModule:
+        super().train(mode)
+        if self.pretrained_backbone is not None:
+            self.pretrained_backbone.eval()  # the teacher's batch-norm statistics stay the pretrained ones
+        return self
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["encoder_config"] = self.encoder_config
@@ -68,7 +98,7 @@ class RetrievalModule(pl.LightningModule):
         return self.encoder(images)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, batch_size = self.batch_loss(batch)
+        loss, batch_size, features = self.batch_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         temperature = getattr(self.loss, "current_temperature", None)
         if temperature is not None:
@@ -79,14 +109,48 @@ class RetrievalModule(pl.LightningModule):
         # Under DDP each process back-propagates only into its own embeddings: scaling by the world size
         # makes the gradient, after DDP averages it, that of one process holding the global batch.
         world_size = torch.distributed.get_world_size() if is_distributed() else 1
-        return loss * world_size
+        # The regularisers are each process's own (distillation of its images, L2-SP of the shared
+        # weights): DDP's averaging then gives their mean, so they are not scaled by the world size.
+        return loss * world_size + self.regularisation(batch, features, batch_size)
 
-    def batch_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        """The contrastive loss of a training batch (gathered from every DDP process) and the global
-        number of bundles. Batch keys: ``query``, ``gallery``, ``query_products``, ``query_excluded``,
-        ``gallery_label`` (see :func:`fashion_retrieval.data.datasets.collate_bundles`)."""
-        query = self(batch["query"])
-        gallery = self(batch["gallery"])
+    def regularisation(
+        self, batch: dict[str, torch.Tensor], features: list[torch.Tensor], batch_size: int
+    ) -> torch.Tensor | float:
+        """``distill * distillation + l2_sp * L2-SP`` (0 when both are off); ``features`` are the
+        backbone's pooled features of ``batch["query"]`` and ``batch["gallery"]``."""
+        hp = self.hparams
+        total: torch.Tensor | float = 0.0
+        if hp.distill > 0:
+            assert self.pretrained_backbone is not None
+            with torch.no_grad():
+                teacher = [self.pretrained_backbone(batch[key]) for key in ("query", "gallery")]
+            distill = feature_distillation(torch.cat(features), torch.cat(teacher), hp.distill_kind)
+            self.log("train/distill", distill, batch_size=batch_size)
+            total = total + hp.distill * distill
+        if hp.l2_sp > 0:
+            assert self.pretrained_backbone is not None
+            anchors = dict(self.pretrained_backbone.named_parameters())
+            trainable = [
+                (p, anchors[n]) for n, p in self.encoder.backbone.named_parameters() if p.requires_grad
+            ]
+            penalty = l2_sp_penalty([p for p, _ in trainable], [a for _, a in trainable])
+            self.log("train/l2_sp", penalty, batch_size=batch_size)
+            total = total + hp.l2_sp * penalty
+        return total
+
+    def batch_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, list[torch.Tensor]]:
+        """The contrastive loss of a training batch (gathered from every DDP process), the global
+        number of bundles and, when distilling, this process's pooled backbone features of the query and
+        gallery images (else an empty list). Batch keys: ``query``, ``gallery``, ``query_products``,
+        ``query_excluded``, ``gallery_label`` (:func:`fashion_retrieval.data.datasets.collate_bundles`)."""
+        features: list[torch.Tensor] = []
+        if self.hparams.distill > 0:
+            query_features, query = self.encoder.encode(batch["query"])
+            gallery_features, gallery = self.encoder.encode(batch["gallery"])
+            features = [query_features, gallery_features]
+        else:
+            query = self(batch["query"])
+            gallery = self(batch["gallery"])
         query_products, query_excluded = batch["query_products"], batch["query_excluded"]
         gallery_labels = batch["gallery_label"]
         if is_distributed():
@@ -106,7 +170,7 @@ class RetrievalModule(pl.LightningModule):
         if self.memory is not None:
             # Enqueued after use: a product is never its own negative through the memory in this step.
             self.memory.enqueue(gallery.detach(), gallery_labels)
-        return loss, query.shape[0]
+        return loss, query.shape[0], features
 
     def validation_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
@@ -122,13 +186,29 @@ class RetrievalModule(pl.LightningModule):
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in grouped]
         if rest:
             groups.append({"params": rest, "name": "loss", "weight_decay": 0.0})
-        if encoder_groups["backbone"]:
-            group: dict = {"params": encoder_groups["backbone"], "name": "backbone"}
-            if self.hparams.backbone_lr is not None:
-                group["lr"] = self.hparams.backbone_lr
-            groups.append(group)
+        groups.extend(self._backbone_groups(encoder_groups["backbone"]))
         optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         scheduler = self.scheduler_factory(optimizer, total_steps=self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _backbone_groups(self, parameters: list[nn.Parameter]) -> list[dict]:
+        """The backbone's optimiser group(s): one at ``backbone_lr``, or one per block with layer decay."""
+        hp = self.hparams
+        if not parameters:
+            return []
+        if hp.layer_decay is None:
+            groups: list[dict] = [{"params": parameters, "name": "backbone"}]
+            if hp.backbone_lr is not None:
+                groups[0]["lr"] = hp.backbone_lr
+        else:
+            if hp.backbone_lr is None or not isinstance(getattr(self.encoder, "backbone", None), nn.Module):
+                raise ValueError("model.layer_decay needs model.backbone_lr and an encoder with one backbone")
+            groups = layerwise_parameter_groups(
+                self.encoder.backbone, parameters, hp.backbone_lr, hp.layer_decay
+            )
+        if hp.l2_sp > 0:
+            for group in groups:
+                group["weight_decay"] = 0.0
+        return groups

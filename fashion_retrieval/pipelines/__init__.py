@@ -40,6 +40,7 @@ STAGE_NAMES = (
     "baselines",
     "detect_train",
     "train_adapter",
+    "wise_ft",
     "index",
     "validate",
     "infer",

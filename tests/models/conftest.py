@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+import timm
+import torch
 from tiny_models import tiny_clip_model, tiny_vision_model
 
 
@@ -20,3 +22,12 @@ def vision_clip_dir(tmp_path):
     model = tiny_vision_model()
     model.save_pretrained(tmp_path / "vision_clip")
     return tmp_path / "vision_clip", model
+
+
+@pytest.fixture
+def timm_weights(tmp_path):
+    """Weights of timm's tiny ``test_convnext`` (the checkpoint tests' backbone) in a local file."""
+    torch.manual_seed(3)
+    path = tmp_path / "convnext.pth"
+    torch.save(timm.create_model("test_convnext", num_classes=0).state_dict(), path)
+    return path

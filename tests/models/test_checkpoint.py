@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
-import timm
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -58,14 +56,6 @@ def ensemble_config(weights_file, pretrained_dir) -> dict:
         "weights": [0.25, 0.75],
         "shared_head_dim": 8,
     }
-
-
-@pytest.fixture
-def timm_weights(tmp_path):
-    torch.manual_seed(3)
-    path = tmp_path / "convnext.pth"
-    torch.save(timm.create_model(TIMM_TINY, num_classes=0).state_dict(), path)
-    return path
 
 
 def fake_training(config: dict, tmp_path) -> tuple[torch.nn.Module, object]:
