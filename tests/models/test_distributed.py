@@ -60,7 +60,7 @@ def make_batch(rows: tuple[int, int]) -> dict[str, torch.Tensor]:
 
 
 def gradients(module: RetrievalModule, batch: dict[str, torch.Tensor], scale: int) -> dict[str, torch.Tensor]:
-    loss, _ = module.batch_loss(batch)
+    loss, _, _ = module.batch_loss(batch)
     (loss * scale).backward()
     return {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
 
