@@ -1,8 +1,9 @@
 """``wise-ft``: interpolate the trained checkpoint's backbone with its pretrained weights (WiSE-FT).
 
-Reads the checkpoint of ``train`` in this run, else ``ckpt_path``; rebuilds the pretrained encoder from
-the config stored in it (the pretrained weights it names must be installed) and writes a checkpoint of
-the same layout to ``wise_ft.output_path``, which every later stage of the run then uses (``index``,
+Reads the checkpoint of ``train`` in this run, else ``ckpt_path`` (as data only); rebuilds the pretrained
+encoder from the config stored in it (our encoder classes only; the pretrained weights it names must be
+installed) and writes a checkpoint of the same layout to ``wise_ft.output_path``, which every later
+stage of the run then uses (``index``,
 ``validate``, ``infer``, ``retrieval-eval`` load it like any trained checkpoint). The curve over alpha:
 one invocation per ``wise_ft.alpha`` (experiments/recipes/README.md).
 """
@@ -14,11 +15,15 @@ import logging
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_retrieval.io import atomic_path
-from fashion_retrieval.models.checkpoint import without_pretrained
+from fashion_retrieval.models.checkpoint import (
+    CheckpointError,
+    build_encoder,
+    load_checkpoint,
+    without_pretrained,
+)
 from fashion_retrieval.models.wise_ft import backbone_keys, interpolate_weights
 from fashion_retrieval.pipelines.context import RunContext
 
@@ -30,10 +35,10 @@ ENCODER_PREFIX = "encoder."
 def wise_ft(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     source = context.checkpoint(cfg)
     alpha = float(cfg.wise_ft.alpha)
-    checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(source)
     config = checkpoint.get("encoder_config")
-    if config is None:
-        raise ValueError(
+    if not isinstance(config, dict):
+        raise CheckpointError(
             f"{source}: no encoder_config in the checkpoint; was it written by fashion-retrieval train?"
         )
     if without_pretrained(copy.deepcopy(config)) == config:
@@ -41,7 +46,9 @@ def wise_ft(cfg: DictConfig, context: RunContext) -> dict[str, float]:
             f"{source}: its encoder names no pretrained weights (random initialisation), "
             "so there is nothing to interpolate towards"
         )
-    pretrained = instantiate(copy.deepcopy(config)).state_dict()
+    # Built only from the project's encoder classes (the stored config is data); the pretrained weights
+    # it names are read like any weights file (models/weights.py).
+    pretrained = build_encoder(copy.deepcopy(config)).state_dict()
     state = checkpoint["state_dict"]
     tuned = {
         key[len(ENCODER_PREFIX) :]: value for key, value in state.items() if key.startswith(ENCODER_PREFIX)

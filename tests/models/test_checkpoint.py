@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
