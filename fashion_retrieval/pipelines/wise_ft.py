@@ -14,10 +14,9 @@ import copy
 import logging
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig
 
-from fashion_retrieval.io import atomic_path
+from fashion_retrieval.callbacks.checkpointing import AtomicCheckpointIO
 from fashion_retrieval.models.checkpoint import (
     CheckpointError,
     build_encoder,
@@ -58,8 +57,7 @@ def wise_ft(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     checkpoint["state_dict"] = {**state, **{ENCODER_PREFIX + key: value for key, value in mixed.items()}}
     checkpoint["wise_ft"] = {"alpha": alpha, "source": str(source)}
     output = Path(cfg.wise_ft.output_path)
-    with atomic_path(output) as tmp:
-        torch.save(checkpoint, tmp)
+    AtomicCheckpointIO().save_checkpoint(checkpoint, output)  # the writer of training's checkpoints
     log.info(
         "WiSE-FT alpha %.3g: %d backbone tensors interpolated, %s -> %s", alpha, len(keys), source, output
     )
