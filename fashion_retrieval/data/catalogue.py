@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 from urllib.parse import parse_qs, urlparse
 
@@ -45,9 +45,10 @@ BOX_COLUMNS = (
 )
 UNKNOWN_SECTION = -1  # a product never seen in a training match
 
-# An Inditex asset path names its 11-digit code (8-digit article + 3-digit colour) as a run of exactly 11
-# digits, e.g. .../04341728814-p/04341728814-p.jpg?ts=1726156162824&w=750.
-_ARTICLE_CODE = re.compile(r"(?<![0-9])([0-9]{11})(?![0-9])")
+# An Inditex asset's file name starts with its 11-digit code (8-digit article + 3-digit colour), e.g.
+# .../04341728814-p/04341728814-p.jpg?ts=1726156162824&w=750, sometimes followed by 3 more digits (a 14-digit
+# name). Folder names are hex hashes whose digit runs are no codes, so only the file name is read.
+_ARTICLE_CODE = re.compile(r"(?<![0-9])([0-9]{11})(?:[0-9]{3})?(?![0-9])")
 CODE_DIGITS = 11
 ARTICLE_PREFIX_DIGITS = 8  # colour variants of one article share the code's first 8 digits
 
@@ -134,15 +135,17 @@ def parse_image_url(url: str) -> tuple[str | None, int | None]:
     it lacks.
 
     Only http(s) URLs carry metadata: local paths (old synthetic datasets, generic readers) name files, and a
-    file name that happens to hold 11 digits is no article. The code is the last run of exactly 11 digits in
-    the URL's path; the timestamp the integer ``ts`` query parameter (a non-integer one counts as absent).
+    file name that happens to hold 11 digits is no article. The code is the first run of exactly 11 digits
+    in the file name (the last path component), or the first 11 of a run of exactly 14 (code + 3 digits);
+    folders never count (their hex hashes hold digit runs). The timestamp is the integer ``ts`` query
+    parameter (a non-integer one counts as absent).
     """
     parsed = urlparse(url.strip())
     if parsed.scheme not in ("http", "https"):
         return None, None
-    codes = _ARTICLE_CODE.findall(parsed.path)
+    code = _ARTICLE_CODE.search(PurePosixPath(parsed.path).name)
     ts = parse_qs(parsed.query).get("ts", [""])[0]
-    return (codes[-1] if codes else None), (int(ts) if ts.isascii() and ts.isdigit() else None)
+    return (code.group(1) if code else None), (int(ts) if ts.isascii() and ts.isdigit() else None)
 
 
 def url_metadata(urls: Iterable[str]) -> tuple[np.ndarray, list[str | None]]:

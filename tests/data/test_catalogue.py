@@ -197,7 +197,16 @@ def test_articles_file_naming_unknown_products(tmp_path):
             "08805707800-p.jpg?ts=1724840991537&w=750",
             ("08805707800", 1724840991537),
         ),
-        ("https://static.zara.net/assets/public/a/b/04341728814-015-p/x.jpg?w=750", ("04341728814", None)),
+        ("https://static.zara.net/assets/public/a/b/04341728814-015-p/x.jpg?w=750", (None, None)),  # folder
+        # Hex folders with 11-digit runs are no codes; the file name's code is.
+        (
+            "https://static.zara.net/assets/public/12345678901a/0a98765432109/04341728814-p.jpg",
+            ("04341728814", None),
+        ),
+        ("https://static.zara.net/assets/public/12345678901a/b2/photo-e1.jpg", (None, None)),
+        # A 14-digit file name is the 11-digit code followed by 3 digits.
+        ("https://static.zara.net/assets/public/a/b/04341728814001-e1.jpg?ts=17", ("04341728814", 17)),
+        ("https://example.com/a/123456789012-p.jpg", (None, None)),  # 12 digits in the name: no code
         ("https://example.com/photo.jpg?ts=1700000000000", (None, 1700000000000)),
         ("https://example.com/123456789012/photo.jpg?ts=soon", (None, None)),  # 12 digits: no code
         ("images/products/I_01234567890a.jpg", (None, None)),  # local paths carry no metadata
