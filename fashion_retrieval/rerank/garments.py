@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from fashion_retrieval.data.catalogue import list_examples
 from fashion_retrieval.detection.types import Box, Detection
 from fashion_retrieval.detection.zones import WHOLE_LABEL
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
@@ -84,9 +85,11 @@ def label_category_mask(
 
     A label missing from ``label_categories`` (or mapped to nothing) restricts nothing; so does a label
     none of whose categories is in this catalogue (logged once per label: a wrong map must not silently
-    leave crops with no candidates).
+    leave crops with no candidates). Categories that no label maps to (:func:`unmapped_categories`) stay
+    open to every crop: a map written for another taxonomy must not make them unreachable.
     """
     mask = np.ones((len(labels), len(codes)), dtype=bool)
+    open_to_all = [codes[category] for category in unmapped_categories(label_categories, codes)]
     rows_of: dict[str, np.ndarray] = {}
     for label in dict.fromkeys(labels):
         allowed = [codes[c] for c in label_categories.get(label, ()) if c in codes]
@@ -99,11 +102,38 @@ def label_category_mask(
             )
         if allowed:
             rows_of[label] = np.zeros(len(codes), dtype=bool)
-            rows_of[label][allowed] = True
+            rows_of[label][allowed + open_to_all] = True
     for row, label in enumerate(labels):
         if label in rows_of:
             mask[row] = rows_of[label]
     return mask
+
+
+def unmapped_categories(label_categories: Mapping[str, Sequence[str]], codes: Mapping[str, int]) -> list[str]:
+    """The categories of this catalogue (``codes``' keys) that no label of ``label_categories`` maps to."""
+    mapped = {category for categories in label_categories.values() for category in categories}
+    return [category for category in codes if category not in mapped]
+
+
+def log_unmapped_categories(
+    label_categories: Mapping[str, Sequence[str]], gallery_codes: np.ndarray, codes: Mapping[str, int]
+) -> list[str]:
+    """Log how many categories and products (``gallery_codes (G,)``) the label map does not cover, and
+    return those categories (every crop may receive them, :func:`label_category_mask`)."""
+    unmapped = unmapped_categories(label_categories, codes)
+    if unmapped and label_categories:
+        counts = np.bincount(gallery_codes, minlength=len(codes))
+        products = {category: int(counts[codes[category]]) for category in unmapped}
+        log.warning(
+            "category mask: %d of %d categories (%d of %d products) are in no detector label's list; every "
+            "crop may receive them (docs/detection.md, 'Label maps for another taxonomy'): %s",
+            len(unmapped),
+            len(codes),
+            sum(products.values()),
+            len(gallery_codes),
+            list_examples([f"{c} ({n})" for c, n in sorted(products.items(), key=lambda x: -x[1])], 10),
+        )
+    return unmapped
 
 
 def label_known(
@@ -194,7 +224,10 @@ def rank_bundles_scored(
     if len(crop_embeddings) != len(queries):
         raise ValueError(f"{len(crop_embeddings)} embeddings for {len(queries)} crops")
     codes, code_of = category_codes(gallery_categories)
-    mask = label_category_mask(queries.labels, label_categories, code_of) if settings.category_mask else None
+    mask = None
+    if settings.category_mask:
+        log_unmapped_categories(label_categories, codes, code_of)
+        mask = label_category_mask(queries.labels, label_categories, code_of)
     eligibility = Eligibility(
         np.asarray(bundle_sections)[queries.bundle_rows],
         gallery_sections,

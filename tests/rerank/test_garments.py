@@ -17,6 +17,7 @@ from fashion_retrieval.rerank.garments import (
     fill_free_slots,
     label_category_mask,
     rank_bundles,
+    unmapped_categories,
 )
 from fashion_retrieval.rerank.section import UNKNOWN_SECTION
 from fashion_retrieval.rerank.steps import CategoryGate
@@ -42,11 +43,45 @@ def test_crops_are_flattened_by_bundle_in_score_order() -> None:
 def test_label_mask_restricts_known_labels_only(caplog: pytest.LogCaptureFixture) -> None:
     codes, code_of = category_codes(["SHOES", "COAT", "SHOES", "HAT"])
     assert codes.tolist() == [0, 1, 0, 2]
-    label_categories = {"footwear": ["SHOES", "BOOTS"], "headwear": ["BERET"], "whole": []}
+    label_categories = {
+        "footwear": ["SHOES", "BOOTS"],
+        "outerwear": ["COAT"],
+        "headwear": ["BERET"],
+        "whole": [],
+    }
     with caplog.at_level(logging.WARNING):
         mask = label_category_mask(["footwear", "whole", "mystery", "headwear"], label_categories, code_of)
-    assert mask.tolist() == [[True, False, False], [True, True, True], [True, True, True], [True, True, True]]
+    # HAT is in no label's list: every crop may receive it.
+    assert mask.tolist() == [[True, False, True], [True, True, True], [True, True, True], [True, True, True]]
     assert "'headwear'" in caplog.text and "none of which" in caplog.text
+    assert unmapped_categories(label_categories, code_of) == ["HAT"]
+
+
+def test_unmapped_categories_stay_reachable_under_the_mask_and_are_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A map written for another taxonomy: JUMPSUIT (items 2, 3) is in no label's list.
+    gallery = unit(np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0.1, 0.9, 0], [0, 0, 1]]))
+    index = EmbeddingIndex(gallery, [f"I_{i:012x}" for i in range(5)])
+    categories = ["SHOES", "SHOES", "JUMPSUIT", "JUMPSUIT", "COAT"]
+    queries = GarmentQueries.from_detections(["a.jpg"], [[Detection((0, 0, 4, 4), 0.9, "outerwear")]])
+    crops = unit(np.array([[0, 1, 0.2]]))  # looks like the jumpsuit, detected as outerwear
+    label_categories = {"outerwear": ["COAT"], "footwear": ["SHOES"]}
+    with caplog.at_level(logging.WARNING, logger="fashion_retrieval.rerank.garments"):
+        ranked = rank_bundles(
+            crops,
+            queries,
+            1,
+            np.array([1]),
+            index,
+            np.ones(5, np.int64),
+            categories,
+            label_categories,
+            SlotSettings(k=3),
+        )
+    assert ranked.tolist() == [[2, 3, 4]]  # the jumpsuits first, the coat next; never the shoes
+    assert "1 of 3 categories (2 of 5 products) are in no detector label's list" in caplog.text
+    assert "JUMPSUIT (2)" in caplog.text
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
