@@ -204,6 +204,10 @@ class Catalogue:
     ``train_matches`` columns: bundle_asset_id, product_asset_id.
     ``articles``: product id -> article id (colour variants share one), from the optional
     ``product_articles.csv``; ``None`` when the dataset has no such file (the real data).
+    ``test_bundle_ids`` lists every test bundle, photo or not (a submission needs them all);
+    ``imageless_bundles``: section of each bundle dropped for its photo (``missing_images='skip'``);
+    ``section_matches``: the training matches as read, before any image was dropped (``None``: the same as
+    ``train_matches``), so what is known of sections never depends on images.
     """
 
     root: Path
@@ -213,25 +217,46 @@ class Catalogue:
     test_bundle_ids: list[str]
     skipped: dict[str, int] = field(default_factory=dict)
     articles: dict[str, str] | None = None
+    imageless_bundles: dict[str, int] = field(default_factory=dict)
+    section_matches: pd.DataFrame | None = None
 
     @property
     def train_bundle_ids(self) -> list[str]:
         return list(dict.fromkeys(self.train_matches["bundle_asset_id"]))
 
+    @property
+    def searchable_test_bundle_ids(self) -> list[str]:
+        """The test bundles that have a photo (the others get products without a search)."""
+        return [b for b in self.test_bundle_ids if b not in self.imageless_bundles]
+
     def bundle_sections(self) -> dict[str, int]:
-        return dict(zip(self.bundles["bundle_asset_id"], self.bundles["bundle_id_section"]))
+        """Section of every bundle, including those dropped for their photo."""
+        sections = dict(zip(self.bundles["bundle_asset_id"], self.bundles["bundle_id_section"]))
+        return {**sections, **self.imageless_bundles}
 
-    def product_sections(self, bundle_ids: Iterable[str] | None = None) -> dict[str, int]:
-        """Section of every product seen in training matches (the product CSV has no section column).
+    def _all_matches(self) -> pd.DataFrame:
+        return self.train_matches if self.section_matches is None else self.section_matches
 
-        ``bundle_ids`` restricts the matches used, so validation can learn sections from its training
-        split only.
+    def product_sections(
+        self, bundle_ids: Iterable[str] | None = None, *, exclude: Iterable[str] = ()
+    ) -> dict[str, int]:
+        """Section of every product seen in training matches (the product CSV has no section column),
+        including the matches of bundles dropped for their photo.
+
+        ``bundle_ids`` restricts the matches used and ``exclude`` leaves bundles out, so validation can
+        learn sections from every training bundle but its own.
         """
-        matches = self.train_matches
+        matches = self._all_matches()
         if bundle_ids is not None:
             matches = matches[matches["bundle_asset_id"].isin(set(bundle_ids))]
+        matches = matches[~matches["bundle_asset_id"].isin(set(exclude))]
         sections = matches["bundle_asset_id"].map(self.bundle_sections())
         return dict(zip(matches["product_asset_id"], sections.astype(int)))
+
+    def product_match_counts(self) -> np.ndarray:
+        """``(P,)`` int64 training matches of each product (catalogue order), photos or not."""
+        counts = self._all_matches()["product_asset_id"].value_counts()
+        return counts.reindex(self.products["product_asset_id"], fill_value=0).to_numpy(np.int64)
 
     def products_of(self, bundle_ids: Iterable[str] | None = None) -> dict[str, list[str]]:
         """Ground-truth products of each training bundle, in file order."""
@@ -354,8 +379,11 @@ def load_catalogue(
     ]
     skipped: dict[str, int] = {}
     checks = (image_check, missing_images, max_image_pixels)
+    all_bundles, section_matches = bundles, train
     products, dropped_products = _apply_image_policy(products, products_path, *checks)
     bundles, dropped_bundles = _apply_image_policy(bundles, bundles_path, *checks)
+    imageless = all_bundles[all_bundles["bundle_asset_id"].isin(dropped_bundles)]
+    imageless_bundles = dict(zip(imageless["bundle_asset_id"], imageless["bundle_id_section"].astype(int)))
     if dropped_products or dropped_bundles:
         keep = ~train["product_asset_id"].isin(dropped_products) & ~train["bundle_asset_id"].isin(
             dropped_bundles
@@ -367,8 +395,15 @@ def load_catalogue(
             "test_bundles": int(test["bundle_asset_id"].isin(dropped_bundles).sum()),
         }
         train = train[keep]
-        test = test[~test["bundle_asset_id"].isin(dropped_bundles)]
         log.warning("%s: skipped for missing/unreadable images: %s", root, skipped)
+        if skipped["test_bundles"]:
+            log.warning(
+                "%s: %d test bundle(s) without a photo stay in the submission with their section's most "
+                "popular products (no search): %s",
+                root,
+                skipped["test_bundles"],
+                list_examples(sorted(set(test["bundle_asset_id"]) & dropped_bundles)),
+            )
 
     return Catalogue(
         root=root,
@@ -377,6 +412,8 @@ def load_catalogue(
         train_matches=train.reset_index(drop=True),
         test_bundle_ids=list(test["bundle_asset_id"]),
         skipped=skipped,
+        imageless_bundles=imageless_bundles,
+        section_matches=section_matches.reset_index(drop=True),
         articles=(
             None
             if articles is None

@@ -240,8 +240,9 @@ class ChallengeDataModule(pl.LightningDataModule):
         return [str(p) for p in self.cat.products["image_path"]]
 
     def gallery_sections(self) -> dict[str, int]:
-        """Product sections known without peeking at validation truth (training split only)."""
-        return self.cat.product_sections(self.train_bundle_ids)
+        """Product sections known without peeking at validation truth (every training bundle but the
+        validation ones, with or without a photo)."""
+        return self.cat.product_sections(exclude=self.val_bundle_ids)
 
     def gallery_section_array(self) -> np.ndarray:
         """``(G,)`` int section of every catalogue product, ``UNKNOWN_SECTION`` (-1) where unknown."""
@@ -251,7 +252,7 @@ class ChallengeDataModule(pl.LightningDataModule):
     def query_set(self, split: str) -> QuerySet:
         """``split`` is ``val`` (truth known) or ``test`` (truth hidden)."""
         catalogue = self.cat
-        bundle_ids = {"val": self.val_bundle_ids, "test": catalogue.test_bundle_ids}[split]
+        bundle_ids = {"val": self.val_bundle_ids, "test": catalogue.searchable_test_bundle_ids}[split]
         rows = catalogue.bundles.set_index("bundle_asset_id").loc[bundle_ids]
         truth = None
         if split == "val":

@@ -4,12 +4,14 @@ write submission.csv."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from fashion_retrieval.data.catalogue import Catalogue
 from fashion_retrieval.data.datamodule import ChallengeDataModule
 from fashion_retrieval.evaluation.submission import write_submission
 from fashion_retrieval.index.faiss_index import META_FILE, EmbeddingIndex, IndexMismatchError
@@ -19,7 +21,7 @@ from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.pipelines.bundle_search import search_bundles
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.index import build_index, datamodule_for
-from fashion_retrieval.rerank.section import gallery_section_array
+from fashion_retrieval.rerank.section import gallery_section_array, popular_within_section
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,42 @@ def load_for_search(
     return encoder, datamodule, index
 
 
+def write_test_submission(
+    path: str | Path,
+    catalogue: Catalogue,
+    index: EmbeddingIndex,
+    bundle_ids: Sequence[str],
+    ranked: np.ndarray,
+    gallery_sections: np.ndarray,
+    k: int,
+) -> int:
+    """Write the submission of every test bundle of ``catalogue``: the searched ``bundle_ids`` with their
+    ``(Q, k)`` gallery indices ``ranked``, and each test bundle without a photo with its section's most
+    popular products (:func:`~fashion_retrieval.rerank.section.popular_within_section`), in the test file's
+    order. Returns the number of bundles written."""
+    if (ranked < 0).any():
+        raise ValueError(f"fewer than {k} products are eligible for some bundle; the catalogue is too small")
+    rows = dict(zip(bundle_ids, np.asarray(ranked)))
+    popularity = catalogue.product_match_counts()
+    sections = catalogue.bundle_sections()
+    for bundle in catalogue.test_bundle_ids:
+        if bundle not in rows:
+            rows[bundle] = popular_within_section(popularity, gallery_sections, sections[bundle], k)
+            if (rows[bundle] < 0).any():
+                raise ValueError(f"{bundle}: fewer than {k} products of its section {sections[bundle]}")
+    filled = len(catalogue.test_bundle_ids) - len(bundle_ids)
+    if filled:
+        log.warning(
+            "submission: %d test bundle(s) without a photo got their section's %d most popular products",
+            filled,
+            k,
+        )
+    ids = np.asarray(index.ids)
+    order = list(catalogue.test_bundle_ids)
+    write_submission(path, order, [ids[rows[b]].tolist() for b in order], k=k)
+    return len(order)
+
+
 def infer(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     encoder, datamodule, index = load_for_search(cfg, context)
     # Every training match tells a product's section here (no validation split to protect at test time).
@@ -70,11 +108,8 @@ def infer(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         raise ValueError(f"{datamodule.data_dir}: no test bundles in bundles_product_match_test.csv")
     queries, topk = search_bundles(cfg, encoder, datamodule, index, "test", gallery_sections)
     k = cfg.retrieval.k
-    if (topk < 0).any():
-        raise ValueError(f"fewer than {k} products are eligible for some bundle; the catalogue is too small")
-    ids = np.asarray(index.ids)
-    write_submission(cfg.infer.submission_path, queries.bundle_ids, ids[topk].tolist(), k=k)
-    log.info(
-        "infer: wrote %s (%d bundles x %d products)", cfg.infer.submission_path, len(queries.bundle_ids), k
+    written = write_test_submission(
+        cfg.infer.submission_path, datamodule.cat, index, queries.bundle_ids, topk, gallery_sections, k
     )
-    return {"infer/num_bundles": float(len(queries.bundle_ids))}
+    log.info("infer: wrote %s (%d bundles x %d products)", cfg.infer.submission_path, written, k)
+    return {"infer/num_bundles": float(written)}

@@ -25,10 +25,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_retrieval.evaluation.metrics import GroundTruth, retrieval_metrics
-from fashion_retrieval.evaluation.submission import write_submission
 from fashion_retrieval.pipelines.bundle_search import bundle_prior_data, search_bundles_scored
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.pipelines.infer import load_for_search
+from fashion_retrieval.pipelines.infer import load_for_search, write_test_submission
 from fashion_retrieval.pipelines.run_dir import write_json
 from fashion_retrieval.rerank.bundle_priors import (
     BundlePriorData,
@@ -162,12 +161,9 @@ def self_train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         metrics["self_train_val/pseudo_precision"] = precision
     else:
         k = int(cfg.retrieval.k)
-        if (ranked < 0).any():
-            raise ValueError(
-                f"fewer than {k} products are eligible for some bundle; the catalogue is too small"
-            )
-        ids = np.asarray(index.ids)
-        write_submission(settings.submission_path, queries.bundle_ids, ids[ranked].tolist(), k=k)
+        write_test_submission(
+            settings.submission_path, datamodule.cat, index, queries.bundle_ids, ranked, gallery_sections, k
+        )
         log.info("self-train: wrote %s", settings.submission_path)
     write_json(Path(settings.log_path), {"split": split, "passes": rows, "metrics": metrics})
     return metrics

@@ -131,3 +131,16 @@ def search_within_sections(
 def gallery_section_array(gallery_ids: list[str], product_sections: dict[str, int]) -> np.ndarray:
     """``(G,)`` int64 section per gallery item, ``UNKNOWN_SECTION`` where no training match tells it."""
     return np.array([product_sections.get(pid, UNKNOWN_SECTION) for pid in gallery_ids], dtype=np.int64)
+
+
+def popular_within_section(
+    popularity: np.ndarray, gallery_sections: np.ndarray, section: int, k: int
+) -> np.ndarray:
+    """``(k,)`` int64: the ``k`` most popular gallery items ``section`` may receive (its own and unknown
+    sections), ties in gallery order, ``-1``-padded; for a bundle with nothing to search (no photo).
+
+    ``popularity (G,)``: e.g. training matches per product; ``gallery_sections (G,)`` int.
+    """
+    eligible = np.flatnonzero((gallery_sections == section) | (gallery_sections == UNKNOWN_SECTION))
+    order = eligible[np.argsort(-np.asarray(popularity)[eligible], kind="stable")][:k]
+    return np.concatenate([order, np.full(k - len(order), -1)]).astype(np.int64)

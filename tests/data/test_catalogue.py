@@ -127,6 +127,26 @@ def test_missing_images_fail_or_skip_with_count(tmp_path, caplog):
     assert "dropping 1 row(s)" in caplog.text
 
 
+def test_skipped_photos_keep_test_bundles_and_sections(tmp_path, caplog):
+    # B_...b (training, section 2) and B_...c (test) lose their photos.
+    root = write_dataset(tmp_path)
+    (root / "images/bundles/B_00000000000b.jpg").unlink()
+    (root / "images/bundles/B_00000000000c.jpg").unlink()
+    catalogue = load_catalogue(root, missing_images="skip")
+    assert catalogue.skipped["test_bundles"] == 1 and catalogue.train_bundle_ids == ["B_00000000000a"]
+    assert catalogue.test_bundle_ids == ["B_00000000000c"] and catalogue.searchable_test_bundle_ids == []
+    assert catalogue.imageless_bundles == {"B_00000000000b": 2, "B_00000000000c": 1}
+    assert catalogue.bundle_sections()["B_00000000000c"] == 1
+    # The dropped training bundle still tells its product's section and popularity.
+    assert catalogue.product_sections()["I_000000000003"] == 2
+    assert catalogue.product_sections(exclude=["B_00000000000b"]) == {
+        "I_000000000001": 1,
+        "I_000000000002": 1,
+    }
+    assert catalogue.product_match_counts().tolist() == [1, 1, 1, 0]
+    assert "1 test bundle(s) without a photo stay in the submission" in caplog.text
+
+
 def test_missing_directory_and_file(tmp_path):
     with pytest.raises(CatalogueError, match="dataset directory not found"):
         load_catalogue(tmp_path / "nowhere")

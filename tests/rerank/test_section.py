@@ -69,3 +69,12 @@ def test_eligibility_pads_when_nothing_qualifies():
     assert (scores == PAD_SCORE).all()
     with pytest.raises(ValueError, match="go together"):
         Eligibility(np.array([1]), np.full(4, 1), np.array([[True]]))
+
+
+def test_popular_within_section_ranks_by_popularity_in_the_bundle_section() -> None:
+    from fashion_retrieval.rerank.section import popular_within_section
+
+    popularity = np.array([5, 9, 1, 0, 7, 7])
+    sections = np.array([1, 2, 1, UNKNOWN_SECTION, 1, 1])
+    assert popular_within_section(popularity, sections, 1, 4).tolist() == [4, 5, 0, 2]  # ties: gallery order
+    assert popular_within_section(popularity, sections, 2, 3).tolist() == [1, 3, -1]
