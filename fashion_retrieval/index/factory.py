@@ -4,6 +4,7 @@ turns a spec into an empty ``faiss.Index``; one ``conf/index/*.yaml`` per spec."
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,6 +28,7 @@ __all__ = [
     "IVFSpec",
     "IndexSpec",
     "create_index",
+    "default_nlist",
     "gpu_count",
     "spec_from_metadata",
     "to_device",
@@ -64,6 +66,11 @@ class IndexSpec:
         """The ``faiss.index_factory`` description of this index type."""
         raise NotImplementedError
 
+    def sized(self, num_items: int) -> IndexSpec:
+        """This spec with every size-dependent default (``None``) fixed for ``num_items`` items: what is
+        built and recorded. Types without such defaults return themselves."""
+        return self
+
     def training_rows(self, num_rows: int) -> np.ndarray:
         """Sorted positions ``(S,) int64`` of the rows of an ``N``-row matrix that train the index (none for
         types without training); a sharded build gathers them shard by shard."""
@@ -95,26 +102,54 @@ class FlatSpec(IndexSpec):
         return "Flat"
 
 
+# FAISS's k-means warns below 39 training points per centroid; the derived nlist keeps to that.
+MIN_POINTS_PER_CELL = 39
+
+
+def default_nlist(num_items: int, train_size: int) -> int:
+    """IVF cells for ``num_items`` vectors: ``4 sqrt(N)``, at most one cell per ``MIN_POINTS_PER_CELL``
+    training vectors (``min(N, train_size)``), at least 1."""
+    by_size = round(4 * math.sqrt(max(num_items, 0)))
+    by_training = min(num_items, train_size) // MIN_POINTS_PER_CELL
+    return max(1, min(by_size, by_training))
+
+
 @dataclass(frozen=True, kw_only=True)
 class IVFSpec(IndexSpec):
     """Inverted file: k-means into ``nlist`` cells (trained on a seeded sample of at most ``train_size``
-    vectors); a query scans its ``nprobe`` nearest cells."""
+    vectors); a query scans its ``nprobe`` nearest cells. ``nlist=None`` derives it from the item count
+    (:func:`default_nlist`, applied by :meth:`sized`), and then ``nprobe`` is capped at it."""
 
     search_fields: ClassVar[tuple[str, ...]] = ("nprobe",)
-    nlist: int = 1024
+    nlist: int | None = None
     nprobe: int = 16
     train_size: int = 100_000
     seed: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_positive(self, "nlist", "nprobe", "train_size")
-        if self.nprobe > self.nlist:
-            raise ValueError(f"{self.index_type}: nprobe={self.nprobe} exceeds nlist={self.nlist}")
+        _check_positive(self, "nprobe", "train_size")
+        if self.nlist is not None:
+            _check_positive(self, "nlist")
+            if self.nprobe > self.nlist:
+                raise ValueError(f"{self.index_type}: nprobe={self.nprobe} exceeds nlist={self.nlist}")
+
+    def sized(self, num_items: int) -> IVFSpec:
+        if self.nlist is not None:
+            return self
+        nlist = default_nlist(num_items, self.train_size)
+        return dataclasses.replace(self, nlist=nlist, nprobe=min(self.nprobe, nlist))
+
+    @property
+    def cells(self) -> int:
+        """``nlist``, which must have been fixed (:meth:`sized`) before building."""
+        if self.nlist is None:
+            raise ValueError(f"{self.index_type}: nlist is derived from the item count; call sized(N) first")
+        return self.nlist
 
     def min_training_vectors(self) -> int:
         """Vectors the k-means needs: one per centroid."""
-        return self.nlist
+        return self.cells
 
     def training_rows(self, num_rows: int) -> np.ndarray:
         """A seeded random sample of ``min(N, train_size)`` of ``N`` row positions, sorted.
@@ -143,7 +178,7 @@ class IVFFlatSpec(IVFSpec):
     index_type: ClassVar[str] = "ivf_flat"
 
     def factory_string(self) -> str:
-        return f"IVF{self.nlist},Flat"
+        return f"IVF{self.cells},Flat"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,11 +194,11 @@ class IVFPQSpec(IVFSpec):
         _check_positive(self, "m", "nbits")
 
     def factory_string(self) -> str:
-        return f"IVF{self.nlist},PQ{self.m}x{self.nbits}"
+        return f"IVF{self.cells},PQ{self.m}x{self.nbits}"
 
     def min_training_vectors(self) -> int:
         # Each sub-quantiser is a k-means with 2**nbits centroids.
-        return max(self.nlist, 2**self.nbits)
+        return max(self.cells, 2**self.nbits)
 
 
 @dataclass(frozen=True, kw_only=True)

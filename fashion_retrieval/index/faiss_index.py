@@ -125,7 +125,7 @@ class EmbeddingIndex:
         if matrix.shape[0] == 0:
             raise ValueError("embeddings is empty (0 rows); an index needs at least one item")
         id_list = check_ids(ids, matrix.shape[0])
-        spec = spec or FlatSpec(device="cpu")
+        spec = (spec or FlatSpec(device="cpu")).sized(matrix.shape[0])
         start = time.perf_counter()
         sample = spec.training_sample(matrix)
         index, on_gpu = build_faiss_index(spec, sample, [matrix])
@@ -317,7 +317,7 @@ class EmbeddingIndex:
                 f"{source / META_FILE} says {meta['num_items']} items of dimension {meta['dim']} but "
                 f"{source / INDEX_FILE} holds {cpu_index.ntotal} of dimension {cpu_index.d}"
             )
-        spec = spec or saved
+        spec = saved if spec is None else spec.sized(int(cpu_index.ntotal))
         spec.configure(cpu_index)
         index = to_device(cpu_index, spec)
         checked_ids = check_ids(ids, int(cpu_index.ntotal), name=str(source / IDS_FILE))
@@ -352,8 +352,10 @@ def _check_expected(
             f"index in {source} was built from checkpoint {user_meta.get('checkpoint')} (sha256 {recorded}), "
             f"not from the expected one (sha256 {expected_checkpoint_sha256})"
         )
-    expected = None if spec is None else (spec.index_type, spec.build_params())
-    if expected is not None and expected != (saved.index_type, saved.build_params()):
+    if spec is None:
+        return
+    spec = spec.sized(int(meta["num_items"]))
+    if (spec.index_type, spec.build_params()) != (saved.index_type, saved.build_params()):
         raise IndexMismatchError(
             f"index in {source} is {saved.index_type} {saved.build_params()}, but "
             f"{spec.index_type} {spec.build_params()} was expected"

@@ -47,7 +47,7 @@ def build_from_shards(
 
     Memory: one shard plus the training sample (at most ``train_size`` rows) plus the index itself.
     """
-    spec = spec or FlatSpec(device="cpu")
+    spec = (spec or FlatSpec(device="cpu")).sized(num_items)
     start = time.perf_counter()
     rows = spec.training_rows(num_items)
     sample = np.zeros((0, 0), dtype=np.float32)

@@ -14,7 +14,14 @@ from omegaconf import OmegaConf
 
 from fashion_retrieval.cli import config_dir
 from fashion_retrieval.index.export import export_catalogue
-from fashion_retrieval.index.factory import FlatSpec, HNSWSpec, IndexSpec, IVFFlatSpec, IVFPQSpec
+from fashion_retrieval.index.factory import (
+    FlatSpec,
+    HNSWSpec,
+    IndexSpec,
+    IVFFlatSpec,
+    IVFPQSpec,
+    default_nlist,
+)
 from fashion_retrieval.index.faiss_index import (
     IDS_FILE,
     INDEX_FILE,
@@ -223,3 +230,37 @@ def test_interrupted_save_leaves_the_previous_index(tmp_path: Path, monkeypatch:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
     assert EmbeddingIndex.load(tmp_path).metadata == {"checkpoint_sha256": "old"}
+
+
+@pytest.mark.parametrize(
+    ("num_items", "train_size", "expected"),
+    [
+        (2_000, 100_000, 51),
+        (27_688, 100_000, 666),
+        (1_000_000, 100_000, 2564),
+        (10, 100_000, 1),
+        (5_000, 390, 10),
+    ],
+)
+def test_default_nlist_is_4_sqrt_n_capped_by_the_training_points(
+    num_items: int, train_size: int, expected: int
+) -> None:
+    # 4 sqrt(N) and min(N, train_size) // 39 worked by hand.
+    assert default_nlist(num_items, train_size) == expected
+
+
+def test_nlist_is_derived_from_the_item_count_unless_given(tmp_path: Path) -> None:
+    matrix = clustered(np.random.default_rng(8), 600, 8)
+    auto = EmbeddingIndex(matrix, make_ids(600), spec=IVFFlatSpec(nprobe=32, device="cpu"))
+    assert (
+        auto.spec.nlist == 15 and auto.spec.nprobe == 15
+    )  # 600 // 39 = 15 < 4 sqrt(600) = 98; nprobe capped
+    auto.save(tmp_path)
+    # The same auto config reloads the saved index (no rebuild), an explicit other nlist does not.
+    assert EmbeddingIndex.load(tmp_path, spec=IVFFlatSpec(device="cpu")).spec.nlist == 15
+    with pytest.raises(IndexMismatchError, match="'nlist': 15"):
+        EmbeddingIndex.load(tmp_path, spec=IVFFlatSpec(nlist=8, nprobe=2, device="cpu"))
+    explicit = EmbeddingIndex(matrix, make_ids(600), spec=IVFFlatSpec(nlist=8, nprobe=2, device="cpu"))
+    assert (explicit.spec.nlist, explicit.spec.nprobe) == (8, 2)
+    with pytest.raises(ValueError, match="call sized"):
+        IVFFlatSpec().factory_string()
