@@ -76,6 +76,11 @@ def read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
         raise CatalogueError(f"{path}: file not found")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError as error:
+        raise CatalogueError(
+            f"{path}: the file is empty (not even a header line {','.join(columns)}); an interrupted "
+            "download or copy? Fetch or regenerate it"
+        ) from error
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise CatalogueError(f"{path}: cannot parse CSV: {error}") from error
     missing = [column for column in columns if column not in frame.columns]

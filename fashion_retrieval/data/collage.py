@@ -338,7 +338,7 @@ def same_collage_exists(spec: CollageSpec, out_dir: str | Path) -> bool:
     path = Path(out_dir) / writer.METADATA_FILE
     if not path.is_file():
         return False
-    recorded = json.loads(path.read_text(encoding="utf-8"))
+    recorded = writer.read_metadata(path)
     return (
         recorded.get("spec") == recorded_spec(spec)
         and recorded.get("generator_version") == writer.GENERATOR_VERSION

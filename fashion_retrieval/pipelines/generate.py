@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_retrieval.data.synthetic import GENERATOR_VERSION, SyntheticSpec, generate_dataset
+from fashion_retrieval.data.synthetic.writer import read_metadata
 from fashion_retrieval.pipelines.context import RunContext
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ def same_dataset_exists(spec: SyntheticSpec, data_dir: Path) -> bool:
     metadata = data_dir / "metadata.json"
     if not metadata.is_file():
         return False
-    recorded = json.loads(metadata.read_text())
+    recorded = read_metadata(metadata)
     same_spec = recorded.get("spec") == json.loads(json.dumps(asdict(spec)))
     return same_spec and recorded.get("generator_version") == GENERATOR_VERSION
 

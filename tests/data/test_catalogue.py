@@ -147,6 +147,13 @@ def test_skipped_photos_keep_test_bundles_and_sections(tmp_path, caplog):
     assert "1 test bundle(s) without a photo stay in the submission" in caplog.text
 
 
+def test_empty_csv_is_named(tmp_path):
+    root = write_dataset(tmp_path)
+    (root / "bundles_dataset.csv").write_bytes(b"")
+    with pytest.raises(CatalogueError, match=r"bundles_dataset.csv: the file is empty .*bundle_asset_id"):
+        load_catalogue(root)
+
+
 def test_missing_directory_and_file(tmp_path):
     with pytest.raises(CatalogueError, match="dataset directory not found"):
         load_catalogue(tmp_path / "nowhere")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -52,7 +51,7 @@ def packshot_histogram(path: str | Path) -> np.ndarray:
 def difficulty(data_dir: str | Path, k: int = 15, seed: int = 0) -> dict[str, float]:
     """The figures described in the module docstring, as a dict."""
     root = Path(data_dir)
-    meta = json.loads((root / writer.METADATA_FILE).read_text())
+    meta = writer.read_metadata(root / writer.METADATA_FILE)
     s = SyntheticSpec(**meta["spec"])
     layout = build_layout(
         s.seed, s.num_products, s.section_weights, s.variants_per_article, s.distractor_fraction
