@@ -11,6 +11,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from fashion_retrieval.cli import config_dir
+from fashion_retrieval.pipelines.trainer_config import check_trainer_config
 
 EXPERIMENT_DIR = config_dir() / "experiment"
 # Nested files are experiment families: `experiment=hardneg/memory`.
@@ -55,6 +56,7 @@ def targets(node, path="") -> list[tuple[str, str]]:
 def test_experiment_composes_and_targets_exist(experiment):
     cfg = compose_config([f"experiment={experiment}"])
     assert cfg.run_name == experiment
+    check_trainer_config(OmegaConf.to_container(cfg.trainer, resolve=True))  # the early check passes
     for path, target in targets(cfg):
         assert get_object(target) is not None, f"{experiment}: {path}._target_={target}"
 
@@ -108,3 +110,15 @@ def test_data_paths_follow_the_synthetic_spec():
     cfg = compose_config(["experiment=tiny"])
     assert "mean" not in cfg.data, "normalisation belongs to the model, not the data pipeline"
     assert cfg.paths.data_dir.endswith("data/synthetic_tiny")
+
+
+def test_trainer_check_names_every_key_of_the_wrong_type():
+    from fashion_retrieval.pipelines.trainer_config import TrainerConfigError
+
+    check_trainer_config({"max_epochs": 3, "gradient_clip_val": 0.5, "fast_dev_run": True, "devices": "auto"})
+    with pytest.raises(TrainerConfigError) as caught:
+        check_trainer_config({"max_epochs": True, "limit_val_batches": "half", "enable_progress_bar": 1})
+    message = str(caught.value)
+    assert "trainer.max_epochs: expected an integer, got True" in message
+    assert "trainer.limit_val_batches: expected a number" in message
+    assert "trainer.enable_progress_bar: expected true or false, got 1" in message

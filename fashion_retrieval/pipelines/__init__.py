@@ -21,6 +21,7 @@ from fashion_retrieval.pipelines.run_dir import (
     update_metrics,
     write_json,
 )
+from fashion_retrieval.pipelines.trainer_config import check_trainer_config
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def run_stages(cfg: DictConfig, stages: Sequence[str]) -> float | None:
     unknown = [s for s in stages if s not in STAGE_NAMES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; choose from {list(STAGE_NAMES)}")
+    check_trainer_config(OmegaConf.to_container(cfg.trainer, resolve=True) if "trainer" in cfg else {})
     output_dir = Path(cfg.paths.output_dir)
     if not is_launch_leader():
         return _run_as_follower(cfg, stages, output_dir)

@@ -7,12 +7,14 @@ holds a failure (``max_failure_rate: 0``). In a multirun the job therefore recor
 ``None``: the sweep goes on, ``report`` marks the job ``failed``, and the Optuna sweeper, which cannot
 cast ``None`` to a float, records the trial as failed (NaN would crash it: Optuna 2 refuses a NaN value,
 then the sweeper's own fallback ``tell`` refuses a value for a failed trial). A single run still raises,
-so its exit status is non-zero.
+so its exit status is non-zero; an error whose message is the whole story (a malformed submission's problem
+list, a wrong ``trainer:`` value type) is printed alone, without a traceback, and the exit status is 1.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
 from omegaconf import DictConfig
 
@@ -33,6 +35,14 @@ def subcommand_stages(subcommand: str, cfg: DictConfig) -> list[str]:
     return list(cfg.stages) if subcommand == "run" else [subcommand.replace("-", "_")]
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors about the user's input whose message says everything: printed alone, exit status 1."""
+    from fashion_retrieval.evaluation.submission import SubmissionError
+    from fashion_retrieval.pipelines.trainer_config import TrainerConfigError
+
+    return SubmissionError, TrainerConfigError
+
+
 class StageTask:
     """Hydra's task function for ``fashion-retrieval <subcommand>``; returns ``val/recall@15`` (what
     sweepers optimise), ``None`` for a failed multirun job or when the stages compute no such metric.
@@ -49,8 +59,12 @@ class StageTask:
 
         try:
             return run_stages(cfg, subcommand_stages(self.subcommand, cfg))
-        except Exception:
+        except Exception as error:
             if not in_multirun():
+                if isinstance(error, user_errors()):
+                    # The message is the whole story (a list of what to fix): no traceback around it.
+                    print(f"fashion-retrieval {self.subcommand}: {error}", file=sys.stderr)
+                    raise SystemExit(1) from None
                 raise
             # Exception, not BaseException: Ctrl-C and SystemExit still end the whole sweep.
             log.exception(

@@ -227,7 +227,7 @@ def generate_dataset(
     codes = url_metadata.product_codes(spec.seed, layout)
     product_ms = url_metadata.to_ms(url_metadata.upload_days(spec.seed, debut))
     bundle_ms = url_metadata.to_ms(days)
-    bundle_codes = [""] * spec.num_bundles
+    bundle_codes, taken_codes = [""] * spec.num_bundles, set(codes)
     bundle_ids = unique_ids("B_", spec.seed, "bundle", spec.num_bundles)
     log.info(
         "planned %d products and %d bundles in %.1fs; rendering with %d worker(s) into %s",
@@ -280,7 +280,7 @@ def generate_dataset(
         progress = _Progress("bundles", spec.num_bundles)
         for plan, boxes in zip(plans, imap(_bundle_task, plans, bundle_chunk)):
             bundle_id = bundle_ids[plan.index]
-            bundle_codes[plan.index] = codes[url_metadata.lead_product(spec.seed, plan, boxes)]
+            bundle_codes[plan.index] = url_metadata.bundle_code(spec.seed, plan, boxes, codes, taken_codes)
             url = writer.bundle_image_url(bundle_id, bundle_codes[plan.index], int(bundle_ms[plan.index]))
             bundles_csv.writerow((bundle_id, plan.section, url))
             matches = truth_csv if plan.test else train_csv

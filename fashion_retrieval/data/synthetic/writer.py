@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 # Bump the minor version when the output gains a file or changes: a directory written by another version is
 # stale (``pipelines.generate.same_dataset_exists``) and is regenerated in place (``prepare_output_dir``).
 # 1.1.0: product_articles.csv. 1.2.0: https image URLs with 11-digit codes and ts= timestamps (metadata.py),
-# bundles composed in date order (so the pairs differ from 1.1.0's). Older datasets still load.
-GENERATOR_VERSION = "1.2.0"
+# bundles composed in date order (so the pairs differ from 1.1.0's). 1.3.0: half the bundle URLs name an
+# unlisted garment's code instead of a listed product's (15.4% of true pairs share the code, as in the real
+# data); images, pairs and boxes are 1.2.0's. Older datasets still load.
+GENERATOR_VERSION = "1.3.0"
 
 METADATA_FILE = "metadata.json"
 MARKER_FILE = ".synthetic_in_progress.json"  # written first, removed last: names the spec being written
@@ -100,6 +102,24 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     with atomic_open(path, "w", encoding="utf-8") as handle:
         json.dump(payload, handle, indent=2, sort_keys=False)
         handle.write("\n")
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """A dataset's ``metadata.json`` as a dict; ``ValueError`` naming the file and the way out when it is
+    not a JSON object (a damaged or hand-edited file)."""
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"{path}: not valid JSON ({error}); the dataset there is damaged: regenerate it with "
+            "generate.overwrite=true (or delete the directory)"
+        ) from error
+    if not isinstance(payload, dict):
+        raise ValueError(  # noqa: TRY004 - bad file content, not a wrong argument
+            f"{path}: expected a JSON object, got {type(payload).__name__}; regenerate the dataset with "
+            "generate.overwrite=true"
+        )
+    return payload
 
 
 def _recorded_spec(out_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
