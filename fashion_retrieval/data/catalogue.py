@@ -470,9 +470,14 @@ def _check_sections(train: pd.DataFrame, bundles: pd.DataFrame, path: Path) -> N
     if crossing:
         details = []
         for product in crossing[:5]:
-            rows = per_product.index[per_product["product"] == product]
-            seen = ", ".join(f"section {per_product.at[r, 'section']} (line {csv_line(r)})" for r in rows[:4])
-            details.append(f"{product}: {seen}")
+            rows = per_product[per_product["product"] == product]
+            # Every section the product is matched in, each with its lines: which side is wrong is the
+            # reader's call.
+            seen = [
+                f"section {section} (line(s) {list_examples([str(csv_line(r)) for r in group.index], 3)})"
+                for section, group in rows.groupby("section", sort=True)
+            ]
+            details.append(f"{product}: {', '.join(seen)}")
         raise CatalogueError(
             f"{path}: {len(crossing)} product(s) matched to bundles of different sections: "
             + "; ".join(details)

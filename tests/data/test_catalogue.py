@@ -92,8 +92,22 @@ def test_match_naming_unknown_product_or_bundle(tmp_path):
 
 def test_sections_that_disagree(tmp_path):
     train = ["B_00000000000a,I_000000000001", "B_00000000000b,I_000000000001"]
-    with pytest.raises(CatalogueError, match=r"I_000000000001: section 1 \(line 2\), section 2 \(line 3\)"):
+    with pytest.raises(
+        CatalogueError, match=r"I_000000000001: section 1 \(line\(s\) 2\), section 2 \(line\(s\) 3\)"
+    ):
         load_catalogue(write_dataset(tmp_path, train=train))
+
+
+def test_section_conflict_lists_every_section_even_after_many_lines_of_one(tmp_path):
+    # Five section-1 bundles list the product before the one section-2 bundle does.
+    ones = [f"B_00000000001{i}" for i in range(5)]
+    bundles = [f"{b},1,images/bundles/{b}.jpg" for b in ones]
+    bundles += ["B_00000000000b,2,images/bundles/B_00000000000b.jpg", "B_00000000000c,1,x.jpg"]
+    train = [f"{b},I_000000000001" for b in ones] + ["B_00000000000b,I_000000000001"]
+    with pytest.raises(CatalogueError) as caught:
+        load_catalogue(write_dataset(tmp_path, bundles=bundles, train=train))
+    message = str(caught.value)
+    assert "section 1 (line(s) 2, 3, 4 (and 2 more))" in message and "section 2 (line(s) 7)" in message
 
 
 def test_non_integer_section(tmp_path):
