@@ -1,13 +1,16 @@
 # The few commands people use. PYTHON may point at a virtual environment's interpreter.
 PYTHON ?= python3
 
-.PHONY: install test test-slow lint format quickstart strip-notebooks clean
+.PHONY: install test test-random test-slow lint format quickstart strip-notebooks clean
 
 install:  ## editable install with the dev tools
 	$(PYTHON) -m pip install -e ".[dev]"
 
 test:  ## the test suite CI runs (long tests excluded)
 	$(PYTHON) -m pytest -m "not slow"
+
+test-random:  ## the same tests in a random order (pytest-random-order; the seed is printed, rerun it with -p)
+	$(PYTHON) -m pytest -m "not slow" --random-order
 
 test-slow:  ## the long tests (minutes each)
 	$(PYTHON) -m pytest -m slow

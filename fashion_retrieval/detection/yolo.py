@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import inspect
 import logging
 import pickle
@@ -42,11 +43,27 @@ log = logging.getLogger(__name__)
 TRAIN_HINT = "train one with `fashion-retrieval detect-train` (it writes <run dir>/detector/best.pt)"
 
 
+def import_ultralytics() -> None:
+    """Import ultralytics and undo its ``PIL.Image.open`` patch.
+
+    On import, ultralytics replaces ``PIL.Image.open`` for the whole process with a wrapper that, on an
+    unidentified image, tries to pip-install ``pi_heif`` and raises ``ModuleNotFoundError`` offline instead
+    of Pillow's ``UnidentifiedImageError``: every later image check of this process (downloads, readers)
+    would then fail differently depending on whether a detector was loaded first. We read no HEIF images.
+    """
+    from PIL import Image
+
+    patches = importlib.import_module("ultralytics.utils.patches")
+    if Image.open is getattr(patches, "image_open", None):
+        Image.open = patches._image_open
+
+
 @contextlib.contextmanager
 def offline_ultralytics() -> Iterator[None]:
     """Replace, for the duration of the block, the two ultralytics helpers that download regardless of
     ``YOLO_OFFLINE``: the dataset check's font download (a no-op here; plots, off by default, need
     ``Arial.ttf`` in ultralytics' config directory) and the trainer's AMP check (trust AMP on CUDA)."""
+    import_ultralytics()
     import ultralytics.data.utils as data_utils
     import ultralytics.engine.trainer as trainer
 
@@ -103,11 +120,13 @@ def load_yolo(
     if weights is not None:
         path = require_weights(weights, override)
         check_weights(path)
+        import_ultralytics()
         from ultralytics import YOLO
 
         return YOLO(str(path), task="detect")
     if architecture is None:
         raise ValueError(f"no YOLO weights: pass {override}=/path/to/best.pt, or {TRAIN_HINT}")
+    import_ultralytics()
     from ultralytics import YOLO
 
     return YOLO(architecture, task="detect")

@@ -103,3 +103,15 @@ def test_weights_holding_code_or_nothing_are_refused_before_they_run(tmp_path, k
     with pytest.raises(ValueError, match=r"YOLO weights .*best\.pt refused: not an ultralytics checkpoint"):
         YoloDetector(GROUPS, weights=str(weights))
     assert not marker.exists()
+
+
+def test_loading_a_detector_leaves_pillows_image_open_alone(tmp_path):
+    # ultralytics patches PIL.Image.open on import (an unidentified image then raises ModuleNotFoundError:
+    # pi_heif offline); the project undoes it, so image checks behave the same in any test order.
+    from PIL import Image, UnidentifiedImageError
+
+    load_yolo(architecture="yolov8n.yaml")
+    assert Image.open.__module__.startswith("PIL")
+    (tmp_path / "x.jpg").write_bytes(b"not an image")
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(tmp_path / "x.jpg")
