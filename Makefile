@@ -9,7 +9,7 @@ install:  ## editable install with the dev tools
 test:  ## the test suite CI runs (long tests excluded)
 	$(PYTHON) -m pytest -m "not slow"
 
-test-random:  ## the same tests in a random order (pytest-random-order; the seed is printed, rerun it with -p)
+test-random:  ## the same tests in a random order (pytest-random-order; rerun an order with --random-order-seed=N as printed)
 	$(PYTHON) -m pytest -m "not slow" --random-order
 
 test-slow:  ## the long tests (minutes each)
