@@ -21,16 +21,18 @@ from omegaconf import DictConfig
 PROVENANCE_FILE = "provenance.json"
 GIT_TIMEOUT_S = 20.0  # generous: a loaded machine can be slow; a hung git must not block the run
 
-# Label -> distributions that provide it, first installed wins: faiss comes as faiss-cpu or faiss-gpu.
+# Label -> the import names that provide it, first installed wins. Looked up by module, not by distribution
+# name: one module comes from several distributions (faiss from faiss-cpu or faiss-gpu, ultralytics from
+# ultralytics or ultralytics-opencv-headless).
 PACKAGES: dict[str, tuple[str, ...]] = {
     "torch": ("torch",),
     "torchvision": ("torchvision",),
-    "pytorch-lightning": ("pytorch-lightning", "lightning"),
-    "hydra-core": ("hydra-core",),
+    "pytorch-lightning": ("pytorch_lightning", "lightning"),
+    "hydra-core": ("hydra",),
     "transformers": ("transformers",),
     "timm": ("timm",),
     "ultralytics": ("ultralytics",),
-    "faiss": ("faiss-cpu", "faiss-gpu", "faiss"),
+    "faiss": ("faiss",),
     "albumentations": ("albumentations",),
     "wandb": ("wandb",),
     "numpy": ("numpy",),
@@ -72,11 +74,13 @@ def git_state(source_file: str | Path) -> dict[str, Any]:
 
 
 def package_versions(packages: Mapping[str, Sequence[str]] = PACKAGES) -> dict[str, str | None]:
-    """Python's version and each package's installed version (``None`` when not installed)."""
+    """Python's version and the installed version of the distribution providing each label's first
+    importable module (``None`` when none is installed)."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for label, distributions in packages.items():
+    providers = importlib.metadata.packages_distributions()  # top-level module -> distribution names
+    for label, modules in packages.items():
         versions[label] = None
-        for distribution in distributions:
+        for distribution in (name for module in modules for name in providers.get(module, ())):
             try:
                 versions[label] = importlib.metadata.version(distribution)
                 break

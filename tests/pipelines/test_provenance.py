@@ -59,9 +59,20 @@ def test_git_state_without_git(monkeypatch: pytest.MonkeyPatch, checkout: Path) 
 
 
 def test_package_versions_marks_missing_packages_none() -> None:
-    versions = package_versions({"omegaconf": ("omegaconf",), "absent": ("no-such-dist-xyz",)})
+    versions = package_versions({"omegaconf": ("omegaconf",), "absent": ("no_such_module_xyz",)})
     assert versions["python"].count(".") == 2
     assert versions["omegaconf"] and versions["absent"] is None
+
+
+def test_package_versions_are_looked_up_by_module_whatever_the_distribution_is_called() -> None:
+    import importlib.metadata
+
+    # The modules yaml and PIL come from the distributions PyYAML and pillow; ultralytics may come from
+    # ultralytics-opencv-headless (this environment's), which a lookup by distribution name missed.
+    versions = package_versions({"yaml": ("yaml",), "PIL": ("no_such_module_xyz", "PIL")})
+    assert versions["yaml"] == importlib.metadata.version("PyYAML")
+    assert versions["PIL"] == importlib.metadata.version("pillow")
+    assert package_versions()["ultralytics"] is not None
 
 
 def test_hardware_reports_the_machine() -> None:
