@@ -122,3 +122,15 @@ def test_trainer_check_names_every_key_of_the_wrong_type():
     assert "trainer.max_epochs: expected an integer, got True" in message
     assert "trainer.limit_val_batches: expected a number" in message
     assert "trainer.enable_progress_bar: expected true or false, got 1" in message
+
+
+def test_documented_dict_overrides_compose_and_reach_the_slot_settings():
+    # The CLI's override syntax, as docs/reranking.md shows it; {} defaults rejected new keys (struct).
+    from fashion_retrieval.pipelines.bundle_search import slot_settings
+
+    cfg = compose_config(["retrieval.category_caps={DRESS: 3, SHOES: 2}", "retrieval.label_weights={top: 2}"])
+    settings = slot_settings(cfg)
+    assert dict(settings.category_caps) == {"DRESS": 3, "SHOES": 2}
+    assert dict(settings.label_weights) == {"top": 2}
+    default = slot_settings(compose_config([]))
+    assert dict(default.category_caps) == {} and dict(default.label_weights) == {}
