@@ -19,6 +19,7 @@ from fashion_retrieval.features.fingerprint import describe_dataset, feature_set
 from fashion_retrieval.features.predict import FeatureExtractor, ShardWriter
 from fashion_retrieval.features.shards import read_manifest
 from fashion_retrieval.locks import directory_lock, is_launch_leader
+from fashion_retrieval.progress import show_progress
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ PREDICT_OPTIONS: dict[str, Any] = {
     "logger": False,
     "enable_checkpointing": False,
     "enable_model_summary": False,
-    "enable_progress_bar": False,
     # Lightning shards the loader across ranks (without repeating items, for predict) even where the
     # training config turns its own sampler injection off.
     "use_distributed_sampler": True,
@@ -139,7 +139,9 @@ class FeatureCache:
         settings: dict[str, Any],
     ) -> None:
         writer = ShardWriter(directory, ids, self.shard_size, fingerprint, settings)
-        trainer = pl.Trainer(**{**self.trainer_options, **PREDICT_OPTIONS, "callbacks": [writer]})
+        # Lightning's bar (count, rate, ETA) on a terminal only (fashion_retrieval.progress).
+        options = {**self.trainer_options, **PREDICT_OPTIONS, "enable_progress_bar": show_progress()}
+        trainer = pl.Trainer(**options, callbacks=[writer])
         loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
         log.info("feature cache: embedding %d items into %s", len(ids), directory)
         trainer.predict(

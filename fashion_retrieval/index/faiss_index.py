@@ -4,6 +4,7 @@ atomic save/load."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections import Counter
@@ -24,6 +25,9 @@ from fashion_retrieval.index.factory import (
     to_device,
 )
 from fashion_retrieval.io import atomic_open, atomic_path
+from fashion_retrieval.progress import progress_bar
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "IDS_FILE",
@@ -86,22 +90,32 @@ def check_ids(ids: Sequence[str], count: int, name: str = "ids") -> list[str]:
     return id_list
 
 
+# Rows per ``index.add`` call: the progress bar moves at this step (adding in chunks builds the same index).
+ADD_CHUNK = 65_536
+
+
 def build_faiss_index(
-    spec: IndexSpec, sample: np.ndarray, batches: Iterable[np.ndarray]
+    spec: IndexSpec, sample: np.ndarray, batches: Iterable[np.ndarray], total: int | None = None
 ) -> tuple[faiss.Index, bool]:
     """A ``spec`` index trained on ``sample (S, D)`` (ignored by types without training) and filled with
-    each ``(n, D)`` float32 batch in turn; returns it and whether it lives on GPUs.
+    each ``(n, D)`` float32 batch in turn; returns it and whether it lives on GPUs. ``total``: the rows to
+    come, for the progress bar (:mod:`fashion_retrieval.progress`).
 
     It is built where it will be searched: k-means is what a GPU speeds up most.
     """
     cpu_index = index = None
-    for matrix in batches:
-        if index is None:
-            cpu_index = create_index(spec, matrix.shape[1])
-            index = to_device(cpu_index, spec)
-            if len(sample):
-                index.train(sample)
-        index.add(matrix)
+    with progress_bar(total, f"{spec.index_type} index", unit="vectors") as bar:
+        for matrix in batches:
+            if index is None:
+                cpu_index = create_index(spec, matrix.shape[1])
+                index = to_device(cpu_index, spec)
+                if len(sample):
+                    log.info("index: training %s on %d vectors", spec.factory_string(), len(sample))
+                    index.train(sample)
+            for start in range(0, len(matrix), ADD_CHUNK):
+                chunk = matrix[start : start + ADD_CHUNK]
+                index.add(chunk)
+                bar.update(len(chunk))
     if index is None or index.ntotal == 0:
         raise ValueError("embeddings is empty (0 rows); an index needs at least one item")
     return index, index is not cpu_index
@@ -128,7 +142,7 @@ class EmbeddingIndex:
         spec = (spec or FlatSpec(device="cpu")).sized(matrix.shape[0])
         start = time.perf_counter()
         sample = spec.training_sample(matrix)
-        index, on_gpu = build_faiss_index(spec, sample, [matrix])
+        index, on_gpu = build_faiss_index(spec, sample, [matrix], total=len(matrix))
         self._init(index, on_gpu, id_list, dict(metadata or {}), spec)
         self.build_seconds = time.perf_counter() - start
         self.num_trained = len(sample)

@@ -65,7 +65,7 @@ def build_from_shards(
             ids.extend(shard_ids)
             yield matrix
 
-    index, on_gpu = build_faiss_index(spec, sample, checked())
+    index, on_gpu = build_faiss_index(spec, sample, checked(), total=num_items)
     if len(ids) != num_items:
         raise ValueError(f"the shards hold {len(ids)} rows, but {num_items} were announced")
     return EmbeddingIndex.from_faiss(

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from fashion_retrieval.progress import progress
+
 CENTRE_CROP_FRACTION = 0.85  # the centre view keeps 85% of each side: trims background, keeps the garment
 
 
@@ -61,18 +63,21 @@ def embed_loader(
     loader: DataLoader,
     device: torch.device | str = "cpu",
     views: Sequence[str] = (),
+    description: str | None = None,
 ) -> np.ndarray:
     """Embed every item of a loader yielding ``{"image": (B, 3, H, W), "index": (B,)}``.
 
     ``views``: test-time augmentation (names in ``TEST_TIME_VIEWS``); each item's embedding is then the
-    L2-normalised mean of the embeddings of the image and of each view.
+    L2-normalised mean of the embeddings of the image and of each view. ``description``: show a progress
+    bar with that label (:mod:`fashion_retrieval.progress`; for long loops outside a Lightning loop).
 
     Returns ``(N, D)`` float32 rows in dataset order (placed by ``index``, so the loader may shuffle).
     """
     transforms = [TEST_TIME_VIEWS[view] for view in check_views(views)]
     rows: np.ndarray | None = None
     filled = np.zeros(len(loader.dataset), dtype=bool)
-    for batch in loader:
+    batches = loader if description is None else progress(loader, len(loader), description, unit="batch")
+    for batch in batches:
         embeddings = embed_views(encode, batch["image"].to(device), transforms).cpu().numpy()
         if rows is None:
             rows = np.empty((len(loader.dataset), embeddings.shape[1]), dtype=np.float32)

@@ -50,7 +50,7 @@ def build_index(
 ) -> EmbeddingIndex:
     """Embed the catalogue with ``encoder`` (from ``checkpoint``) in memory, save a ``spec`` index in
     ``index_dir``."""
-    embeddings = embed_loader(encoder, datamodule.gallery_dataloader())
+    embeddings = embed_loader(encoder, datamodule.gallery_dataloader(), description="embedding the catalogue")
     index = export_catalogue(
         index_dir, embeddings, datamodule.gallery_ids, checkpoint, spec, datamodule.gallery_paths
     )
