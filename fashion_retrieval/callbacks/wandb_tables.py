@@ -2,14 +2,15 @@
 retrieval examples, an embedding table for the projector, and the checkpoint and FAISS index as artifacts.
 
 Without a ``WandbLogger`` among the trainer's loggers the callback does nothing. The table contents are
-built by pure functions (plain rows, tested without wandb); only :class:`WandbTables` touches wandb.
+built by pure functions (plain rows, tested without wandb); only :class:`WandbTables` touches wandb. The
+examples and thumbnails are :mod:`fashion_retrieval.evaluation.plots`'s, which also draws the run
+directory's and the notebooks' pictures.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +22,16 @@ from pytorch_lightning.loggers import WandbLogger
 from fashion_retrieval.callbacks.evaluator import RetrievalEvaluator, ValidationRanking
 from fashion_retrieval.callbacks.exporter import EmbeddingExporter
 from fashion_retrieval.data.datamodule import QuerySet
-from fashion_retrieval.data.datasets import region
-from fashion_retrieval.data.transforms import load_rgb
-from fashion_retrieval.detection.types import Box
+from fashion_retrieval.evaluation.plots import HIT, MISS, RetrievalExample, spread_indices, thumbnail
 from fashion_retrieval.index.faiss_index import IDS_FILE, INDEX_FILE, META_FILE
 
 log = logging.getLogger(__name__)
 
 EXAMPLES_KEY = "val/examples"
 EMBEDDINGS_KEY = "catalogue/embeddings"
-HIT, MISS = "✓", "✗"
 
 
 # -- pure table building --------------------------------------------------------------------------------
-def spread_indices(n: int, count: int) -> np.ndarray:
-    """``min(n, count)`` indices spread evenly over ``range(n)``, first and last included: the same rows
-    every epoch and every run, and not only the first ones (catalogues are often sorted by category)."""
-    if n <= 0 or count <= 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.unique(np.linspace(0, n - 1, min(n, count)).round().astype(np.int64))
-
-
 def best_summary(
     history: Sequence[Mapping[str, float]], monitor: str, prefix: str = "val"
 ) -> dict[str, float]:
@@ -54,28 +44,6 @@ def best_summary(
         return {}
     best = max(history, key=lambda row: row[monitor])
     return {f"best/{prefix}/{name}": float(value) for name, value in best.items()}
-
-
-@dataclass(frozen=True)
-class RetrievalExample:
-    """One validation query and what it retrieved: ``products``/``product_paths`` in rank order (``k``, no
-    padding), ``hits`` whether each is one of the query's ``num_relevant`` true products."""
-
-    bundle_id: str
-    query_path: str
-    query_box: Box | None
-    products: list[str]
-    product_paths: list[str]
-    hits: list[bool]
-    num_relevant: int
-
-    @property
-    def recall(self) -> float:
-        return sum(self.hits) / self.num_relevant if self.num_relevant else 0.0
-
-    @property
-    def marks(self) -> str:
-        return "".join(HIT if hit else MISS for hit in self.hits)
 
 
 def retrieval_examples(
@@ -136,19 +104,6 @@ def embedding_table(
 
 def size_mb(paths: Sequence[Path]) -> float:
     return sum(Path(p).stat().st_size for p in paths) / 2**20
-
-
-def thumbnail(path: str, box: Box | None, max_side: int) -> np.ndarray:
-    """``(h, w, 3) uint8`` image (the ``box`` region when given), shrunk so its longer side is at most
-    ``max_side``: tables of full-size photos would weigh more than the run."""
-    import cv2
-
-    image = region(load_rgb(path), box)
-    scale = max_side / max(image.shape[:2])
-    if scale < 1.0:
-        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(image)
 
 
 def find_wandb_logger(loggers: Sequence[Any]) -> WandbLogger | None:
