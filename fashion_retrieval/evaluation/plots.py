@@ -5,11 +5,12 @@ the W&B tables (:mod:`fashion_retrieval.callbacks.wandb_tables`).
 The examples and curves are plain data built by pure functions; drawing needs matplotlib, which is optional
 (as for the sweep's ``report.png``): :func:`matplotlib_available` says whether pictures can be drawn, and
 the figures are ``matplotlib.figure.Figure`` objects built without pyplot (no display backend is touched:
-a notebook shows them with ``display(figure)``, :func:`save_png` writes them).
+a notebook shows :func:`png_bytes` with ``IPython.display.Image``, :func:`save_png` writes them).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -249,11 +250,19 @@ def recall_curve(
     return figure
 
 
-def save_png(figure: Figure, path: str | Path, dpi: int = 100) -> Path:
-    """Write ``figure`` as a PNG atomically (a temp file beside ``path``, then renamed)."""
+def png_bytes(figure: Figure, dpi: int = 100) -> bytes:
+    """``figure`` as PNG bytes (a notebook shows them with ``IPython.display.Image``, whatever its
+    matplotlib backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def save_png(figure: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Write ``figure`` as a PNG atomically (a temp file beside ``path``, then renamed)."""
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=dpi)
+        tmp.write_bytes(png_bytes(figure, dpi))
     return Path(path)
