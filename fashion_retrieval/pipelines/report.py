@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from fashion_retrieval.data.catalogue import BOXES_FILE, load_catalogue, read_garment_boxes
 from fashion_retrieval.evaluation import plots
@@ -132,8 +132,11 @@ def report(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     table = results_table(metrics)
     with atomic_open(context.output_dir / "results.md", "w") as handle:
         handle.write(table + "\n")
-    write_run_pictures(
-        context.output_dir, cfg.paths.data_dir, cfg.evaluate.submission_path, cfg.evaluate.truth_path, metrics
-    )
+    sources = [
+        OmegaConf.select(cfg, key)
+        for key in ("paths.data_dir", "evaluate.submission_path", "evaluate.truth_path")
+    ]
+    if None not in sources:  # a bare config (tests, a hand-made one) has no dataset to draw from
+        write_run_pictures(context.output_dir, *sources, metrics)
     print(f"\nResults ({context.output_dir}):\n{table}\n", flush=True)
     return {}
