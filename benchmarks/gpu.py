@@ -234,7 +234,9 @@ def adapter_speed(sizes: Sizes, device: torch.device, precision: str) -> dict:
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)  # the adapter's own peak, not the module runs'
-    encoder = ImageEncoder(TimmBackbone("tf_efficientnet_lite0"), embedding_dim=None, channels_last=True)
+    encoder = ImageEncoder(
+        TimmBackbone("tf_efficientnet_lite0", weights="random"), embedding_dim=None, channels_last=True
+    )
     extractor = FrozenFeatureExtractor(encoder, "backbone_features").to(device)
     generator = torch.Generator(device=device).manual_seed(0)
     shape = (3, sizes.image, sizes.image)

@@ -63,13 +63,15 @@ HEADER = (
 
 def build_clip_vit_b32(channels_last: bool) -> nn.Module:
     """Fashion-CLIP's tower: ViT-B/32 vision model + visual projection, no extra head."""
-    backbone = ClipVisionBackbone(vision_config=VIT_B32)
+    backbone = ClipVisionBackbone("random", vision_config=VIT_B32)
     return ImageEncoder(backbone, embedding_dim=None, channels_last=channels_last)
 
 
 def build_convnext_tiny(channels_last: bool) -> nn.Module:
     """ConvNeXt-Tiny (timm) with a 256-d linear head."""
-    return ImageEncoder(TimmBackbone("convnext_tiny"), embedding_dim=256, channels_last=channels_last)
+    return ImageEncoder(
+        TimmBackbone("convnext_tiny", weights="random"), embedding_dim=256, channels_last=channels_last
+    )
 
 
 MODELS: dict[str, Callable[[bool], nn.Module]] = {

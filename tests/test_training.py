@@ -54,7 +54,7 @@ def shrink_backbones(node: DictConfig | ListConfig, clip_dir: Path) -> None:
             node.trainable_blocks = min(node.trainable_blocks, 1)
         elif target.endswith("TimmBackbone"):
             node.model_name = "test_convnext" if "convnext" in node.model_name else "test_efficientnet"
-            node.weights = None
+            node.weights = "random"
             node.frozen_prefixes = []
             node.drop_path_rate = 0.0
         children = [node._get_node(key) for key in node]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import timm
 import torch
@@ -11,13 +12,22 @@ from torch import nn
 
 from fashion_retrieval.models.normalization import InputNormalization
 from fashion_retrieval.models.weights import (
+    WEIGHTS_KEY,
     WeightsNotFoundError,
     load_state_dict_flexible,
     read_state_dict,
     resolve_weights_path,
+    wants_pretrained,
 )
 
 log = logging.getLogger(__name__)
+
+EXAMPLE_WEIGHTS = "/path/to/weights.safetensors (or .pth, or pkg:<package>/<file>)"
+
+
+def is_hub(weights: str) -> bool:
+    """``hub`` or ``hub:<tag>``: timm's own download (online only)."""
+    return weights == "hub" or weights.startswith("hub:")
 
 
 class TimmBackbone(nn.Module):
@@ -25,8 +35,8 @@ class TimmBackbone(nn.Module):
 
     Args:
         model_name: a timm architecture name (``tf_efficientnet_lite0``, ``convnext_tiny``, ...).
-        weights: ``None`` (random init), a local file, ``pkg:<package>/<file>`` or ``hub`` (see
-            :mod:`fashion_retrieval.models.weights`).
+        weights: a local file, ``pkg:<package>/<file>``, ``hub`` (see :mod:`fashion_retrieval.models.weights`)
+            or ``random`` (random initialisation, by name only: ``None`` raises).
         frozen_prefixes: parameter-name prefixes to freeze (e.g. ``[conv_stem, bn1, blocks.0]``); their
             batch-norm layers stay in eval mode so their statistics are frozen too.
         mean, std: the input normalisation the weights expect, applied in ``forward`` (inputs are
@@ -53,11 +63,12 @@ class TimmBackbone(nn.Module):
         kwargs: dict = {"num_classes": 0, "global_pool": global_pool}
         if drop_path_rate:
             kwargs["drop_path_rate"] = drop_path_rate
-        if weights == "hub" or (weights or "").startswith("hub:"):
+        pretrained = wants_pretrained(weights, model_name, WEIGHTS_KEY, EXAMPLE_WEIGHTS)
+        if pretrained and is_hub(weights):
             self.model = self._from_hub(model_name, weights, kwargs)
         else:
             self.model = timm.create_model(model_name, pretrained=False, **kwargs)
-            if weights:
+            if pretrained:
                 path = resolve_weights_path(weights)
                 load_state_dict_flexible(self.model, read_state_dict(path), source=str(path))
                 log.info("loaded %s weights from %s", model_name, path)
@@ -68,6 +79,16 @@ class TimmBackbone(nn.Module):
         self._frozen_modules: list[nn.Module] = []
         if self.frozen_prefixes:
             self._freeze()
+
+    @staticmethod
+    def check_weights(config: Mapping[str, Any], key: str) -> None:
+        """Raise now if a backbone built from ``config`` (its ``weights`` at ``key``) would start from
+        random initialisation without asking, or its weights file is missing."""
+        weights = config.get("weights")
+        if wants_pretrained(weights, str(config.get("model_name")), key, EXAMPLE_WEIGHTS) and not is_hub(
+            weights
+        ):
+            resolve_weights_path(weights, key)
 
     @staticmethod
     def _from_hub(model_name: str, weights: str, kwargs: dict) -> nn.Module:

@@ -2,8 +2,9 @@
 
 At train time :func:`checkpoint_encoder_config` completes the encoder's resolved Hydra config with what
 each backbone needs to rebuild its architecture without its pretrained files (a CLIP tower's vision
-config and normalisation). :func:`load_encoder` then builds the architecture with random weights (no
-pretrained file is read, so none needs to exist on the inference machine) and loads the trained ones.
+config and normalisation). :func:`load_encoder` then builds the architecture with random weights
+(``random``, asked for explicitly; no pretrained file is read, so none needs to exist on the inference
+machine) and loads the trained ones.
 
 A checkpoint is data, never code (docs/security.md): :func:`load_checkpoint` reads tensors and plain
 containers only (``torch.load(weights_only=True)``), and :func:`build_encoder` builds only the classes of
@@ -23,6 +24,8 @@ from typing import Any
 import torch
 from hydra.utils import get_object
 from torch import nn
+
+from fashion_retrieval.models.weights import RANDOM, backbone_class
 
 CHECKPOINT_HINT = "pass the checkpoints/best.ckpt or last.ckpt that `fashion-retrieval train` wrote"
 
@@ -153,32 +156,21 @@ def checkpoint_encoder_config(encoder_cfg: dict, encoder: nn.Module) -> dict:
     return config
 
 
-# The constructor argument naming pretrained weights, per backbone class (subclasses included). Names,
-# not classes: checking a timm-only config must not import transformers.
-PRETRAINED_ARGUMENTS = {
-    "fashion_retrieval.models.backbones.TimmBackbone": "weights",
-    "fashion_retrieval.models.clip.ClipVisionBackbone": "pretrained",
-}
-
-
 def pretrained_argument(target: str) -> str | None:
     """The argument that names pretrained weights for a ``_target_``, or ``None`` if it is no backbone."""
     if target not in ENCODER_CLASSES:  # not imported: a stored config names only classes of the list
         return None
-    built = get_object(target)
-    for cls in built.__mro__ if isinstance(built, type) else ():
-        argument = PRETRAINED_ARGUMENTS.get(f"{cls.__module__}.{cls.__qualname__}")
-        if argument:
-            return argument
-    return None
+    found = backbone_class(target)
+    return found[1] if found else None
 
 
 def without_pretrained(node: Any) -> Any:
-    """A copy of a config where no backbone reads pretrained weights.
+    """A copy of a config where no backbone reads pretrained weights: the trained ones are loaded next.
 
-    A timm backbone's ``weights`` becomes ``None``. A CLIP backbone's ``pretrained`` becomes ``None`` where
-    its architecture is recorded (``vision_config``); an older checkpoint without it keeps ``pretrained``,
-    the only description of its architecture.
+    A timm backbone's ``weights`` becomes ``random``. A CLIP backbone's ``pretrained`` becomes ``random``
+    where its architecture is recorded (``vision_config``) or where there was none (trained from random
+    initialisation); an older checkpoint without ``vision_config`` keeps ``pretrained``, the only
+    description of its architecture.
     """
     if isinstance(node, list):
         return [without_pretrained(value) for value in node]
@@ -186,8 +178,10 @@ def without_pretrained(node: Any) -> Any:
         return node
     result = {key: without_pretrained(value) for key, value in node.items()}
     argument = pretrained_argument(result["_target_"]) if "_target_" in result else None
-    if argument == "weights" or (argument == "pretrained" and result.get("vision_config")):
-        result[argument] = None
+    if argument == "weights" or (
+        argument == "pretrained" and (result.get("vision_config") or not result.get("pretrained"))
+    ):
+        result[argument] = RANDOM
     return result
 
 

@@ -23,9 +23,13 @@ from torch import nn
 from transformers import AutoConfig, CLIPConfig, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from fashion_retrieval.models.normalization import InputNormalization
-from fashion_retrieval.models.weights import WeightsNotFoundError
+from fashion_retrieval.models.weights import WeightsNotFoundError, wants_pretrained
 
 log = logging.getLogger(__name__)
+
+# Where a single-tower model config keeps its pretrained reference: what the errors tell users to set.
+PRETRAINED_KEY = "model.encoder.backbone.pretrained"
+EXAMPLE_PRETRAINED = "/path/to/fashion-clip"
 
 # OpenAI CLIP's preprocessing statistics, used when the model directory has no preprocessor_config.json.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -74,14 +78,31 @@ def hub_offline() -> bool:
     return bool(hf_constants.HF_HUB_OFFLINE)
 
 
-def missing_model_error(pretrained: str, error: BaseException) -> WeightsNotFoundError:
+def missing_model_error(
+    pretrained: str, error: BaseException, key: str = PRETRAINED_KEY
+) -> WeightsNotFoundError:
     return WeightsNotFoundError(
         f"cannot load CLIP model {pretrained!r} ({type(error).__name__}: {error}). "
-        "This project runs offline: pass a local directory instead, e.g. "
-        "model.encoder.backbone.pretrained=/path/to/fashion-clip, made on a machine with network by "
-        f"CLIPModel.from_pretrained({pretrained!r}).save_pretrained('/path/to/fashion-clip') "
+        f"This project runs offline: pass a local directory instead, e.g. {key}={EXAMPLE_PRETRAINED}, "
+        "made on a machine with network by "
+        f"CLIPModel.from_pretrained({pretrained!r}).save_pretrained({EXAMPLE_PRETRAINED!r}) "
         "(or allow downloads with HF_HUB_OFFLINE=0)"
     )
+
+
+def check_available(pretrained: str, key: str = PRETRAINED_KEY) -> Path | None:
+    """The local directory ``pretrained`` names (``None`` for a hub id); raises the error that says what to
+    pass when it is a missing directory, or a hub id absent from the local cache while offline. Cheap: no
+    model file is read."""
+    local = Path(pretrained).expanduser()
+    if local.is_dir():
+        return local
+    if looks_like_path(pretrained):
+        raise missing_model_error(pretrained, FileNotFoundError(f"no such directory: {local}"), key)
+    cached = huggingface_hub.try_to_load_from_cache(pretrained, "config.json")
+    if hub_offline() and not isinstance(cached, str):
+        raise missing_model_error(pretrained, FileNotFoundError("not in the local Hugging Face cache"), key)
+    return None
 
 
 def load_vision_config(pretrained: str, local_files_only: bool) -> CLIPVisionConfig:
@@ -137,11 +158,9 @@ def load_pretrained_tower(pretrained: str) -> CLIPVisionModelWithProjection:
 
     Raises :class:`WeightsNotFoundError` at once (no network retries) when the model is not available.
     """
-    local = Path(pretrained).expanduser()
-    if looks_like_path(pretrained) and not local.is_dir():
-        raise missing_model_error(pretrained, FileNotFoundError(f"no such directory: {local}"))
-    reference = str(local) if local.is_dir() else pretrained
-    local_files_only = local.is_dir() or hub_offline()
+    local = check_available(pretrained)
+    reference = str(local) if local else pretrained
+    local_files_only = local is not None or hub_offline()
     try:
         config = load_vision_config(reference, local_files_only)
         with quiet_transformers():
@@ -187,7 +206,8 @@ class ClipVisionBackbone(nn.Module):
     Args:
         pretrained: a local directory written by ``save_pretrained`` (full ``CLIPModel`` or
             ``CLIPVisionModelWithProjection``) or a hub id (``patrickjohncyh/fashion-clip``), which must be in
-            the local cache when offline. ``None``: random initialisation from ``vision_config``.
+            the local cache when offline; ``random``: random initialisation from ``vision_config`` (by name
+            only: ``None`` raises, so a config never trains CLIP from noise without asking).
         vision_config: ``CLIPVisionConfig`` fields for random initialisation (tests, checkpoint reloading);
             ignored when ``pretrained`` is set. ``None`` with no ``pretrained``: ViT-B/32 defaults.
         trainable_blocks: ``-1`` train all; ``0`` freeze the tower (only the projection learns); ``N`` train
@@ -207,14 +227,13 @@ class ClipVisionBackbone(nn.Module):
         std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        if pretrained:
+        statistics = None
+        if wants_pretrained(pretrained, "the CLIP tower", PRETRAINED_KEY, EXAMPLE_PRETRAINED):
             self.model = load_pretrained_tower(str(pretrained))
             self.model.train()  # from_pretrained returns eval mode; follow nn.Module's default like the rest
+            statistics = read_processor_statistics(str(pretrained), local_files_only=hub_offline())
         else:
             self.model = CLIPVisionModelWithProjection(CLIPVisionConfig(**plain(vision_config or {})))
-        statistics = (
-            read_processor_statistics(str(pretrained), local_files_only=hub_offline()) if pretrained else None
-        )
         default_mean, default_std = statistics or (CLIP_MEAN, CLIP_STD)
         self.mean = tuple(float(x) for x in (default_mean if mean is None else mean))
         self.std = tuple(float(x) for x in (default_std if std is None else std))
@@ -225,6 +244,14 @@ class ClipVisionBackbone(nn.Module):
         self.num_features: int = int(config.projection_dim)
         self.image_size: int = int(config.image_size)
         self.native_input_size: tuple[int, int] = (self.image_size, self.image_size)
+
+    @staticmethod
+    def check_weights(config: Mapping[str, Any], key: str) -> None:
+        """Raise now if a tower built from ``config`` (its ``pretrained`` at ``key``) would start from random
+        initialisation without asking, or its model is neither a local directory nor in the offline cache."""
+        pretrained = config.get("pretrained")
+        if wants_pretrained(pretrained, "the CLIP tower", key, EXAMPLE_PRETRAINED):
+            check_available(str(pretrained), key)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` uint8 (0..255) or float (0..1) -> ``(B, projection_dim)`` image embeddings."""

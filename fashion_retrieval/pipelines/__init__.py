@@ -80,6 +80,9 @@ def _run_as_leader(cfg: DictConfig, stages: Sequence[str], output_dir: Path) -> 
     context = RunContext(output_dir=output_dir)
     metrics: dict[str, float] = {}
     try:
+        if "train" in stages:
+            stage = "train"
+            check_model_weights(cfg)
         for stage in stages:
             log.info("stage %s", stage)
             metrics = update_metrics(output_dir, _stage(stage)(cfg, context))
@@ -92,6 +95,14 @@ def _run_as_leader(cfg: DictConfig, stages: Sequence[str], output_dir: Path) -> 
     finally:
         _close_wandb()
     return sweep_objective(metrics)
+
+
+def check_model_weights(cfg: DictConfig) -> None:
+    """``train`` builds ``model=`` from its pretrained weights: check them (present, or ``random`` asked for)
+    before any stage runs, so a missing file fails in seconds rather than after ``generate``."""
+    from fashion_retrieval.models.weights import check_pretrained  # torch: only runs that train pay for it
+
+    check_pretrained(cfg.model)
 
 
 def sweep_objective(metrics: dict[str, float]) -> float | None:

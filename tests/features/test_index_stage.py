@@ -29,7 +29,7 @@ ENCODER = {
     "backbone": {
         "_target_": "fashion_retrieval.models.backbones.TimmBackbone",
         "model_name": "test_efficientnet",
-        "weights": None,
+        "weights": "random",
     },
     "embedding_dim": 8,
 }

@@ -18,7 +18,7 @@ from fashion_retrieval.models.inference import embed_loader
 
 def test_timm_encoder_features_equal_in_memory_embedding(tmp_path, dataset, ids) -> None:
     torch.manual_seed(0)
-    encoder = ImageEncoder(TimmBackbone("test_efficientnet"), embedding_dim=8).eval()
+    encoder = ImageEncoder(TimmBackbone("test_efficientnet", weights="random"), embedding_dim=8).eval()
     directory = ensure_features(encoder, dataset, ids, tmp_path / "cache", shard_size=3, batch_size=2)
     embeddings, cached_ids = load_features(directory)
     expected = embed_loader(encoder, DataLoader(dataset, batch_size=2))

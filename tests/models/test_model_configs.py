@@ -54,6 +54,7 @@ def test_ensemble_config_builds(full_clip_dir):
             f"model.encoder.members.clip.backbone.pretrained={directory}",
             "model.encoder.members.clip.backbone.trainable_blocks=2",
             "model.encoder.members.convnext.backbone.model_name=test_convnext",
+            "model.encoder.members.convnext.backbone.weights=random",
         ]
     )
     encoder = instantiate(cfg.model.encoder)

@@ -37,7 +37,7 @@ def test_symmetric_info_nce_prefers_matching_halves(benchmark):
 
 def test_rows_are_printed_and_appended(benchmark, monkeypatch, tmp_path):
     def tiny(channels_last: bool):
-        return ImageEncoder(ClipVisionBackbone(vision_config=TINY_TOWER), embedding_dim=None)
+        return ImageEncoder(ClipVisionBackbone("random", vision_config=TINY_TOWER), embedding_dim=None)
 
     monkeypatch.setattr(benchmark, "MODELS", {"tiny_clip": tiny})
     output = tmp_path / "throughput.md"
