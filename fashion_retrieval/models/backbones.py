@@ -22,7 +22,7 @@ from fashion_retrieval.models.weights import (
 
 log = logging.getLogger(__name__)
 
-EXAMPLE_WEIGHTS = "/path/to/weights.safetensors (or .pth, or pkg:<package>/<file>)"
+EXAMPLE_WEIGHTS = "/path/to/weights.safetensors, a .pth or pkg:<package>/<file>"
 
 
 def is_hub(weights: str) -> bool:
