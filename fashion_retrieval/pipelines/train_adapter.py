@@ -52,7 +52,7 @@ from fashion_retrieval.pipelines.bundle_search import (
     search_bundles_scored,
 )
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.pipelines.index import datamodule_for, feature_cache
+from fashion_retrieval.pipelines.index import feature_cache
 from fashion_retrieval.pipelines.self_train import configured_passes, pseudo_precision
 from fashion_retrieval.pipelines.validate import validation_metrics
 from fashion_retrieval.rerank.bundle_priors import BundlePriorData, bundle_prior_steps
@@ -99,6 +99,26 @@ def crop_ids(bundle_ids: Sequence[str], crops: GarmentQueries) -> list[str]:
         ids.append(f"{bundle_ids[row]}#{seen.get(row, 0)}")
         seen[row] = seen.get(row, 0) + 1
     return ids
+
+
+def feature_input_size(cfg: DictConfig, encoder: ImageEncoder) -> tuple[int, int]:
+    """``(H, W)`` the frozen backbone embeds crops and packshots at: ``adapter.image_size``, else (``null``)
+    the backbone's native input size (224 x 224 for Lite0, 260 x 260 for Lite2)."""
+    size = cfg.adapter.get("image_size")
+    if size is None:
+        return encoder.native_input_size
+    if len(size) != 2 or min(int(v) for v in size) <= 0:
+        raise ValueError(f"adapter.image_size must be [H, W] or null (native), got {list(size)}")
+    return int(size[0]), int(size[1])
+
+
+def adapter_datamodule(cfg: DictConfig, encoder: ImageEncoder) -> ChallengeDataModule:
+    """``data:``'s module with packshots and crops at :func:`feature_input_size` (bundle photos, which only
+    the similar-bundle prior embeds, keep ``data.query_size``)."""
+    size = list(feature_input_size(cfg, encoder))
+    datamodule: ChallengeDataModule = instantiate(cfg.data, gallery_size=size, crop_size=size)
+    datamodule.setup()
+    return datamodule
 
 
 def frozen_encoder(cfg: DictConfig) -> ImageEncoder:
@@ -307,7 +327,8 @@ def train_adapter(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         raise ValueError("train-adapter caches single-view features: set retrieval.tta=[]")
     pl.seed_everything(int(cfg.seed), workers=True)  # a backbone without pretrained weights: same init
     encoder = frozen_encoder(cfg)
-    datamodule = datamodule_for(cfg, encoder)
+    datamodule = adapter_datamodule(cfg, encoder)
+    log.info("train-adapter: crops and packshots at %s (H, W)", feature_input_size(cfg, encoder))
     detector: Detector = instantiate(cfg.detector)
     if isinstance(detector, WholeImageDetector):  # a config choice, not a type error
         raise ValueError(  # noqa: TRY004

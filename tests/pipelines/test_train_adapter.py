@@ -18,10 +18,10 @@ from fashion_retrieval.features.shards import write_manifest, write_parts
 from fashion_retrieval.models.adapter_module import FrozenFeatureExtractor
 from fashion_retrieval.models.checkpoint import CheckpointError
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.pipelines.index import datamodule_for
 from fashion_retrieval.pipelines.train_adapter import (
     METHOD,
     AdapterFeatures,
+    adapter_datamodule,
     closest_crops,
     crop_ids,
     fit_head,
@@ -140,10 +140,11 @@ def test_a_saved_head_scores_like_the_run_that_trained_it(tiny_data: Path, tmp_p
 def test_the_backbone_path_computes_the_cached_features(tiny_data: Path, tmp_path: Path) -> None:
     cfg = adapter_config(tiny_data, tmp_path / "a", tmp_path / "logs", "residual_adapter")
     encoder = frozen_encoder(cfg)
-    features = AdapterFeatures(cfg, encoder, datamodule_for(cfg, encoder), instantiate(cfg.detector))
+    features = AdapterFeatures(cfg, encoder, adapter_datamodule(cfg, encoder), instantiate(cfg.detector))
     directory, cached = features.catalogue()
     images = features.images(directory)
     assert images.dtype == torch.uint8 and len(images) == len(cached)
+    assert tuple(images.shape[2:]) == (64, 48)  # experiment=tiny: adapter.image_size is the packshot size
     extractor = FrozenFeatureExtractor(encoder, METHOD)
     extractor.train()  # stays in eval mode
     through = torch.cat([extractor(chunk) for chunk in images.split(7)]).numpy()
@@ -194,3 +195,24 @@ def test_a_head_is_not_trained_on_zero_pairs(tmp_path) -> None:
     cfg = adapter_config(tmp_path, tmp_path / "out", tmp_path / "logs", "residual_adapter")
     with pytest.raises(ValueError, match="no training pairs"):
         fit_head(cfg, RunContext(output_dir=tmp_path / "out"), tmp_path / "queries", catalogue, [], None)
+
+
+@pytest.mark.parametrize(("size", "expected"), [("null", None), ("[40,32]", (40, 32))])
+def test_crops_and_packshots_default_to_the_native_input_size(
+    tiny_data: Path, tmp_path: Path, size: str, expected: tuple[int, int] | None
+) -> None:
+    cfg = adapter_config(tiny_data, tmp_path, tmp_path / "logs", "none", f"adapter.image_size={size}")
+    encoder = frozen_encoder(cfg)
+    expected = expected or encoder.native_input_size
+    assert expected != (64, 48)  # differs from data.gallery_size, so the test can fail
+    datamodule = adapter_datamodule(cfg, encoder)
+    packshots = next(iter(datamodule.gallery_dataloader()))["image"]
+    photo = str(datamodule.cat.bundles["image_path"].iloc[0])
+    crops = next(iter(datamodule.crop_dataloader([photo], [(0.0, 0.0, 20.0, 30.0)])))["image"]
+    assert tuple(packshots.shape[2:]) == tuple(crops.shape[2:]) == expected
+
+
+def test_adapter_image_size_must_be_two_positive_sizes(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = adapter_config(tiny_data, tmp_path, tmp_path / "logs", "none", "adapter.image_size=[64]")
+    with pytest.raises(ValueError, match=r"adapter\.image_size must be \[H, W\]"):
+        train_adapter(cfg, RunContext(tmp_path))
