@@ -2,7 +2,8 @@
 
 1. A frozen backbone (``model=``, ImageNet weights by default; ``ckpt_path`` for a trained encoder) embeds
    the catalogue packshots and the bundles' garment crops (``detector=``, through the detection cache) once,
-   as raw backbone features in the feature cache (``features.cache_dir``, ``method="backbone_features"``).
+   as raw backbone features in the feature cache (``features.cache_dir``, ``method="backbone_features"``),
+   both resized to ``adapter.image_size`` (``null``: the backbone's native input size).
 2. Training pairs, from the data module's training bundles only: ``adapter.pairs=pseudo`` pairs each
    (bundle, product) match with the bundle's crop whose raw feature is closest to the product's (the
    winners' pseudo-labelling: no box needed, so real data works); ``adapter.pairs=truth_boxes`` crops the
