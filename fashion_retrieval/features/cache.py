@@ -10,15 +10,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
+import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from fashion_retrieval.detection.fingerprint import settings_digest
 from fashion_retrieval.features.fingerprint import describe_dataset, feature_settings
 from fashion_retrieval.features.predict import FeatureExtractor, ShardWriter
-from fashion_retrieval.features.shards import read_manifest
+from fashion_retrieval.features.shards import clear_directory, load_features, read_manifest
 from fashion_retrieval.locks import directory_lock, is_launch_leader
+from fashion_retrieval.models.ensemble import weighted_concat
 from fashion_retrieval.progress import show_progress
 
 log = logging.getLogger(__name__)
@@ -147,6 +150,48 @@ class FeatureCache:
         trainer.predict(
             FeatureExtractor(encoder, method, views), dataloaders=loader, return_predictions=False
         )
+
+    def get_or_combine(
+        self, directories: Sequence[Path], weights: Sequence[float], force: bool = False
+    ) -> Path:
+        """The weighted concatenation of complete feature directories of the same items (an ensemble's
+        ``backbone_features`` from its members' caches, each member at its own input size).
+
+        Rows ``(N, D_i)`` are L2-normalised, then :func:`~fashion_retrieval.models.ensemble.weighted_concat`
+        (weights summing to 1): ``(N, sum D_i)`` unit rows whose dot products are the weighted sums of the
+        members' cosines. Keyed by the members' fingerprints and the weights; computed only when absent.
+        """
+        manifests = [read_manifest(d) for d in directories]
+        if len(manifests) != len(weights) or not manifests:
+            raise ValueError(f"{len(manifests)} feature directories for {len(weights)} weights")
+        ids = manifests[0]["ids"]
+        for directory, manifest in zip(directories, manifests):
+            if manifest["ids"] != ids:
+                raise ValueError(f"{directory} holds other items than {directories[0]}: cannot combine them")
+        settings = {"combined": [m["fingerprint"] for m in manifests], "weights": [float(w) for w in weights]}
+        fingerprint = settings_digest(settings)
+        found = None if force else self.lookup(fingerprint)
+        if found is not None:
+            log.info("feature cache: reusing %s (%d items, combined)", found, len(ids))
+            return found
+        directory = self.directory(fingerprint)
+        lock = directory_lock(directory, "feature combination", wait=True) if is_launch_leader() else None
+        with lock or contextlib.nullcontext():
+            found = None if force else self.lookup(fingerprint)
+            if found is not None:
+                return found
+            parts = [
+                torch.nn.functional.normalize(torch.from_numpy(load_features(d)[0]), dim=-1)
+                for d in directories
+            ]
+            fused = weighted_concat(parts, [float(w) for w in weights]).numpy()
+            directory.mkdir(parents=True, exist_ok=True)
+            clear_directory(directory)
+            writer = ShardWriter(directory, ids, self.shard_size, fingerprint, settings)
+            writer.add(fused, np.arange(len(ids)))
+            writer.flush()
+            writer.finalize()
+        return directory
 
 
 def ensure_features(

@@ -67,33 +67,34 @@ class EnsembleEncoder(nn.Module):
         self.shared_head_dim = shared_head_dim
         if shared_head_dim is None:
             self.shared_head: nn.Module | None = None
-            self.embedding_dim = sum(int(member.embedding_dim) for member in self._member_list())
+            self.embedding_dim = sum(int(member.embedding_dim) for member in self.member_list())
         else:
-            features = sum(int(member.backbone.num_features) for member in self._member_list())
+            features = sum(int(member.backbone.num_features) for member in self.member_list())
             self.shared_head = ProjectionHead(features, shared_head_dim)
-            for member in self._member_list():
+            for member in self.member_list():
                 # Bypassed: frozen, so that optimisers skip them and DDP finds no unused trainable parameter.
                 member.head.requires_grad_(False)
             self.embedding_dim = int(shared_head_dim)
 
-    def _member_list(self) -> list[ImageEncoder]:
+    def member_list(self) -> list[ImageEncoder]:
+        """The member encoders, in order (the order of ``weights``)."""
         return list(self.members.values()) if isinstance(self.members, nn.ModuleDict) else list(self.members)
 
     @property
     def native_input_size(self) -> tuple[int, int]:
         """``(H, W)``: the largest member's native size (every member sees the same image tensor)."""
-        return max((member.native_input_size for member in self._member_list()), key=lambda hw: hw[0] * hw[1])
+        return max((member.native_input_size for member in self.member_list()), key=lambda hw: hw[0] * hw[1])
 
     def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, sum F_i)`` weighted concatenation of the members' L2-normalised backbone features."""
-        parts = [member.backbone_features(images) for member in self._member_list()]
+        parts = [member.backbone_features(images) for member in self.member_list()]
         return weighted_concat(parts, self.weights)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.shared_head is None:
-            return weighted_concat([member(images) for member in self._member_list()], self.weights)
+            return weighted_concat([member(images) for member in self.member_list()], self.weights)
         return F.normalize(self.shared_head(self.backbone_features(images)).float(), dim=-1)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters: members' backbones -> ``backbone``, heads (own or shared) -> ``head``."""
-        return split_parameter_groups(self, [member.backbone for member in self._member_list()])
+        return split_parameter_groups(self, [member.backbone for member in self.member_list()])

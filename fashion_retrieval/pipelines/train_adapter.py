@@ -34,6 +34,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from fashion_retrieval.callbacks.checkpointing import use_atomic_checkpoints
@@ -47,6 +48,7 @@ from fashion_retrieval.io import atomic_path
 from fashion_retrieval.models.adapter_module import FeatureAdapterModule, FrozenFeatureExtractor
 from fashion_retrieval.models.checkpoint import load_checkpoint, load_encoder
 from fashion_retrieval.models.encoder import ImageEncoder
+from fashion_retrieval.models.ensemble import EnsembleEncoder
 from fashion_retrieval.pipelines.bundle_search import (
     bundle_prior_data,
     detect_garments,
@@ -102,7 +104,7 @@ def crop_ids(bundle_ids: Sequence[str], crops: GarmentQueries) -> list[str]:
     return ids
 
 
-def feature_input_size(cfg: DictConfig, encoder: ImageEncoder) -> tuple[int, int]:
+def feature_input_size(cfg: DictConfig, encoder: nn.Module) -> tuple[int, int]:
     """``(H, W)`` the frozen backbone embeds crops and packshots at: ``adapter.image_size``, else (``null``)
     the backbone's native input size (224 x 224 for Lite0, 260 x 260 for Lite2)."""
     size = cfg.adapter.get("image_size")
@@ -129,8 +131,21 @@ def frozen_encoder(cfg: DictConfig) -> ImageEncoder:
     return instantiate(cfg.model.encoder).eval()
 
 
+def backbone_members(encoder: nn.Module) -> tuple[list[ImageEncoder], list[float]]:
+    """The encoders whose backbone features the cache holds and their weights: an ensemble's members (their
+    features are concatenated, ``EnsembleEncoder.backbone_features``), else the encoder alone."""
+    if isinstance(encoder, EnsembleEncoder):
+        return encoder.member_list(), list(encoder.weights)
+    return [encoder], [1.0]
+
+
 class AdapterFeatures:
-    """The frozen backbone's cached features of the catalogue and of bundle crops."""
+    """The frozen backbone's cached features of the catalogue and of bundle crops.
+
+    An ensemble's features are its members', each embedded at its own :func:`feature_input_size` into its
+    own cache entry (shared with runs of that backbone alone), then concatenated
+    (:meth:`FeatureCache.get_or_combine`).
+    """
 
     def __init__(
         self, cfg: DictConfig, encoder: ImageEncoder, datamodule: ChallengeDataModule, detector: Detector
@@ -138,12 +153,25 @@ class AdapterFeatures:
         self.cfg, self.encoder, self.datamodule, self.detector = cfg, encoder, datamodule, detector
         self.cache: FeatureCache = feature_cache(cfg)
         self.crop_settings = OmegaConf.to_container(cfg.crops, resolve=True)
+        members, self.weights = backbone_members(encoder)
+        single = len(members) == 1
+        self.members = [(m, datamodule if single else adapter_datamodule(cfg, m)) for m in members]
+        sizes = [tuple(dm.crop_size) for _, dm in self.members]
+        log.info("train-adapter: crops and packshots at %s (H, W; one per backbone)", sizes)
         self.datasets: dict[Path, Dataset] = {}  # cache directory -> the dataset its features came from
 
-    def _features(self, dataset: Dataset, ids: Sequence[str], **crops: object) -> Path:
-        directory = self.cache.get_or_compute(self.encoder, dataset, ids, METHOD, **crops)
-        self.datasets[Path(directory)] = dataset
-        return directory
+    def _features(
+        self, dataset_of: Callable[[ChallengeDataModule], Dataset], ids: Sequence[str], **crops: object
+    ) -> Path:
+        directories = []
+        for member, datamodule in self.members:
+            dataset = dataset_of(datamodule)
+            directory = Path(self.cache.get_or_compute(member, dataset, ids, METHOD, **crops))
+            self.datasets[directory] = dataset
+            directories.append(directory)
+        if len(directories) == 1:
+            return directories[0]
+        return self.cache.get_or_combine(directories, self.weights)
 
     def images(self, directory: Path) -> torch.Tensor:
         """``(N, 3, H, W)`` uint8: the preprocessed images the features of ``directory`` were computed from
@@ -155,8 +183,7 @@ class AdapterFeatures:
 
     def catalogue(self) -> tuple[Path, np.ndarray]:
         """The catalogue's cache directory and ``(G, D)`` features, in catalogue order."""
-        dataset = self.datamodule.gallery_dataloader().dataset
-        directory = self._features(dataset, self.datamodule.gallery_ids)
+        directory = self._features(lambda dm: dm.gallery_dataloader().dataset, self.datamodule.gallery_ids)
         features, ids = load_features(directory)
         if list(ids) != self.datamodule.gallery_ids:
             raise ValueError(f"feature cache {directory} does not hold this catalogue's products in order")
@@ -165,16 +192,18 @@ class AdapterFeatures:
     def crops(self, bundle_ids: Sequence[str], crops: GarmentQueries) -> tuple[Path, np.ndarray, list[str]]:
         """The cache directory, ``(N, D)`` features and ids (:func:`crop_ids`) of the bundles' ``crops``."""
         ids = crop_ids(bundle_ids, crops)
-        dataset = self.datamodule.crop_dataloader(crops.paths, crops.boxes).dataset
         crop_key = {"detector": self.detector.fingerprint(), "settings": self.crop_settings}
-        directory = self._features(dataset, ids, crops=crop_key)
+        directory = self._features(
+            lambda dm: dm.crop_dataloader(crops.paths, crops.boxes).dataset, ids, crops=crop_key
+        )
         features, _ = load_features(directory)
         return directory, features, ids
 
     def truth_garments(self, garments: QuerySet, ids: list[str]) -> Path:
         """The cache directory of ground-truth garment crops (padded by ``data.garment_padding``)."""
-        dataset = self.datamodule.query_set_dataloader(garments).dataset
-        return self._features(dataset, ids, crops={"source": "truth_boxes"})
+        return self._features(
+            lambda dm: dm.query_set_dataloader(garments).dataset, ids, crops={"source": "truth_boxes"}
+        )
 
 
 @dataclass(frozen=True)
@@ -329,7 +358,6 @@ def train_adapter(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     pl.seed_everything(int(cfg.seed), workers=True)  # a backbone without pretrained weights: same init
     encoder = frozen_encoder(cfg)
     datamodule = adapter_datamodule(cfg, encoder)
-    log.info("train-adapter: crops and packshots at %s (H, W)", feature_input_size(cfg, encoder))
     detector: Detector = instantiate(cfg.detector)
     if isinstance(detector, WholeImageDetector):  # a config choice, not a type error
         raise ValueError(  # noqa: TRY004
@@ -344,6 +372,8 @@ def train_adapter(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     if has_trainable_head(cfg) and not cfg.adapter.get("head_path"):
         query_dir, pairs = training_pairs(cfg, features, catalogue)
         if cfg.adapter.features == "backbone":
+            if len(features.members) > 1:
+                raise ValueError("adapter.features=backbone needs one backbone, not an ensemble")
             extractor = FrozenFeatureExtractor(encoder, METHOD)
             backbone = BackboneInputs(extractor, features.images(query_dir), features.images(catalogue_dir))
     module, fit_metrics = fit_head(cfg, context, query_dir, catalogue_dir, pairs, backbone)

@@ -13,10 +13,11 @@ from hydra.utils import instantiate
 from payloads import write_pickle_payload
 from test_configs import compose_config
 
-from fashion_retrieval.features import load_features
+from fashion_retrieval.features import FeatureCache, ShardWriter, load_features
 from fashion_retrieval.features.shards import write_manifest, write_parts
 from fashion_retrieval.models.adapter_module import FrozenFeatureExtractor
 from fashion_retrieval.models.checkpoint import CheckpointError
+from fashion_retrieval.models.ensemble import EnsembleEncoder
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.train_adapter import (
     METHOD,
@@ -216,3 +217,36 @@ def test_adapter_image_size_must_be_two_positive_sizes(tiny_data: Path, tmp_path
     cfg = adapter_config(tiny_data, tmp_path, tmp_path / "logs", "none", "adapter.image_size=[64]")
     with pytest.raises(ValueError, match=r"adapter\.image_size must be \[H, W\]"):
         train_adapter(cfg, RunContext(tmp_path))
+
+
+def test_an_ensemble_concatenates_its_members_features_each_at_its_own_size(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    logs = tmp_path / "logs"
+    cfg = adapter_config(tiny_data, tmp_path, logs, "none", "adapter.image_size=null")
+    members = [frozen_encoder(cfg) for _ in range(2)]  # two random initialisations
+    for member, size in zip(members, [(40, 32), (48, 40)]):
+        member.backbone.native_input_size = size
+    ensemble = EnsembleEncoder(members, weights=[1.0, 3.0]).eval()
+    detector = instantiate(cfg.detector)
+    features = AdapterFeatures(cfg, ensemble, adapter_datamodule(cfg, ensemble), detector)
+    directory, fused = features.catalogue()
+    assert sorted(tuple(d[0]["image"].shape[1:]) for d in features.datasets.values()) == [(40, 32), (48, 40)]
+    alone = [AdapterFeatures(cfg, m, adapter_datamodule(cfg, m), detector).catalogue()[1] for m in members]
+    expected = np.concatenate([np.sqrt(0.25) * alone[0], np.sqrt(0.75) * alone[1]], axis=1)
+    np.testing.assert_allclose(fused, expected, atol=1e-6)
+    assert len(manifests(logs)) == 3  # each member's entry, reused by the members alone, and the combined one
+    assert load_features(directory)[1] == features.datamodule.gallery_ids
+
+
+def test_combining_feature_caches_of_other_items_is_refused(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    directories = []
+    for name, ids in [("a", ["x", "y"]), ("b", ["y", "x"])]:
+        writer = ShardWriter(tmp_path / name, ids, fingerprint=name)
+        writer.add(np.eye(2, dtype=np.float32), np.arange(2))
+        writer.flush()
+        writer.finalize()
+        directories.append(tmp_path / name)
+    with pytest.raises(ValueError, match="holds other items"):
+        cache.get_or_combine(directories, [0.5, 0.5])

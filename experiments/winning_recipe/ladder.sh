@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Issue 7's ladder (rows 1-6) for one backbone setting, one row at a time (the feature cache is filled by the
+# first run and reused by every later one, across backbones too: an ensemble reuses its members' entries).
+#   DATA=... DETECTOR=.../best.pt experiments/winning_recipe/ladder.sh TAG "SEEDS" OVERRIDES...
+# e.g. ladder.sh lite2_260 "0 1 2" model=efficientnet_lite2
+#      ladder.sh lite0_128x96 "0 1 2" model=efficientnet_lite0 adapter.image_size=[128,96]
+#      ladder.sh ensemble_native "0" model=ensemble_lite
+# Results: outputs/ladder/runs/TAG/ROW/seedN/metrics.json; table: python experiments/winning_recipe/table.py
+set -euo pipefail
+HERE=$(dirname "$0")
+TAG=$1 SEEDS=$2
+shift 2
+OUT=${OUT:-outputs/ladder}
+E="trainer.max_epochs=30 trainer.gradient_clip_val=1.0"
+PLAIN="head.module.bank_size=0 head.module.noise_std=0 head.module.mixup_probability=0
+  head.module.loss.label_smoothing=0 head.module.loss.margin=0"
+row() { echo "$(date -u +%H:%M:%S) $TAG $1 seed $2 (load $(cut -d' ' -f1-3 /proc/loadavg))"; "$HERE/run_row.sh" "$TAG" "$@"; }
+row r1_frozen 0 "$@" head=none   # deterministic: one seed
+for SEED in $SEEDS; do
+  H=$OUT/runs/$TAG/r4_regularised/seed$SEED/adapter/head.pt
+  # shellcheck disable=SC2086  # $E and $PLAIN are lists of overrides
+  row r4_regularised "$SEED" "$@" head=residual_adapter $E head.module.bank_size=2048
+  row r5_timestamp "$SEED" "$@" head=residual_adapter adapter.head_path="$H" reranker=timestamp
+  row r6_priors "$SEED" "$@" head=residual_adapter adapter.head_path="$H" reranker=priors_bundle_priors
+  # shellcheck disable=SC2086
+  row r2_adapter "$SEED" "$@" head=residual_adapter $E $PLAIN
+  # shellcheck disable=SC2086
+  row r3_bank "$SEED" "$@" head=residual_adapter $E $PLAIN head.module.bank_size=2048
+done
