@@ -10,7 +10,7 @@ set -euo pipefail
 HERE=$(dirname "$0")
 TAG=$1 SEEDS=$2
 shift 2
-OUT=${OUT:-outputs/ladder}
+export OUT=$(realpath -m "${OUT:-outputs/ladder}")
 E="trainer.max_epochs=30 trainer.gradient_clip_val=1.0"
 PLAIN="head.module.bank_size=0 head.module.noise_std=0 head.module.mixup_probability=0
   head.module.loss.label_smoothing=0 head.module.loss.margin=0"

@@ -6,7 +6,7 @@
 set -euo pipefail
 TAG=$1 NAME=$2 SEED=$3
 shift 3
-OUT=${OUT:-outputs/ladder}
+OUT=$(realpath -m "${OUT:-outputs/ladder}")
 RUN=$OUT/runs/$TAG/$NAME/seed$SEED
 mkdir -p "$RUN"
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} fashion-retrieval train-adapter \
