@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import albumentations as A
 import cv2
@@ -57,6 +57,7 @@ CATEGORY_MAP: dict[str, str] = {
     "skirt": "SKIRT",
     "t-shirt": "T-SHIRT",
 }
+ProductImages = Literal["copy", "source"]
 # Image URLs are the local paths (images/products/<id>.jpg): there is no remote asset to point at.
 # The photos carry no gender or age: every bundle is in one section, so the section filter never excludes.
 SECTION = 1
@@ -333,8 +334,11 @@ def recorded_spec(spec: CollageSpec) -> dict[str, Any]:
     return payload
 
 
-def same_collage_exists(spec: CollageSpec, out_dir: str | Path) -> bool:
-    """True when ``out_dir`` holds a finished collage set made from exactly this spec."""
+def same_collage_exists(
+    spec: CollageSpec, out_dir: str | Path, product_images: ProductImages = "copy"
+) -> bool:
+    """True when ``out_dir`` holds a finished collage set made from exactly this spec, its product images
+    written the same way (:func:`generate_collage`)."""
     path = Path(out_dir) / writer.METADATA_FILE
     if not path.is_file():
         return False
@@ -342,15 +346,24 @@ def same_collage_exists(spec: CollageSpec, out_dir: str | Path) -> bool:
     return (
         recorded.get("spec") == recorded_spec(spec)
         and recorded.get("generator_version") == writer.GENERATOR_VERSION
+        and recorded.get("product_images", "copy") == product_images
     )
 
 
-def generate_collage(spec: CollageSpec, out_dir: str | Path, *, overwrite: bool = False) -> CollageReport:
+def generate_collage(
+    spec: CollageSpec, out_dir: str | Path, *, overwrite: bool = False, product_images: ProductImages = "copy"
+) -> CollageReport:
     """Write the collage set of ``spec`` into ``out_dir`` (the format of docs/dataset.md).
+
+    ``product_images``: ``copy`` writes each photo as ``images/products/<id>.jpg`` (a self-contained set);
+    ``source`` writes no product image: ``product_image_url`` is the photo's absolute path, read in place
+    (the real-photo scores' cached set, ``fashion_retrieval.evaluation.real_photos``).
 
     Raises :class:`CatalogueError` for a missing or malformed source, ``FileExistsError`` if ``out_dir``
     holds anything but this same set, unless ``overwrite`` (which removes only files of the format).
     """
+    if product_images not in ("copy", "source"):
+        raise ValueError(f"product_images must be copy or source, got {product_images!r}")
     start = time.perf_counter()
     out = Path(out_dir)
     photos = list_photos(spec)
@@ -365,6 +378,11 @@ def generate_collage(spec: CollageSpec, out_dir: str | Path, *, overwrite: bool 
     with contextlib.ExitStack() as stack:
         products_csv = _csv(stack, out / challenge_format.PRODUCTS_FILE, challenge_format.PRODUCT_COLUMNS)
         for photo in photos:
+            if product_images == "source":
+                products_csv.writerow(
+                    (photo.product_id, str(photo.path.resolve()), CATEGORY_MAP[photo.label])
+                )
+                continue
             url = f"{writer.PRODUCT_IMAGE_DIR}/{photo.product_id}.jpg"
             products_csv.writerow((photo.product_id, url, CATEGORY_MAP[photo.label]))
             with atomic_path(out / url) as tmp:
@@ -402,6 +420,7 @@ def generate_collage(spec: CollageSpec, out_dir: str | Path, *, overwrite: bool 
         "generator_version": writer.GENERATOR_VERSION,
         "seed": spec.seed,
         "spec": spec_record,
+        "product_images": product_images,
         "category_map": CATEGORY_MAP,
         "section": SECTION,
         "counts": {

@@ -16,8 +16,13 @@ Example::
     embeddings, ids = load_features(directory)
 """
 
-from fashion_retrieval.features.cache import FeatureCache, ensure_features
-from fashion_retrieval.features.fingerprint import describe_dataset, feature_settings, module_digest
+from fashion_retrieval.features.cache import FeatureCache, ensure_features, image_features
+from fashion_retrieval.features.fingerprint import (
+    describe_dataset,
+    feature_settings,
+    files_digest,
+    module_digest,
+)
 from fashion_retrieval.features.predict import FeatureExtractor, ShardWriter
 from fashion_retrieval.features.shards import Shard, iter_shards, load_features, read_manifest
 
@@ -29,6 +34,8 @@ __all__ = [
     "describe_dataset",
     "ensure_features",
     "feature_settings",
+    "files_digest",
+    "image_features",
     "iter_shards",
     "load_features",
     "module_digest",

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from fashion_retrieval.data.datasets import ImageDataset
 from fashion_retrieval.detection.fingerprint import settings_digest
-from fashion_retrieval.features.fingerprint import describe_dataset, feature_settings
+from fashion_retrieval.features.fingerprint import describe_dataset, feature_settings, files_digest
 from fashion_retrieval.features.predict import FeatureExtractor, ShardWriter
 from fashion_retrieval.features.shards import clear_directory, load_features, read_manifest
 from fashion_retrieval.locks import directory_lock, is_launch_leader
@@ -26,7 +27,7 @@ from fashion_retrieval.progress import show_progress
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FeatureCache", "ensure_features"]
+__all__ = ["FeatureCache", "ensure_features", "image_features"]
 
 # Trainer options a predict run always needs, whatever the training config says.
 PREDICT_OPTIONS: dict[str, Any] = {
@@ -217,3 +218,21 @@ def ensure_features(
     """
     cache = FeatureCache(cache_dir, shard_size, batch_size, num_workers, trainer_options)
     return cache.get_or_compute(encoder, dataset, ids, method, views, crops, preprocessing)
+
+
+def image_features(
+    cache: FeatureCache,
+    encoder: nn.Module,
+    dataset: ImageDataset,
+    ids: Sequence[str],
+    method: str = "forward",
+) -> np.ndarray:
+    """``(N, D)`` float32 features of an :class:`ImageDataset` (item ``i`` = ``ids[i]``) through ``cache``,
+    keyed also by its files (path, size, modification time): a dataset regenerated in place keeps its ids
+    but not its images, and must not get the old features."""
+    preprocessing = {**describe_dataset(dataset), "files": files_digest(dataset.paths)}
+    directory = cache.get_or_compute(encoder, dataset, ids, method, preprocessing=preprocessing)
+    features, found = load_features(directory)
+    if list(found) != list(ids):
+        raise ValueError(f"feature cache {directory} does not hold these items in order")
+    return features

@@ -5,12 +5,14 @@ folder of run directories (a sweep), one row per run (``report.csv``, ``report.m
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_retrieval.data.catalogue import BOXES_FILE, load_catalogue, read_garment_boxes
 from fashion_retrieval.evaluation import plots
+from fashion_retrieval.evaluation.real_photo_notes import read_notes
 from fashion_retrieval.evaluation.submission import read_pairs
 from fashion_retrieval.io import atomic_open
 from fashion_retrieval.pipelines.context import RunContext
@@ -20,26 +22,75 @@ from fashion_retrieval.pipelines.sweep_report import sweep_report
 log = logging.getLogger(__name__)
 
 COLUMNS = ("recall@1", "recall@5", "recall@15", "hit_rate@15", "map@15")
+# Real photos (evaluation/real_photos.py): metrics under real/<row prefix>/..., at the backbone's native size.
+REAL_COLUMNS = (
+    ("real P@10", "clothing_small/precision@10"),
+    ("real MAP@R", "clothing_small/map@R"),
+    ("real collage R@15", "collage/recall@15"),
+)
 ROWS = (
     ("random ranking", "baseline/random/"),
     ("colour histogram", "baseline/colour_histogram/"),
     ("pretrained backbone, not fine-tuned", "baseline/pretrained/"),
     ("fine-tuned", "val/"),
 )
+FROZEN = re.compile(r"baseline/frozen_([^/]+)/recall@15")
+VALIDATED = re.compile(r"val_([^/]+)/recall@15")
 
 
-def results_table(metrics: dict[str, float]) -> str:
-    """Markdown table of validation metrics for each method present in ``metrics``."""
-    lines = [
-        "| method (validation bundles) | " + " | ".join(COLUMNS) + " |",
-        "|---" * (len(COLUMNS) + 1) + "|",
+def table_rows(metrics: dict[str, float]) -> list[tuple[str, str]]:
+    """``(label, metric prefix)`` of every row present: the fixed rows, a frozen backbone's
+    (``baseline.backbones``) after the pretrained one, and ``validate`` / ``train-adapter`` rows last."""
+    frozen = [
+        (f"{m.group(1)}, frozen backbone, not fine-tuned", f"baseline/frozen_{m.group(1)}/")
+        for m in (FROZEN.fullmatch(key) for key in sorted(metrics))
+        if m
     ]
-    for label, prefix in ROWS:
-        if f"{prefix}recall@15" not in metrics:
-            continue
+    validated = [
+        (f"validate / train-adapter ({m.group(1)})", f"val_{m.group(1)}/")
+        for m in (VALIDATED.fullmatch(key) for key in sorted(metrics))
+        if m
+    ]
+    rows = [row for row in ROWS[:3] if f"{row[1]}recall@15" in metrics] + frozen
+    return rows + [row for row in ROWS[3:] if f"{row[1]}recall@15" in metrics] + validated
+
+
+def real_cells(metrics: dict[str, float], prefix: str) -> list[str]:
+    """The real-photo cells of the row whose synthetic metrics start with ``prefix``: values, ``n/a``
+    (the photos were not available: see the notes under the table) or empty (not scored)."""
+    real = f"real/{prefix}"
+    if metrics.get(f"{real}available") == 0.0:
+        return ["n/a"] * len(REAL_COLUMNS)
+    return [f"{metrics[real + key]:.4f}" if real + key in metrics else "" for _, key in REAL_COLUMNS]
+
+
+def results_table(metrics: dict[str, float], real_notes: dict[str, str] | None = None) -> str:
+    """Markdown table of validation metrics for each method present in ``metrics``, with its real-photo
+    scores (``real_notes``: ``{row prefix: why not}`` of rows whose real photos were not available)."""
+    rows = table_rows(metrics)
+    real_photos = any(key.startswith("real/") for key in metrics)
+    headers = list(COLUMNS) + ([label for label, _ in REAL_COLUMNS] if real_photos else [])
+    lines = [
+        "| method (validation bundles) | " + " | ".join(headers) + " |",
+        "|---" * (len(headers) + 1) + "|",
+    ]
+    for label, prefix in rows:
         cells = [f"{metrics[prefix + c]:.4f}" if prefix + c in metrics else "" for c in COLUMNS]
+        if real_photos:
+            cells += real_cells(metrics, prefix)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    baselines = [metrics[p + "recall@15"] for _, p in ROWS[:-1] if p + "recall@15" in metrics]
+    if "real/retrieval_eval/available" in metrics:
+        cells = [""] * len(COLUMNS) + real_cells(metrics, "retrieval_eval/")
+        lines.append("| retrieval-eval model | " + " | ".join(cells) + " |")
+    notes = sorted(set((real_notes or {}).values()))
+    if notes:
+        lines.append("\nReal photos " + "; ".join(notes) + " (real_photos.root)")
+    elif real_photos:
+        lines.append(
+            "\nReal photos (clothing-dataset-small, native input size): P@10 and MAP@R of 372 test photos "
+            "among 3,409 train + validation photos (same class), Recall@15 of the collage set's test bundles"
+        )
+    baselines = [metrics[p + "recall@15"] for _, p in rows if p.startswith("baseline/")]
     if "val/recall@15" in metrics and baselines and max(baselines) > 0:
         lines.append(
             f"\nFine-tuned Recall@15 / best baseline: {metrics['val/recall@15'] / max(baselines):.2f}x"
@@ -129,7 +180,7 @@ def report(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         print(f"\nSweep ({context.output_dir}), by {metric}:\n{sweep_table}\n", flush=True)
         return {}
     metrics = read_metrics(context.output_dir)
-    table = results_table(metrics)
+    table = results_table(metrics, read_notes(context.output_dir))
     with atomic_open(context.output_dir / "results.md", "w") as handle:
         handle.write(table + "\n")
     sources = [

@@ -1,15 +1,19 @@
-"""``train``: fit, validate every epoch on Recall@15, keep the best checkpoint, export embeddings + index."""
+"""``train``: fit, validate every epoch on Recall@15, keep the best checkpoint, export embeddings + index;
+then the best checkpoint's real-photo scores (``real/val/...``, ``evaluation/real_photos.py``),
+logged to the loggers too."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_retrieval.callbacks import RetrievalEvaluator, use_atomic_checkpoints
-from fashion_retrieval.models.checkpoint import checkpoint_encoder_config, load_checkpoint
+from fashion_retrieval.evaluation.real_photos import PhotoEncoder, real_photo_scores, real_photo_settings
+from fashion_retrieval.models.checkpoint import checkpoint_encoder_config, load_checkpoint, load_encoder
 from fashion_retrieval.pipelines.context import RunContext
 
 log = logging.getLogger(__name__)
@@ -53,4 +57,13 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     checkpoint = trainer.checkpoint_callback
     if checkpoint is not None and checkpoint.best_model_path:
         log.info("train: best checkpoint %s (%s)", checkpoint.best_model_path, checkpoint.best_model_score)
+        if trainer.is_global_zero:  # one process scores; the others have nothing left to do
+            best = Path(checkpoint.best_model_path)
+            real = real_photo_scores(
+                real_photo_settings(cfg), lambda: PhotoEncoder(load_encoder(best)), "val", context.output_dir
+            )
+            for lightning_logger in loggers:
+                lightning_logger.log_metrics(real, step=trainer.global_step)
+                lightning_logger.save()
+            metrics.update(real)
     return metrics

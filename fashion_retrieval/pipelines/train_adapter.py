@@ -18,6 +18,9 @@
    :func:`~fashion_retrieval.pipelines.bundle_search.search_bundles_scored`: the reranker chain, bundle
    priors and slot rules apply as in ``validate``, and so do its metrics (``val_<name>/recall@15``...).
    With ``adapter.self_train`` the self-training passes (``self_train:``) run on top, on validation.
+5. Real photos (``real/val_<name>/...``, :mod:`fashion_retrieval.evaluation.real_photos`): queries (the
+   clothing-small test photos, the collage bundles, whole images) through the query head, the photos as
+   products through the catalogue head, on the frozen backbone's cached features at its native size.
 
 Validation never reads validation matches for training, pseudo-labels or priors (``known_bundle_ids``).
 """
@@ -42,6 +45,7 @@ from fashion_retrieval.callbacks.epoch_timer import EpochTimer
 from fashion_retrieval.data.datamodule import ChallengeDataModule, QuerySet
 from fashion_retrieval.detection.types import Detector
 from fashion_retrieval.detection.zones import WholeImageDetector
+from fashion_retrieval.evaluation.real_photos import PhotoEncoder, real_photo_scores, real_photo_settings
 from fashion_retrieval.features import FeatureCache, load_features, read_manifest
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.io import atomic_path
@@ -386,16 +390,28 @@ def train_adapter(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     def embed_crops(crops: GarmentQueries) -> np.ndarray:
         return apply_head(module, features.crops(val_ids, crops)[1], "query")
 
+    # Real photos: the query head on queries (clothing-small photos, collage bundles), the catalogue head
+    # (none for the residual adapter) on the photos as products, over the same frozen backbone features.
+    photo_encoder = PhotoEncoder(
+        encoder,
+        METHOD,
+        query_head=lambda rows: apply_head(module, rows, "query"),
+        gallery_head=lambda rows: apply_head(module, rows, "catalogue"),
+    )
+    real = real_photo_scores(
+        real_photo_settings(cfg), photo_encoder, f"val_{cfg.validate.name}", context.output_dir
+    )
     # Only the training split tells product sections here: validation must not read its own matches.
     gallery_sections = datamodule.gallery_section_array()
     if not cfg.adapter.self_train:
         queries, ranked, _ = search_bundles_scored(
             cfg, encoder, datamodule, index, "val", gallery_sections, crop_embedder=embed_crops
         )
-        return {**metrics, **validation_metrics(cfg, datamodule, queries, ranked)}
+        return {**metrics, **validation_metrics(cfg, datamodule, queries, ranked), **real}
     return {
         **metrics,
         **self_train_on_validation(cfg, encoder, datamodule, index, gallery_sections, embed_crops),
+        **real,
     }
 
 

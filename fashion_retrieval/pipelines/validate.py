@@ -3,7 +3,8 @@ merging (``detector=none|zones|yolo|truth``, ``retrieval.merge=...``), without t
 
 Besides the overall metrics, ``recall@k`` and ``map@k`` (``k = retrieval.k``) per query section and per
 product category: ``val_<name>/section/<section>/recall@15``, ``val_<name>/category/<category>/map@15``
-(definitions in ``docs/metrics.md``)."""
+(definitions in ``docs/metrics.md``), and the checkpoint's real-photo scores ``real/val_<name>/...``
+(whole photos, :mod:`fashion_retrieval.evaluation.real_photos`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from fashion_retrieval.evaluation.metrics import (
     metrics_by_group,
     retrieval_metrics,
 )
+from fashion_retrieval.evaluation.real_photos import PhotoEncoder, real_photo_scores, real_photo_settings
 from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.pipelines.bundle_search import search_bundles
 from fashion_retrieval.pipelines.context import RunContext
@@ -37,7 +39,12 @@ def validate(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     queries, ranked = search_bundles(
         cfg, encoder, datamodule, index, "val", datamodule.gallery_section_array()
     )
-    return validation_metrics(cfg, datamodule, queries, ranked)
+    metrics = validation_metrics(cfg, datamodule, queries, ranked)
+    row = f"val_{cfg.validate.name}"
+    return {
+        **metrics,
+        **real_photo_scores(real_photo_settings(cfg), PhotoEncoder(encoder), row, context.output_dir),
+    }
 
 
 def validation_metrics(

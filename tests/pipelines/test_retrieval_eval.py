@@ -15,9 +15,10 @@ from PIL import Image
 
 from fashion_retrieval.cli import config_dir
 from fashion_retrieval.data.readers import load_clothing_small
+from fashion_retrieval.evaluation.retrieval_sets import drop_own, search_set
 from fashion_retrieval.index.factory import FlatSpec
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.pipelines.retrieval_eval import drop_own, retrieval_eval, search_set
+from fashion_retrieval.pipelines.retrieval_eval import retrieval_eval
 
 CLASS_COLOURS = {"dress": (200, 30, 30), "pants": (30, 30, 200), "shoes": (30, 160, 30)}
 
