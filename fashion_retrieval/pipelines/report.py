@@ -28,6 +28,7 @@ REAL_COLUMNS = (
     ("real MAP@R", "clothing_small/map@R"),
     ("real collage R@15", "collage/recall@15"),
 )
+REAL_COUNTS = ("clothing_small/num_queries", "clothing_small/num_gallery", "collage/num_bundles")
 ROWS = (
     ("random ranking", "baseline/random/"),
     ("colour histogram", "baseline/colour_histogram/"),
@@ -64,6 +65,21 @@ def real_cells(metrics: dict[str, float], prefix: str) -> list[str]:
     return [f"{metrics[real + key]:.4f}" if real + key in metrics else "" for _, key in REAL_COLUMNS]
 
 
+def real_caption(metrics: dict[str, float]) -> str:
+    """What the real-photo columns measured, with the counts of the first scored row."""
+    counts = re.compile(r"real/(.+)/clothing_small/num_queries")
+    row = next((m.group(1) for m in (counts.fullmatch(key) for key in sorted(metrics)) if m), None)
+    if row is None:
+        return "Real photos: clothing-dataset-small category retrieval and the collage set's Recall@15"
+    value = {key: int(metrics[f"real/{row}/{key}"]) for key in REAL_COUNTS}
+    return (
+        f"Real photos (clothing-dataset-small, each backbone's native input size unless "
+        f"real_photos.image_size): P@10 and MAP@R of {value['clothing_small/num_queries']} test photos among "
+        f"{value['clothing_small/num_gallery']} train + validation photos (same class = positive); Recall@15 "
+        f"of {value['collage/num_bundles']} collage bundles among those photos as products"
+    )
+
+
 def results_table(metrics: dict[str, float], real_notes: dict[str, str] | None = None) -> str:
     """Markdown table of validation metrics for each method present in ``metrics``, with its real-photo
     scores (``real_notes``: ``{row prefix: why not}`` of rows whose real photos were not available)."""
@@ -86,10 +102,7 @@ def results_table(metrics: dict[str, float], real_notes: dict[str, str] | None =
     if notes:
         lines.append("\nReal photos " + "; ".join(notes) + " (real_photos.root)")
     elif real_photos:
-        lines.append(
-            "\nReal photos (clothing-dataset-small, native input size): P@10 and MAP@R of 372 test photos "
-            "among 3,409 train + validation photos (same class), Recall@15 of the collage set's test bundles"
-        )
+        lines.append("\n" + real_caption(metrics))
     baselines = [metrics[p + "recall@15"] for _, p in rows if p.startswith("baseline/")]
     if "val/recall@15" in metrics and baselines and max(baselines) > 0:
         lines.append(
