@@ -285,9 +285,12 @@ def real_photo_metrics(model: PhotoEncoder, settings: RealPhotoSettings) -> dict
 
 
 def real_photo_settings(cfg: DictConfig) -> RealPhotoSettings | None:
-    """``cfg.real_photos`` built, or ``None`` for a config without the block (an older run's)."""
+    """``cfg.real_photos`` built, or ``None`` for a config without the block (an older run's) or with
+    ``enabled: false`` (its paths are then never resolved)."""
     node = cfg.get("real_photos")
-    return None if node is None else instantiate(node, _convert_="all")
+    if node is None or str(node.get("enabled")).lower() == "false":
+        return None
+    return instantiate(node, _convert_="all")
 
 
 def real_photo_scores(

@@ -62,7 +62,14 @@ def compose_cfg(root: Path, *overrides: str) -> DictConfig:
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(
             config_name="config",
-            overrides=["dataset=clothing_small", f"dataset.root={root}", "data.num_workers=0", *overrides],
+            # Real-photo scores have their own tests (tests/pipelines/test_real_photo_stages.py).
+            overrides=[
+                "dataset=clothing_small",
+                f"dataset.root={root}",
+                "data.num_workers=0",
+                "real_photos.enabled=false",
+                *overrides,
+            ],
         )
 
 
