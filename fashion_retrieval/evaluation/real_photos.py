@@ -151,6 +151,7 @@ class PhotoEncoder:
         settings: RealPhotoSettings,
         cache: FeatureCache | None,
     ) -> np.ndarray:
+        """``(N, D')`` embeddings of ``images`` as queries or as gallery items (through that side's head)."""
         head = self.query_head if side == "query" else self.gallery_head
         with torch.no_grad():
             features = self.features(images, size, settings, cache)
