@@ -58,10 +58,9 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     if checkpoint is not None and checkpoint.best_model_path:
         log.info("train: best checkpoint %s (%s)", checkpoint.best_model_path, checkpoint.best_model_score)
         if trainer.is_global_zero:  # one process scores; the others have nothing left to do
-            best = Path(checkpoint.best_model_path)
-            real = real_photo_scores(
-                real_photo_settings(cfg), lambda: PhotoEncoder(load_encoder(best)), "val", context.output_dir
-            )
+            best_path = Path(checkpoint.best_model_path)
+            encoder = lambda: PhotoEncoder(load_encoder(best_path))  # noqa: E731 - built only when scored
+            real = real_photo_scores(real_photo_settings(cfg), encoder, "val", context.output_dir)
             for lightning_logger in loggers:
                 lightning_logger.log_metrics(real, step=trainer.global_step)
                 lightning_logger.save()
