@@ -20,7 +20,6 @@ from fashion_retrieval.features.cache import FeatureCache, ensure_features, imag
 from fashion_retrieval.features.fingerprint import (
     describe_dataset,
     feature_settings,
-    files_digest,
     module_digest,
 )
 from fashion_retrieval.features.predict import FeatureExtractor, ShardWriter
@@ -34,7 +33,6 @@ __all__ = [
     "describe_dataset",
     "ensure_features",
     "feature_settings",
-    "files_digest",
     "image_features",
     "iter_shards",
     "load_features",

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fashion_retrieval.data.datasets import ImageDataset
 from fashion_retrieval.detection.fingerprint import settings_digest
-from fashion_retrieval.features.fingerprint import describe_dataset, feature_settings, files_digest
+from fashion_retrieval.features.fingerprint import describe_dataset, feature_settings
 from fashion_retrieval.features.predict import FeatureExtractor, ShardWriter
 from fashion_retrieval.features.shards import clear_directory, load_features, read_manifest
 from fashion_retrieval.locks import directory_lock, is_launch_leader
@@ -228,10 +228,9 @@ def image_features(
     method: str = "forward",
 ) -> np.ndarray:
     """``(N, D)`` float32 features of an :class:`ImageDataset` (item ``i`` = ``ids[i]``) through ``cache``,
-    keyed also by its files (path, size, modification time): a dataset regenerated in place keeps its ids
-    but not its images, and must not get the old features."""
-    preprocessing = {**describe_dataset(dataset), "files": files_digest(dataset.paths)}
-    directory = cache.get_or_compute(encoder, dataset, ids, method, preprocessing=preprocessing)
+    keyed by the images' content (:func:`~fashion_retrieval.features.fingerprint.describe_dataset`): a
+    dataset regenerated in place keeps its ids but not its images, and must not get the old features."""
+    directory = cache.get_or_compute(encoder, dataset, ids, method)
     features, found = load_features(directory)
     if list(found) != list(ids):
         raise ValueError(f"feature cache {directory} does not hold these items in order")

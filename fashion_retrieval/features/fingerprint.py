@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import albumentations as A
@@ -18,7 +17,7 @@ from fashion_retrieval.data.datasets import ImageDataset
 from fashion_retrieval.detection.fingerprint import settings_digest
 from fashion_retrieval.io import contents_digest
 
-__all__ = ["describe_dataset", "feature_settings", "files_digest", "module_digest", "weights_module"]
+__all__ = ["describe_dataset", "feature_settings", "module_digest", "weights_module"]
 
 
 def module_digest(module: nn.Module) -> str:
@@ -76,17 +75,6 @@ def describe_dataset(dataset: Dataset) -> dict[str, Any]:
 
 def _floats(values: Any) -> list[float]:
     return [float(v) for v in torch.as_tensor(values, dtype=torch.float64).flatten()]
-
-
-def files_digest(paths: Sequence[str | Path]) -> str:
-    """Hex SHA-256 of each file's resolved path, size and modification time, in order: ids alone do not
-    change when a dataset is regenerated in place (same seed, same ids, new images); this does."""
-    digest = hashlib.sha256()
-    for path in paths:
-        resolved = Path(path).resolve()
-        stat = resolved.stat()
-        digest.update(f"{resolved}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
 
 
 def ids_digest(ids: Sequence[str]) -> str:
