@@ -11,6 +11,7 @@ from fashion_retrieval.callbacks.epoch_timer import EpochTimer
 from fashion_retrieval.callbacks.evaluator import RetrievalEvaluator, evaluate_embeddings
 from fashion_retrieval.callbacks.exporter import EmbeddingExporter
 from fashion_retrieval.callbacks.hard_negative_miner import IndexNegativeMiner
+from fashion_retrieval.callbacks.set_evaluator import RetrievalSetEvaluator
 from fashion_retrieval.callbacks.wandb_logger import ExperimentWandbLogger
 from fashion_retrieval.callbacks.wandb_tables import WandbTables
 
@@ -23,6 +24,7 @@ __all__ = [
     "ExperimentWandbLogger",
     "IndexNegativeMiner",
     "RetrievalEvaluator",
+    "RetrievalSetEvaluator",
     "WandbTables",
     "evaluate_embeddings",
     "use_atomic_checkpoints",

@@ -74,11 +74,14 @@ class ValidationRanking:
 
 
 class RetrievalEvaluator(Callback):
-    """Computes Recall@k (the challenge metric), hit rate and mAP on the validation bundles each epoch.
+    """Computes Recall@k (the challenge metric), hit rate and mAP on the validation bundles each epoch
+    (reader datasets: :class:`fashion_retrieval.callbacks.RetrievalSetEvaluator`).
 
     Expects the datamodule's ``val_dataloader`` to return [queries, gallery] and ``validation_queries()``,
     ``gallery_ids``, ``gallery_sections()`` (see :class:`fashion_retrieval.data.ChallengeDataModule`).
     """
+
+    default_metric = "recall@15"  # what "best epoch" means without a checkpoint monitor
 
     def __init__(self, ks: Sequence[int] = (1, 5, 15), prefix: str = "val") -> None:
         self.ks = tuple(ks)
@@ -89,6 +92,12 @@ class RetrievalEvaluator(Callback):
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._collectors = {QUERY_LOADER: _Collector(), GALLERY_LOADER: _Collector()}
+
+    def best(self, monitor: str | None = None) -> dict[str, float]:
+        """The history row of the best epoch by ``monitor`` (``<prefix>/<metric>``, higher is better: the
+        checkpoint's; ``None``: :attr:`default_metric`)."""
+        metric = monitor.removeprefix(f"{self.prefix}/") if monitor else self.default_metric
+        return max(self.history, key=lambda row: row[metric])
 
     def on_validation_batch_end(
         self,

@@ -50,6 +50,14 @@ product categories per training bundle); returns a batch sampler of ``(index, ep
 ``set_epoch`` (see :mod:`fashion_retrieval.data.samplers`). Hydra: a ``_partial_: true`` config."""
 
 
+def process_rank(datamodule: pl.LightningDataModule) -> tuple[int, int]:
+    """(rank, world size) from the data module's trainer; (0, 1) without one."""
+    trainer = getattr(datamodule, "trainer", None)
+    if trainer is None:
+        return 0, 1
+    return int(trainer.global_rank), int(trainer.world_size)
+
+
 class DeferredDataLoader(DataLoader):
     """A DataLoader whose iterator starts at the first ``next()`` instead of at ``iter()``.
 
@@ -489,13 +497,6 @@ class ChallengeDataModule(pl.LightningDataModule):
         dataset = ImageDataset(paths, eval_transform(size), crop, boxes, padding, hp.max_image_pixels)
         return DataLoader(dataset, batch_size=hp.eval_batch_size, shuffle=False, num_workers=hp.num_workers)
 
-    def _rank(self) -> tuple[int, int]:
-        """(rank, world size) from the attached trainer; (0, 1) without one."""
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return 0, 1
-        return int(trainer.global_rank), int(trainer.world_size)
-
     def train_dataset(self) -> BundleDataset:
         hp = self.hparams
         if not self.training_bundles():
@@ -536,7 +537,7 @@ class ChallengeDataModule(pl.LightningDataModule):
         """
         hp = self.hparams
         dataset = self._train_dataset = self.train_dataset()
-        rank, world_size = self._rank()
+        rank, world_size = process_rank(self)
         factory = self.sampler_factory or RandomBatchSampler
         batch_sampler = factory(
             self.bundle_categories(dataset.bundles),

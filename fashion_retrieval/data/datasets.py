@@ -1,4 +1,5 @@
-"""Torch datasets: training bundles with their products and extra negatives, and plain image lists.
+"""Torch datasets: training bundles with their products and extra negatives, labelled training images
+(other datasets' readers), and plain image lists.
 
 Training randomness is a pure function of ``(seed, epoch, index)``: the batch sampler yields
 ``(index, epoch)`` keys (:mod:`fashion_retrieval.data.samplers`) and every draw of an item (product subset,
@@ -37,6 +38,7 @@ class Stream(IntEnum):
     MINED = 3  # index-mined negatives
     QUERY_AUGMENT = 4  # the bundle photo's augmentation
     GALLERY_AUGMENT = 5  # each packshot's augmentation (keyed by its position in the item)
+    IMAGE_AUGMENT = 6  # a labelled image's augmentation (LabelledImageDataset)
 
 
 @dataclass(frozen=True)
@@ -361,3 +363,49 @@ class ImageDataset(Dataset):
         else:
             image = region(image, self.boxes[index], self.padding)
         return {"image": apply(self.transform, image), "index": index}
+
+
+class LabelledImageDataset(Dataset):
+    """Training images with integer labels (a reader's training split, ``data=reader``), OML-style.
+
+    Items, for a key ``(index, epoch)`` (a bare ``index`` means epoch 0): ``image (3, H, W)`` uint8 (the
+    region ``boxes[index]`` grown by ``padding``, or the whole image where the box is ``None``, augmented
+    from the stream ``(seed, epoch, index)``), ``label`` and ``index``. The default collate stacks them into
+    the labelled batch :meth:`fashion_retrieval.models.module.RetrievalModule.labelled_pairs` reads.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: Sequence[int],
+        transform: A.Compose,
+        boxes: Sequence[Box | None] | None = None,
+        padding: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        if len(labels) != len(paths) or (boxes is not None and len(boxes) != len(paths)):
+            raise ValueError(
+                f"{len(paths)} images but {len(labels)} labels and {len(boxes or paths)} boxes: one of each "
+                "per image"
+            )
+        self.paths = [str(p) for p in paths]
+        self.labels = [int(label) for label in labels]
+        self.transform = transform
+        self.boxes = boxes
+        self.padding = padding
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: ItemKey | int) -> dict[str, torch.Tensor | int]:
+        index, epoch = _key(key)
+        image = region(
+            load_rgb(self.paths[index]), None if self.boxes is None else self.boxes[index], self.padding
+        )
+        rng = keyed_rng(self.seed, epoch, index, Stream.IMAGE_AUGMENT)
+        return {
+            "image": seeded_apply(self.transform, image, rng),
+            "label": self.labels[index],
+            "index": index,
+        }

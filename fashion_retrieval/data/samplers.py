@@ -20,7 +20,7 @@ argument and take only its ``rank`` and ``num_replicas``, then shard their own b
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence, Sized
+from collections.abc import Collection, Hashable, Iterator, Sequence, Sized
 
 import numpy as np
 from torch.utils.data import BatchSampler, Sampler
@@ -173,6 +173,88 @@ def category_balanced_batches(
     return [b for b, _ in ordered], [c for _, c in ordered]
 
 
+class CyclingQueue:
+    """Items handed out in random order, a fresh permutation each time all have been handed out.
+
+    :meth:`take` never returns an item twice in one call: at a permutation boundary, the items already
+    taken in that call go to the end of the next permutation. Over many calls every item is handed out
+    equally often (to within one).
+    """
+
+    def __init__(self, items: Sequence[Hashable], rng: np.random.Generator) -> None:
+        if not items:
+            raise ValueError("a CyclingQueue needs at least one item")
+        self.items = list(items)
+        self.rng = rng
+        self.queue: list[Hashable] = []
+
+    def take(self, count: int) -> list[Hashable]:
+        """``count`` distinct items (``count <= len(items)``)."""
+        if not 0 <= count <= len(self.items):
+            raise ValueError(f"count must be in [0, {len(self.items)}], got {count}")
+        taken = self.queue[:count]
+        self.queue = self.queue[count:]
+        if len(taken) < count:
+            fresh = [self.items[i] for i in self.rng.permutation(len(self.items)).tolist()]
+            chosen = set(taken)
+            fresh = [item for item in fresh if item not in chosen] + [
+                item for item in fresh if item in chosen
+            ]
+            rest = count - len(taken)
+            taken += fresh[:rest]
+            self.queue = fresh[rest:]
+        return taken
+
+
+def label_balanced_batches(
+    labels: Sequence[Hashable],
+    labels_per_batch: int,
+    items_per_label: int,
+    num_batches: int,
+    rng: np.random.Generator,
+) -> list[list[int]]:
+    """``num_batches`` batches of ``labels_per_batch`` (P) distinct labels, each with ``items_per_label``
+    (K) distinct items of that label: the P x K batches of Hermans et al. 2017 and OML's
+    ``BalanceSampler``, where every item has positives and hard negatives in its batch.
+
+    Labels are drawn from a :class:`CyclingQueue` (each label as often as the others, whatever its size)
+    and the items of a label from its own queue (each item of a label as often as the others). A label
+    with fewer than K items brings all of them: no item repeats within a batch, so no trivial positive
+    (an image and itself, identically augmented).
+
+    Args:
+        labels: one label per item (positions are the item indices).
+        labels_per_batch: P, at most the number of distinct labels.
+        items_per_label: K >= 1.
+        num_batches: batches to draw.
+        rng: the only source of randomness.
+
+    Returns:
+        ``num_batches`` lists of item indices, label after label.
+    """
+    groups: dict[Hashable, list[int]] = {}
+    for index, label in enumerate(labels):
+        groups.setdefault(label, []).append(index)
+    if items_per_label < 1:
+        raise ValueError(f"items_per_label must be >= 1, got {items_per_label}")
+    if not 1 <= labels_per_batch <= len(groups):
+        raise ValueError(
+            f"labels_per_batch must be in [1, {len(groups)}] (the number of labels), got {labels_per_batch}: "
+            "lower data.batch_size or raise sampler.items_per_label"
+        )
+    label_queue = CyclingQueue(sorted(groups), rng)
+    item_queues: dict[Hashable, CyclingQueue] = {}
+    batches = []
+    for _ in range(num_batches):
+        batch: list[int] = []
+        for label in label_queue.take(labels_per_batch):
+            if label not in item_queues:
+                item_queues[label] = CyclingQueue(groups[label], rng)
+            batch += item_queues[label].take(min(items_per_label, len(groups[label])))
+        batches.append(batch)
+    return batches
+
+
 class _EpochBatchSampler(BatchSampler):
     """Shared machinery: epoch state, DDP sharding, ``(index, epoch)`` keys. Subclasses draw the global
     batches of an epoch in :meth:`global_batches`."""
@@ -298,3 +380,53 @@ class CategoryBalancedBatchSampler(_EpochBatchSampler):
             self.drop_last,
         )
         return batches
+
+
+class LabelBalancedBatchSampler(_EpochBatchSampler):
+    """P labels x K items per batch (:func:`label_balanced_batches`) for labelled training sets
+    (``data=reader``): P = ``batch_size // items_per_label``.
+
+    An epoch has as many batches as a plain pass over the items would (``len(labels) / batch_size``), so
+    epochs mean the same with any sampler; its batches are a function of ``(seed, epoch)``. DDP: as
+    :class:`RandomBatchSampler`.
+
+    Args:
+        labels: one integer label per training item (the data module passes them).
+        batch_size: P x K, a multiple of ``items_per_label``.
+        items_per_label: K.
+        seed, drop_last, sampler, rank, world_size: as :class:`RandomBatchSampler`.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[int],
+        batch_size: int,
+        items_per_label: int = 4,
+        seed: int = 0,
+        drop_last: bool = False,
+        sampler: Sampler | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        super().__init__(len(labels), batch_size, seed, drop_last, sampler, rank, world_size)
+        values = np.asarray(labels)
+        if values.ndim != 1 or values.dtype.kind not in "iu":
+            raise ValueError(
+                "sampler=label_balanced needs one integer label per training item (data=reader); the "
+                "challenge data module passes bundle categories: use sampler=category_balanced there"
+            )
+        if items_per_label < 1 or batch_size % items_per_label:
+            raise ValueError(
+                f"batch_size {batch_size} must be a multiple of items_per_label {items_per_label} (P x K)"
+            )
+        self.labels = values.tolist()
+        self.items_per_label = items_per_label
+
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        return label_balanced_batches(
+            self.labels,
+            self.batch_size // self.items_per_label,
+            self.items_per_label,
+            batch_count(self.num_items, self.batch_size, self.drop_last),
+            keyed_rng(self.seed, epoch, _SAMPLER_STREAM),
+        )

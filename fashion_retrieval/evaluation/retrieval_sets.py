@@ -2,8 +2,9 @@
 search the gallery leaving out each query's own row, and score the ranking (``precision@k``,
 ``hit_rate@k`` = CMC@k, ``recall@k`` and ``map@R`` overall; ``precision@k`` and ``map@R`` per query class).
 
-Shared by the ``retrieval-eval`` stage and the real-photo scores of every stage
-(:mod:`fashion_retrieval.evaluation.real_photos`); definitions in ``docs/metrics.md``.
+Shared by the ``retrieval-eval`` stage, the real-photo scores of every stage
+(:mod:`fashion_retrieval.evaluation.real_photos`) and the validation of reader training
+(:class:`fashion_retrieval.callbacks.RetrievalSetEvaluator`); definitions in ``docs/metrics.md``.
 """
 
 from __future__ import annotations
@@ -111,5 +112,4 @@ def image_loader(images: ImageList, size: Sequence[int], batch_size: int, num_wo
 
 def image_dataset(images: ImageList, size: Sequence[int]) -> ImageDataset:
     """The images (their boxes when the reader gives them) resized to ``size = (H, W)``, in order."""
-    boxes = None if images.boxes is None else [tuple(float(v) for v in row) for row in images.boxes]
-    return ImageDataset([str(p) for p in images.paths], eval_transform(size), boxes=boxes)
+    return ImageDataset([str(p) for p in images.paths], eval_transform(size), boxes=images.box_list())

@@ -8,7 +8,7 @@ negative-only columns.
 from fashion_retrieval.losses.anchor import feature_distillation, l2_sp_penalty
 from fashion_retrieval.losses.common import TemperatureMixin, similarity_float32
 from fashion_retrieval.losses.infonce import InfoNCELoss, info_nce
-from fashion_retrieval.losses.masks import label_in, pair_masks
+from fashion_retrieval.losses.masks import label_in, label_pair_masks, pair_masks
 from fashion_retrieval.losses.memory import CrossBatchMemory, append_negatives
 from fashion_retrieval.losses.supcon import SupConLoss, supervised_contrastive
 from fashion_retrieval.losses.triplet import TripletLoss, cosine_to_euclidean, triplet_margin_loss
@@ -25,6 +25,7 @@ __all__ = [
     "info_nce",
     "l2_sp_penalty",
     "label_in",
+    "label_pair_masks",
     "pair_masks",
     "similarity_float32",
     "supervised_contrastive",

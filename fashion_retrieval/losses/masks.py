@@ -4,6 +4,9 @@ A gallery column ``j`` is, for bundle ``i``:
 - a positive when its product is one of the bundle's products;
 - a negative when its product is not excluded for the bundle;
 - ignored otherwise (e.g. another colour variant of one of the bundle's articles): no loss uses it.
+
+A labelled batch (images with labels, every image both anchor and candidate) has the masks of
+:func:`label_pair_masks`: the other images of a label are positives, an image is never its own.
 """
 
 from __future__ import annotations
@@ -67,3 +70,21 @@ def pair_masks(
         return positive, ~positive
     excluded = label_in(gallery_labels, query_excluded.to(query_products.device))
     return positive, ~(positive | excluded)
+
+
+def label_pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks of a labelled batch scored against itself.
+
+    Args:
+        labels: ``(B,)`` long, one label per image.
+
+    Returns:
+        ``positive (B, B)`` bool: same label, off the diagonal (an image is not its own positive: its
+        similarity is 1 whatever the model); ``negative (B, B)`` bool: another label. The diagonal is
+        neither.
+    """
+    if labels.dim() != 1 or labels.is_floating_point():
+        raise ValueError(f"labels must be (B,) integers, got {tuple(labels.shape)} {labels.dtype}")
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    itself = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
+    return same & ~itself, ~same

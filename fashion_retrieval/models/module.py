@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import NamedTuple
 
 import pytorch_lightning as pl
 import torch
@@ -15,7 +16,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from fashion_retrieval.losses.anchor import DistillKind, feature_distillation, l2_sp_penalty
-from fashion_retrieval.losses.masks import pair_masks
+from fashion_retrieval.losses.masks import label_pair_masks, pair_masks
 from fashion_retrieval.losses.memory import CrossBatchMemory, append_negatives
 from fashion_retrieval.models.distributed import all_gather_uneven, is_distributed
 from fashion_retrieval.models.encoder import ImageEncoder
@@ -24,13 +25,32 @@ from fashion_retrieval.models.layer_decay import layerwise_parameter_groups
 QUERY_LOADER, GALLERY_LOADER = 0, 1
 
 
+def image_keys(batch: dict[str, torch.Tensor]) -> tuple[str, ...]:
+    """The keys of a training batch's images, in the order :meth:`RetrievalModule.batch_loss` embeds them."""
+    return ("image",) if "label" in batch else ("query", "gallery")
+
+
+class Pairs(NamedTuple):
+    """A training batch as anchors against candidates: ``query (B, D)`` and ``gallery (P, D)`` embeddings,
+    ``gallery_labels (P,)`` ids (what the memory stores), ``excluded (B, L)`` ids never negatives of each
+    anchor (-1 padded), ``positive`` and ``negative`` ``(B, P)`` bool masks."""
+
+    query: torch.Tensor
+    gallery: torch.Tensor
+    gallery_labels: torch.Tensor
+    excluded: torch.Tensor
+    positive: torch.Tensor
+    negative: torch.Tensor
+
+
 class RetrievalModule(pl.LightningModule):
-    """Trains an :class:`ImageEncoder` on (bundle, product) pairs.
+    """Trains an :class:`ImageEncoder` on (bundle, product) pairs, or on labelled images (``data=reader``).
 
     Args:
         encoder: the shared image tower.
         loss: called as ``loss(query (B, D), gallery (P, D), positive_mask (B, P), negative_mask (B, P))``;
-            the masks come from the batch's product ids (:func:`fashion_retrieval.losses.masks.pair_masks`).
+            the masks come from the batch's product ids (:func:`fashion_retrieval.losses.masks.pair_masks`)
+            or labels (:func:`fashion_retrieval.losses.masks.label_pair_masks`).
         optimizer: a partial optimiser factory (Hydra ``_partial_: true``), called with parameter groups.
         scheduler: optional partial ``(optimizer, total_steps) -> LRScheduler``, stepped every batch.
         backbone_lr: learning rate of the backbone; ``None`` keeps the optimiser's lr for everything.
@@ -117,13 +137,13 @@ class RetrievalModule(pl.LightningModule):
         self, batch: dict[str, torch.Tensor], features: list[torch.Tensor], batch_size: int
     ) -> torch.Tensor | float:
         """``distill * distillation + l2_sp * L2-SP`` (0 when both are off); ``features`` are the
-        backbone's pooled features of ``batch["query"]`` and ``batch["gallery"]``."""
+        backbone's pooled features of the batch's images (:func:`image_keys`)."""
         hp = self.hparams
         total: torch.Tensor | float = 0.0
         if hp.distill > 0:
             assert self.pretrained_backbone is not None
             with torch.no_grad():
-                teacher = [self.pretrained_backbone(batch[key]) for key in ("query", "gallery")]
+                teacher = [self.pretrained_backbone(batch[key]) for key in image_keys(batch)]
             distill = feature_distillation(torch.cat(features), torch.cat(teacher), hp.distill_kind)
             self.log("train/distill", distill, batch_size=batch_size)
             total = total + hp.distill * distill
@@ -140,17 +160,45 @@ class RetrievalModule(pl.LightningModule):
 
     def batch_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, list[torch.Tensor]]:
         """The contrastive loss of a training batch (gathered from every DDP process), the global
-        number of bundles and, when distilling, this process's pooled backbone features of the query and
-        gallery images (else an empty list). Batch keys: ``query``, ``gallery``, ``query_products``,
-        ``query_excluded``, ``gallery_label`` (:func:`fashion_retrieval.data.datasets.collate_bundles`)."""
+        number of anchors and, when distilling, this process's pooled backbone features of the batch's
+        images (:func:`image_keys`; else an empty list).
+
+        Two kinds of batch: bundle batches (keys ``query``, ``gallery``, ``query_products``,
+        ``query_excluded``, ``gallery_label``: :func:`fashion_retrieval.data.datasets.collate_bundles`) and
+        labelled batches (``image``, ``label``:
+        :class:`fashion_retrieval.data.datasets.LabelledImageDataset`), whose images are scored against each
+        other (:meth:`labelled_pairs`). Both end as an anchor x candidate batch with masks, which every
+        loss, the in-batch miners and the memory take alike.
+        """
         features: list[torch.Tensor] = []
+        pairs = (
+            self.labelled_pairs(batch, features) if "label" in batch else self.bundle_pairs(batch, features)
+        )
+        gallery, positive, negative = pairs.gallery, pairs.positive, pairs.negative
+        if self.memory is not None and self.memory.filled:
+            remembered, remembered_negative = self.memory.negatives(pairs.excluded)
+            gallery, positive, negative = append_negatives(
+                gallery, positive, negative, remembered, remembered_negative
+            )
+        loss = self.loss(pairs.query, gallery, positive, negative)
+        if self.memory is not None:
+            # Enqueued after use: a product is never its own negative through the memory in this step.
+            self.memory.enqueue(pairs.gallery.detach(), pairs.gallery_labels)
+        return loss, pairs.query.shape[0], features
+
+    def embed(self, images: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
+        """``(N, D)`` embeddings of ``images``; when distilling, their pooled backbone features are appended
+        to ``features``."""
         if self.hparams.distill > 0:
-            query_features, query = self.encoder.encode(batch["query"])
-            gallery_features, gallery = self.encoder.encode(batch["gallery"])
-            features = [query_features, gallery_features]
-        else:
-            query = self(batch["query"])
-            gallery = self(batch["gallery"])
+            pooled, embeddings = self.encoder.encode(images)
+            features.append(pooled)
+            return embeddings
+        return self(images)
+
+    def bundle_pairs(self, batch: dict[str, torch.Tensor], features: list[torch.Tensor]) -> Pairs:
+        """Bundles against the batch's packshots; masks from product ids (:func:`pair_masks`)."""
+        query = self.embed(batch["query"], features)
+        gallery = self.embed(batch["gallery"], features)
         query_products, query_excluded = batch["query_products"], batch["query_excluded"]
         gallery_labels = batch["gallery_label"]
         if is_distributed():
@@ -160,17 +208,32 @@ class RetrievalModule(pl.LightningModule):
             query_excluded = all_gather_uneven(query_excluded)
             gallery_labels = all_gather_uneven(gallery_labels)
         positive, negative = pair_masks(query_products, query_excluded, gallery_labels)
-        scored_gallery = gallery
-        if self.memory is not None and self.memory.filled:
-            remembered, remembered_negative = self.memory.negatives(query_excluded)
-            scored_gallery, positive, negative = append_negatives(
-                gallery, positive, negative, remembered, remembered_negative
+        return Pairs(query, gallery, gallery_labels, query_excluded, positive, negative)
+
+    def labelled_pairs(self, batch: dict[str, torch.Tensor], features: list[torch.Tensor]) -> Pairs:
+        """Every image against every image of the batch (OML-style): positives are the other images of its
+        label, negatives the images of other labels (:func:`label_pair_masks`). Images without another of
+        their label in the batch are candidates (negatives of the others) but not anchors."""
+        embeddings = self.embed(batch["image"], features)
+        labels = batch["label"]
+        if is_distributed():
+            embeddings = all_gather_uneven(embeddings, keep_grad=True)
+            labels = all_gather_uneven(labels)
+        positive, negative = label_pair_masks(labels)
+        anchors = positive.any(dim=1)
+        if not anchors.any():
+            raise ValueError(
+                f"no label has two images in this batch of {labels.numel()}: a labelled training set needs "
+                "batches with positives (sampler=label_balanced)"
             )
-        loss = self.loss(query, scored_gallery, positive, negative)
-        if self.memory is not None:
-            # Enqueued after use: a product is never its own negative through the memory in this step.
-            self.memory.enqueue(gallery.detach(), gallery_labels)
-        return loss, query.shape[0], features
+        return Pairs(
+            embeddings[anchors],
+            embeddings,
+            labels,
+            labels[anchors].unsqueeze(1),
+            positive[anchors],
+            negative[anchors],
+        )
 
     def validation_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0

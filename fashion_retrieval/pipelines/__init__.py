@@ -54,6 +54,22 @@ STAGE_NAMES = (
 # Stages every distributed process runs; the others run once, on the first process.
 # `index` embeds the catalogue through Lightning predict (the feature cache), so every process joins it.
 DISTRIBUTED_STAGES = ("train", "index")
+# Training on a reader's dataset (`data=reader`, conf/data/reader.yaml) leaves a model and its validation
+# scores; the other stages read the challenge format (bundles, catalogue, submission) and refuse it.
+READER_DATA_TARGET = "fashion_retrieval.data.reader_datamodule.ReaderDataModule"
+READER_DATA_STAGES = ("download", "generate", "train", "retrieval_eval", "generate_collage", "report")
+
+
+def check_stage_data(cfg: DictConfig, stages: Sequence[str]) -> None:
+    """Refuse, before anything runs, a stage that needs the challenge format when ``data=reader``."""
+    if cfg.get("data") is None or cfg.data.get("_target_") != READER_DATA_TARGET:
+        return
+    refused = [s for s in stages if s not in READER_DATA_STAGES]
+    if refused:
+        raise ValueError(
+            f"stage(s) {refused} read the challenge format (bundles, catalogue, submission) and do not run "
+            f"on data=reader; stages for a reader's dataset: {list(READER_DATA_STAGES)}"
+        )
 
 
 def run_stages(cfg: DictConfig, stages: Sequence[str]) -> float | None:
@@ -66,6 +82,7 @@ def run_stages(cfg: DictConfig, stages: Sequence[str]) -> float | None:
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; choose from {list(STAGE_NAMES)}")
     check_trainer_config(OmegaConf.to_container(cfg.trainer, resolve=True) if "trainer" in cfg else {})
+    check_stage_data(cfg, stages)
     output_dir = Path(cfg.paths.output_dir)
     if not is_launch_leader():
         return _run_as_follower(cfg, stages, output_dir)

@@ -50,11 +50,11 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     # The evaluator's history covers the epochs before a resume too (it is saved in the checkpoints).
     evaluator = next((c for c in callbacks if isinstance(c, RetrievalEvaluator)), None)
     metrics: dict[str, float] = {"train/epochs": float(trainer.current_epoch)}
+    checkpoint = trainer.checkpoint_callback
     if evaluator and evaluator.history:
-        best = max(evaluator.history, key=lambda row: row["recall@15"])
+        best = evaluator.best(checkpoint.monitor if checkpoint is not None else None)
         metrics.update({f"val/{k}": v for k, v in best.items() if k != "epoch"})
         metrics["val/best_epoch"] = float(best["epoch"])
-    checkpoint = trainer.checkpoint_callback
     if checkpoint is not None and checkpoint.best_model_path:
         log.info("train: best checkpoint %s (%s)", checkpoint.best_model_path, checkpoint.best_model_score)
         if trainer.is_global_zero:  # one process scores; the others have nothing left to do

@@ -4,8 +4,9 @@ Splits are ``train``, ``validation`` and ``test``, each with the same 10 class d
 
 Used for category-level retrieval: the queries are one split's images and their positives are the
 gallery images of their class. The gallery is either the same split (each image against all the others)
-or other splits (e.g. ``test`` queries against ``train`` + ``validation``). The files are read where they
-are (by default ``../shared/data/clothing-dataset-small`` from the project root), never copied.
+or other splits (e.g. ``test`` queries against ``train`` + ``validation``). Training splits, when asked
+for, are labelled by class. The files are read where they are (by default
+``../shared/data/clothing-dataset-small`` from the project root), never copied.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from fashion_retrieval.data.catalogue import CatalogueError, ImageCheck, MissingImagePolicy, list_examples
-from fashion_retrieval.data.readers.retrieval_set import ImageList, RetrievalSet, check_images, match_by
+from fashion_retrieval.data.readers.retrieval_set import (
+    ImageList,
+    RetrievalSet,
+    check_images,
+    label_by,
+    match_by,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +85,7 @@ def load_clothing_small(
     *,
     split: str = "test",
     gallery_splits: Sequence[str] | None = None,
+    train_splits: Sequence[str] | None = None,
     image_check: ImageCheck = "none",
     missing_images: MissingImagePolicy = "fail",
 ) -> RetrievalSet:
@@ -87,14 +95,17 @@ def load_clothing_small(
     row, which a ranking must skip; a class with one image leaves that query without positives, counted
     by :func:`match_by`). Otherwise the gallery is the images of those splits, which must not include
     ``split``. Files that are not JPEGs are counted under ``dropped['not_jpeg']`` and logged.
+    ``train_splits``: splits whose images become the set's ``train``, labelled by class (never ``split``:
+    the queries stay unseen); ``None``: no training split.
     """
     root = Path(root)
-    if gallery_splits is not None:
-        gallery_splits = [str(s) for s in gallery_splits]
-        if not gallery_splits or split in gallery_splits:
-            raise ValueError(
-                f"gallery_splits must be other splits than the query split {split!r}, got {gallery_splits}"
-            )
+    gallery_splits = _other_splits("gallery_splits", gallery_splits, split)
+    train_splits = _other_splits("train_splits", train_splits, split)
+    train = None
+    if train_splits is not None:
+        images, not_jpeg, missing = _read_splits(root, train_splits, image_check, missing_images)
+        counts = {"not_jpeg": not_jpeg, **({"missing_images": missing} if missing else {})}
+        train = label_by(f"clothing_small/{'+'.join(train_splits)}", images, "category", dropped=counts)
     queries, not_jpeg, missing = _read_splits(root, [split], image_check, missing_images)
     dropped = {"not_jpeg": not_jpeg}
     if missing:
@@ -107,11 +118,27 @@ def load_clothing_small(
             "category",
             query_in_gallery=np.arange(len(queries), dtype=np.int64),
             dropped=dropped,
+            train=train,
         )
     gallery, not_jpeg, missing = _read_splits(root, gallery_splits, image_check, missing_images)
     dropped["not_jpeg"] += not_jpeg
     if missing:
         dropped["gallery_missing_images"] = missing
     return match_by(
-        f"clothing_small/{split}_vs_{'+'.join(gallery_splits)}", queries, gallery, "category", dropped=dropped
+        f"clothing_small/{split}_vs_{'+'.join(gallery_splits)}",
+        queries,
+        gallery,
+        "category",
+        dropped=dropped,
+        train=train,
     )
+
+
+def _other_splits(name: str, splits: Sequence[str] | None, split: str) -> list[str] | None:
+    """``splits`` as a list of names, checked to be non-empty and without the query split ``split``."""
+    if splits is None:
+        return None
+    names = [str(s) for s in splits]
+    if not names or split in names:
+        raise ValueError(f"{name} must be other splits than the query split {split!r}, got {names}")
+    return names

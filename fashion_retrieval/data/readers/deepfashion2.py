@@ -11,18 +11,26 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fashion_retrieval.data.catalogue import CatalogueError, ImageCheck, MissingImagePolicy
-from fashion_retrieval.data.readers.retrieval_set import ImageList, RetrievalSet, check_images, match_by
+from fashion_retrieval.data.readers.retrieval_set import (
+    ImageList,
+    RetrievalSet,
+    check_images,
+    label_by,
+    match_by,
+)
 
 log = logging.getLogger(__name__)
 
 ITEM_KEY = re.compile(r"item\d+")
 SIDES = {"user": "query", "shop": "gallery"}
+TRAIN_SIDES = {"user": "train", "shop": "train"}  # training: every garment, labelled by item
 
 
 def _field(record: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -45,26 +53,20 @@ def _read_annotation(path: Path) -> dict[str, Any]:
     return record
 
 
-def load_deepfashion2(
-    root: str | Path,
-    *,
-    image_check: ImageCheck = "none",
-    missing_images: MissingImagePolicy = "fail",
-) -> RetrievalSet:
-    """Read one DeepFashion2 split as consumer-to-shop retrieval; one row per garment (image + box).
-
-    Queries: user garments with style > 0; gallery: shop garments with style > 0. The item id is
-    ``<pair_id>/<style>/<category_id>``: a positive shares pair, style and (to be safe) category.
-    Style-0 garments are counted under ``dropped['style_0']`` and logged.
-    """
-    root = Path(root)
+def _garments(
+    root: Path, sides: Mapping[str, str], image_check: ImageCheck, missing_images: MissingImagePolicy
+) -> tuple[dict[str, ImageList], dict[str, int]]:
+    """The garments with style > 0 of one split directory, one row per garment, grouped by
+    ``sides[source]``; and the drop counts (``style_0``, ``<side>_missing_images``)."""
     anno_dir, image_dir = root / "annos", root / "image"
     if not anno_dir.is_dir():
         raise CatalogueError(f"{anno_dir}: annotation directory not found")
     files = sorted(anno_dir.glob("*.json"))
     if not files:
         raise CatalogueError(f"{anno_dir}: no .json annotation files")
-    rows: dict[str, list[tuple[str, Path, str, str, tuple[float, ...]]]] = {"query": [], "gallery": []}
+    rows: dict[str, list[tuple[str, Path, str, str, tuple[float, ...]]]] = {
+        side: [] for side in sides.values()
+    }
     style_0 = 0
     for path in files:
         record = _read_annotation(path)
@@ -90,7 +92,7 @@ def load_deepfashion2(
                 style_0 += 1
                 continue
             item_id = f"{pair_id}/{style}/{category_id}"
-            rows[SIDES[source]].append(
+            rows[sides[source]].append(
                 (path.name, image_dir / f"{path.stem}.jpg", item_id, category, tuple(box))
             )
     dropped = {"style_0": style_0}
@@ -113,4 +115,28 @@ def load_deepfashion2(
             categories=tuple(row[3] for row in side_rows),
             boxes=np.asarray([row[4] for row in side_rows], np.float32).reshape(-1, 4),
         ).select(kept)
-    return match_by("deepfashion2", lists["query"], lists["gallery"], "item_id", dropped=dropped)
+    return lists, dropped
+
+
+def load_deepfashion2(
+    root: str | Path,
+    *,
+    train_root: str | Path | None = None,
+    image_check: ImageCheck = "none",
+    missing_images: MissingImagePolicy = "fail",
+) -> RetrievalSet:
+    """Read one DeepFashion2 split as consumer-to-shop retrieval; one row per garment (image + box).
+
+    Queries: user garments with style > 0; gallery: shop garments with style > 0. The item id is
+    ``<pair_id>/<style>/<category_id>``: a positive shares pair, style and (to be safe) category.
+    Style-0 garments are counted under ``dropped['style_0']`` and logged.
+
+    ``train_root``: another split directory (``train/``) whose garments, user and shop photos alike, become
+    the set's ``train``, labelled by item id; ``None``: no training split.
+    """
+    train = None
+    if train_root is not None:
+        garments, dropped = _garments(Path(train_root), TRAIN_SIDES, image_check, missing_images)
+        train = label_by("deepfashion2/train", garments["train"], "item_id", dropped=dropped)
+    lists, dropped = _garments(Path(root), SIDES, image_check, missing_images)
+    return match_by("deepfashion2", lists["query"], lists["gallery"], "item_id", dropped=dropped, train=train)

@@ -7,15 +7,18 @@ root, or pass ``image_root``). Both lists are a count line, a header line, then 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 
 from fashion_retrieval.data.catalogue import CatalogueError, ImageCheck, MissingImagePolicy
-from fashion_retrieval.data.readers.retrieval_set import ImageList, RetrievalSet, check_images, match_by
-
-log = logging.getLogger(__name__)
+from fashion_retrieval.data.readers.retrieval_set import (
+    ImageList,
+    RetrievalSet,
+    check_images,
+    label_by,
+    match_by,
+)
 
 PARTITION_FILE = "Eval/list_eval_partition.txt"
 BBOX_FILE = "Anno/list_bbox_inshop.txt"
@@ -91,7 +94,8 @@ def load_deepfashion_inshop(
     """Read the In-shop query/gallery split; a query's positives are the gallery photos of its item id.
 
     Categories come from the image path (``WOMEN/Dresses``). ``use_boxes`` reads ``Anno/list_bbox_inshop.txt``
-    (every query and gallery image must have a box there). ``train`` rows are counted and left out.
+    (every image of the partition must have a box there). The ``train`` rows become the set's ``train``,
+    labelled by item id (``None`` when the partition has none).
     """
     root = Path(root)
     image_root = root if image_root is None else Path(image_root)
@@ -106,15 +110,11 @@ def load_deepfashion_inshop(
                 f"is not one of {list(STATUSES)}"
             )
         sides[status].append((line, fields))
-    dropped = {"train": len(sides["train"])}
-    log.info(
-        "%s: %d train row(s) left out (not part of retrieval evaluation)", partition_path, dropped["train"]
-    )
 
     boxes = _read_boxes(root / BBOX_FILE) if use_boxes else None
+    dropped: dict[str, int] = {}
     lists = {}
-    for side in ("query", "gallery"):
-        side_rows = sides[side]
+    for side, side_rows in sides.items():
         names = [fields[0] for _, fields in side_rows]
         paths = [image_root / name for name in names]
         kept = check_images(
@@ -138,4 +138,7 @@ def load_deepfashion_inshop(
             categories=tuple(_category(fields[0], partition_path, line) for line, fields in side_rows),
             boxes=side_boxes,
         ).select(kept)
-    return match_by("deepfashion_inshop", lists["query"], lists["gallery"], "item_id", dropped=dropped)
+    train = label_by("deepfashion_inshop/train", lists["train"], "item_id") if lists["train"] else None
+    return match_by(
+        "deepfashion_inshop", lists["query"], lists["gallery"], "item_id", dropped=dropped, train=train
+    )

@@ -1,13 +1,13 @@
 """A user's own catalogue as one CSV: ``image_path,item_id,category,split`` (+ optional ``x1,y1,x2,y2``).
 
-``split`` is ``query``, ``gallery`` or ``train`` (train rows are counted and left out). A query's
-positives are the gallery rows with its item id. Relative image paths are taken from the CSV's directory.
+``split`` is ``query``, ``gallery`` or ``train``. A query's positives are the gallery rows with its item id;
+the train rows are the set's training split, labelled by item id. Relative image paths are taken from the
+CSV's directory. With box columns, a row whose four box cells are empty is the whole image.
 """
 
 from __future__ import annotations
 
 import csv
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +21,13 @@ from fashion_retrieval.data.catalogue import (
     csv_line,
     read_csv,
 )
-from fashion_retrieval.data.readers.retrieval_set import ImageList, RetrievalSet, check_images, match_by
-
-log = logging.getLogger(__name__)
+from fashion_retrieval.data.readers.retrieval_set import (
+    ImageList,
+    RetrievalSet,
+    check_images,
+    label_by,
+    match_by,
+)
 
 COLUMNS = ("image_path", "item_id", "category", "split")
 BOX_COLUMNS = ("x1", "y1", "x2", "y2")
@@ -42,17 +46,21 @@ def _box_columns(path: Path) -> tuple[str, ...]:
 
 
 def _boxes(frame: pd.DataFrame, path: Path) -> np.ndarray:
-    """``(N, 4)`` float32 boxes from the box columns, naming the line and field of a bad value."""
-    values = frame[list(BOX_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    """``(N, 4)`` float32 boxes from the box columns, naming the line and field of a bad value; a row whose
+    four cells are empty is a row of NaN (the whole image)."""
+    cells = frame[list(BOX_COLUMNS)]
+    whole = (cells == "").all(axis=1)
+    values = cells.apply(pd.to_numeric, errors="coerce")
     for column in BOX_COLUMNS:
-        bad = frame.index[values[column].isna()]
+        bad = frame.index[values[column].isna() & ~whole]
         if len(bad):
             row = bad[0]
             raise CatalogueError(
                 f"{path}: line {csv_line(row)}: field {column}: "
-                f"expected a number, got {frame.at[row, column]!r}"
+                f"expected a number, got {frame.at[row, column]!r} (leave all four box cells empty for "
+                "the whole image)"
             )
-    empty = frame.index[(values["x2"] <= values["x1"]) | (values["y2"] <= values["y1"])]
+    empty = frame.index[~whole & ((values["x2"] <= values["x1"]) | (values["y2"] <= values["y1"]))]
     if len(empty):
         row = empty[0]
         raise CatalogueError(
@@ -80,11 +88,9 @@ def load_generic_csv(
             f"is not one of {list(SPLITS)} ({len(unknown)} such row(s))"
         )
     boxes = _boxes(frame, path) if BOX_COLUMNS[0] in frame.columns else None
-    dropped = {"train": int((frame["split"] == "train").sum())}
-    log.info("%s: %d train row(s) left out", path, dropped["train"])
-
+    dropped: dict[str, int] = {}
     lists = {}
-    for side in ("query", "gallery"):
+    for side in SPLITS:
         rows = frame.index[frame["split"] == side]
         paths = [
             path.parent / value for value in frame.loc[rows, "image_path"]
@@ -100,4 +106,5 @@ def load_generic_csv(
             categories=tuple(frame.loc[rows, "category"]),
             boxes=None if boxes is None else boxes[rows.to_numpy()],
         ).select(kept)
-    return match_by(path.stem, lists["query"], lists["gallery"], "item_id", dropped=dropped)
+    train = label_by(f"{path.stem}/train", lists["train"], "item_id") if lists["train"] else None
+    return match_by(path.stem, lists["query"], lists["gallery"], "item_id", dropped=dropped, train=train)
