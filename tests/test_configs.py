@@ -18,6 +18,11 @@ EXPERIMENT_DIR = config_dir() / "experiment"
 EXPERIMENTS = sorted(
     str(p.relative_to(EXPERIMENT_DIR).with_suffix("")) for p in EXPERIMENT_DIR.rglob("*.yaml")
 )
+# Experiments that train on a reader's dataset (data=reader); tests/test_reader_training.py runs each on
+# files fabricated in its reader's layout, the other experiments run on the tiny synthetic data.
+READER_EXPERIMENTS = [
+    name for name in EXPERIMENTS if "override /data: reader" in (EXPERIMENT_DIR / f"{name}.yaml").read_text()
+]
 
 
 def compose_config(

@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, ListConfig, open_dict
 from payloads import write_pickle_payload
-from test_configs import EXPERIMENTS, compose_config
+from test_configs import EXPERIMENTS, READER_EXPERIMENTS, compose_config
 from tiny_models import tiny_clip_model
 
 from fashion_retrieval.callbacks import RetrievalEvaluator
@@ -73,7 +73,7 @@ def tiny_config(overrides: list[str], data_dir: Path, output_dir: Path, clip_dir
     return cfg
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if e not in READER_EXPERIMENTS])
 def test_every_experiment_trains_under_fast_dev_run(experiment, tiny_data, tiny_clip_dir, tmp_path):
     cfg = tiny_config([f"experiment={experiment}", "debug=fdr"], tiny_data, tmp_path, tiny_clip_dir)
     assert cfg.trainer.fast_dev_run

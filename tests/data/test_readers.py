@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from reader_data import (
+    CSV_ROWS,
+    DF2_IMAGES,
+    INSHOP_ROWS,
+    item,
+    write_clothing,
+    write_csv,
+    write_deepfashion2,
+    write_deepfashion2_splits,
+    write_image,
+    write_inshop,
+    write_inshop_training,
+)
 
 from fashion_retrieval.data.catalogue import CatalogueError
 from fashion_retrieval.data.readers import (
     ImageList,
     RetrievalSet,
+    label_by,
     load_clothing_small,
     load_deepfashion2,
     load_deepfashion_inshop,
     load_generic_csv,
 )
-
-
-def write_image(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((8, 6, 3), 120, np.uint8)).save(path)
 
 
 def positives_as_ids(result: RetrievalSet) -> dict[str, list[str]]:
@@ -59,31 +66,6 @@ def test_validate_rejects_inconsistent_sets():
 
 # --- DeepFashion In-shop ------------------------------------------------------------------------------
 
-INSHOP_ROWS = [
-    ("img/WOMEN/Dresses/id_00000002/02_1_front.jpg", "id_00000002", "query"),
-    ("img/WOMEN/Dresses/id_00000002/02_2_side.jpg", "id_00000002", "gallery"),
-    ("img/WOMEN/Dresses/id_00000002/02_3_back.jpg", "id_00000002", "gallery"),
-    ("img/MEN/Denim/id_00000080/01_1_front.jpg", "id_00000080", "query"),
-    ("img/MEN/Denim/id_00000080/01_2_side.jpg", "id_00000080", "gallery"),
-    ("img/MEN/Denim/id_00000099/01_1_front.jpg", "id_00000099", "query"),  # item absent from the gallery
-    ("img/WOMEN/Tees_Tanks/id_00000001/02_1_front.jpg", "id_00000001", "train"),
-]
-
-
-def write_inshop(root: Path, rows=INSHOP_ROWS, *, count: int | None = None, boxes: bool = True) -> Path:
-    partition = [str(len(rows) if count is None else count), "image_name item_id evaluation_status"]
-    partition += [f"{name}  {item}   {status}" for name, item, status in rows]  # the release pads with spaces
-    (root / "Eval").mkdir(parents=True, exist_ok=True)
-    (root / "Eval" / "list_eval_partition.txt").write_text("\n".join(partition) + "\n")
-    if boxes:
-        lines = [str(len(rows)), "image_name clothes_type pose_type x_1 y_1 x_2 y_2"]
-        lines += [f"{name} 1 1 10 20 {110 + i} 220" for i, (name, _, _) in enumerate(rows)]
-        (root / "Anno").mkdir(parents=True, exist_ok=True)
-        (root / "Anno" / "list_bbox_inshop.txt").write_text("\n".join(lines) + "\n")
-    for name, _, _ in rows:
-        write_image(root / name)
-    return root
-
 
 def test_inshop_maps_items_categories_and_boxes(tmp_path, caplog):
     root = write_inshop(tmp_path)
@@ -93,8 +75,10 @@ def test_inshop_maps_items_categories_and_boxes(tmp_path, caplog):
     assert result.queries.categories == ("WOMEN/Dresses", "MEN/Denim")
     assert len(result.gallery) == 3
     assert [found.tolist() for found in result.positives] == [[0, 1], [2]]
-    assert result.dropped == {"train": 1, "queries_without_positives": 1}
+    assert result.dropped == {"queries_without_positives": 1}
     assert "id_00000099" in caplog.text
+    # The one train row is an item with a single photo: no positive for it, so no training image.
+    assert len(result.train.images) == 0 and result.train.dropped == {"single_image_labels": 1}
     np.testing.assert_array_equal(result.queries.boxes[0], [10, 20, 110, 220])
     np.testing.assert_array_equal(result.gallery.boxes[2], [10, 20, 114, 220])
     assert load_deepfashion_inshop(root, use_boxes=False).gallery.boxes is None
@@ -153,37 +137,6 @@ def test_inshop_missing_images(tmp_path, caplog):
 
 
 # --- DeepFashion2 -------------------------------------------------------------------------------------
-
-
-def item(category_id: int, name: str, style: int, box=(10, 10, 50, 60)) -> dict:
-    return {"category_id": category_id, "category_name": name, "style": style, "bounding_box": list(box)}
-
-
-DF2_IMAGES = {
-    "000001": {
-        "source": "user",
-        "pair_id": 1,
-        "item1": item(1, "short sleeve top", 1),
-        "item2": item(8, "trousers", 0),
-    },
-    "000002": {"source": "shop", "pair_id": 1, "item1": item(1, "short sleeve top", 1)},
-    "000003": {
-        "source": "shop",
-        "pair_id": 1,
-        "item1": item(1, "short sleeve top", 2),
-        "item2": item(8, "trousers", 1),
-    },
-    "000004": {"source": "user", "pair_id": 2, "item1": item(7, "shorts", 1)},  # its shop photo is missing
-    "000005": {"source": "user", "pair_id": 1, "item2": item(8, "trousers", 1, (0, 5, 30, 40))},
-}
-
-
-def write_deepfashion2(root: Path, records=DF2_IMAGES) -> Path:
-    (root / "annos").mkdir(parents=True, exist_ok=True)
-    for name, record in records.items():
-        (root / "annos" / f"{name}.json").write_text(json.dumps(record, indent=2))
-        write_image(root / "image" / f"{name}.jpg")
-    return root
 
 
 def test_deepfashion2_pairs_by_pair_style_and_category(tmp_path, caplog):
@@ -245,24 +198,6 @@ def test_deepfashion2_bad_json_and_missing_image(tmp_path):
 # --- generic CSV --------------------------------------------------------------------------------------
 
 
-def write_csv(root: Path, rows: list[str], header: str = "image_path,item_id,category,split") -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for name in ("q1.jpg", "g1.jpg", "g2.jpg", "q2.jpg", "t1.jpg"):
-        write_image(root / "images" / name)
-    path = root / "catalogue.csv"
-    path.write_text("\n".join([header, *rows]) + "\n")
-    return path
-
-
-CSV_ROWS = [
-    "images/q1.jpg,sku1,dress,query",
-    "images/g1.jpg,sku1,dress,gallery",
-    "images/g2.jpg,sku2,shirt,gallery",
-    "images/q2.jpg,sku2,shirt,query",
-    "images/t1.jpg,sku3,shirt,train",
-]
-
-
 def test_generic_csv_reads_sides_and_boxes(tmp_path):
     path = write_csv(tmp_path, CSV_ROWS)
     result = load_generic_csv(path, image_check="decode")
@@ -270,7 +205,7 @@ def test_generic_csv_reads_sides_and_boxes(tmp_path):
         str(tmp_path / "images/q1.jpg"): [str(tmp_path / "images/g1.jpg")],
         str(tmp_path / "images/q2.jpg"): [str(tmp_path / "images/g2.jpg")],
     }
-    assert result.dropped == {"train": 1} and result.queries.boxes is None
+    assert result.dropped == {} and result.queries.boxes is None
     boxed = write_csv(
         tmp_path / "boxed",
         [f"{row},1,2,{3 + i},4" for i, row in enumerate(CSV_ROWS)],
@@ -313,15 +248,6 @@ def test_generic_csv_missing_image(tmp_path):
 
 
 # --- clothing-dataset-small ---------------------------------------------------------------------------
-
-
-def write_clothing(root: Path) -> Path:
-    for split, counts in {"test": {"dress": 2, "hat": 1, "shoes": 3}, "train": {"dress": 1}}.items():
-        for name, count in counts.items():
-            for i in range(count):
-                write_image(root / split / name / f"{name}-{i:04d}.jpg")
-    (root / "test" / "shoes" / "notes.txt").write_text("not an image")
-    return root
 
 
 def test_clothing_small_is_category_retrieval_within_a_split(tmp_path, caplog):
@@ -383,3 +309,102 @@ def test_clothing_small_queries_against_other_splits(tmp_path):
     assert result.name == "clothing_small/test_vs_train+validation"
     with pytest.raises(ValueError, match="other splits than the query split 'test'"):
         load_clothing_small(root, split="test", gallery_splits=["test", "train"])
+
+
+# --- training splits ----------------------------------------------------------------------------------
+
+
+def test_label_by_numbers_labels_and_drops_single_images(caplog):
+    images = ImageList(
+        paths=tuple(Path(f"{i}.jpg") for i in range(5)),
+        item_ids=("b", "a", "b", "c", "a"),
+        categories=("x",) * 5,
+    )
+    with caplog.at_level(logging.WARNING):
+        result = label_by("t", images, "item_id")
+    assert result.label_names == ("a", "b") and result.labels.tolist() == [1, 0, 1, 0]
+    assert [p.name for p in result.images.paths] == ["0.jpg", "1.jpg", "2.jpg", "4.jpg"]
+    assert result.dropped == {"single_image_labels": 1} and "c" in caplog.text
+    assert label_by("t", images, "category").labels.tolist() == [0] * 5
+
+
+def test_inshop_train_rows_are_the_training_split(tmp_path):
+    result = load_deepfashion_inshop(write_inshop_training(tmp_path, train_items=3, photos=2))
+    train = result.train
+    assert train.label_names == ("id_00000000", "id_00000001", "id_00000002")
+    assert train.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert train.images.categories[0] == "WOMEN/Dresses" and train.images.boxes.shape == (6, 4)
+    assert len(result.queries) == 3 and result.summary()["train_images"] == 6
+
+
+def test_deepfashion2_train_root_labels_user_and_shop_garments(tmp_path):
+    train_root, validation_root = write_deepfashion2_splits(tmp_path)
+    result = load_deepfashion2(validation_root, train_root=train_root)
+    # Each training pair: one user and two shop photos of one garment, one label.
+    assert result.train.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert result.train.label_names[0] == "1/1/1" and result.train.images.boxes.shape == (12, 4)
+    assert len(result.queries) == 3 and len(result.gallery) == 6
+    assert load_deepfashion2(validation_root).train is None
+
+
+def test_generic_csv_mixes_rows_with_and_without_boxes(tmp_path):
+    rows = [
+        "images/q1.jpg,sku1,dress,query,,,,",
+        "images/g1.jpg,sku1,dress,gallery,1,2,5,6",
+        "images/g2.jpg,sku2,shirt,gallery,,,,",
+        "images/q2.jpg,sku2,shirt,train,0,0,4,4",
+        "images/t1.jpg,sku2,shirt,train,,,,",
+    ]
+    path = write_csv(tmp_path, rows, "image_path,item_id,category,split,x1,y1,x2,y2")
+    result = load_generic_csv(path)
+    assert result.queries.box_list() == [None]
+    assert result.gallery.box_list() == [(1.0, 2.0, 5.0, 6.0), None]
+    assert result.train.images.box_list() == [(0.0, 0.0, 4.0, 4.0), None]
+    assert result.train.labels.tolist() == [0, 0] and result.train.label_names == ("sku2",)
+    half = [*rows[:2], "images/g2.jpg,sku2,shirt,gallery,1,,,"]
+    path = write_csv(tmp_path / "half", half, "image_path,item_id,category,split,x1,y1,x2,y2")
+    with pytest.raises(CatalogueError, match=r"line 4: field y1: expected a number, got ''.*all four box"):
+        load_generic_csv(path)
+
+
+def test_image_list_rejects_partly_missing_boxes():
+    boxes = np.array([[0, 0, 2, 2], [np.nan, 1, 2, 3]], np.float32)
+    side = ImageList((Path("a.jpg"), Path("b.jpg")), ("1", "2"), ("x", "x"), boxes)
+    with pytest.raises(ValueError, match="some but not all values missing at row"):
+        side.validate("t")
+
+
+def test_clothing_small_train_splits(tmp_path):
+    root = write_clothing(tmp_path)
+    write_image(root / "train" / "dress" / "dress-0001.jpg")
+    write_image(root / "train" / "shoes" / "shoes-0000.jpg")
+    result = load_clothing_small(root, split="test", train_splits=["train"])
+    assert result.train.label_names == ("dress",) and len(result.train.images) == 2
+    assert result.train.dropped == {"not_jpeg": 0, "single_image_labels": 1}
+    assert load_clothing_small(root, split="test").train is None
+    with pytest.raises(ValueError, match="train_splits must be other splits than the query split 'test'"):
+        load_clothing_small(root, split="test", train_splits=["test"])
+
+
+def reference_subset(data: RetrievalSet, queries, gallery) -> dict[int, list[int]]:
+    """Query row -> its positives as rows of the kept gallery, by search; queries without any left out."""
+    kept = {}
+    for q in queries:
+        found = [gallery.index(j) for j in data.positives[q] if j in gallery]
+        if found:
+            kept[q] = found
+    return kept
+
+
+def test_subset_renumbers_positives_and_own_rows(tmp_path):
+    data = load_clothing_small(write_clothing(tmp_path), split="test")
+    queries, gallery = [0, 2, 3, 4], [0, 3, 4]  # the first dress loses its only positive
+    subset, rows = data.subset(queries, gallery)
+    expected = reference_subset(data, queries, gallery)
+    assert rows.tolist() == list(expected)
+    assert [found.tolist() for found in subset.positives] == list(expected.values())
+    own = [
+        gallery.index(data.query_in_gallery[q]) if data.query_in_gallery[q] in gallery else -1 for q in rows
+    ]
+    assert subset.query_in_gallery.tolist() == own
+    assert subset.dropped["queries_without_positives"] == 1 + data.dropped["queries_without_positives"]

@@ -1,4 +1,5 @@
-"""Batch samplers: coverage, category grouping, determinism in (seed, epoch), DDP shares, Lightning glue."""
+"""Batch samplers: coverage, category grouping, P x K label batches, determinism in (seed, epoch), DDP
+shares, Lightning glue."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 
 from fashion_retrieval.data.samplers import (
     CategoryBalancedBatchSampler,
+    CyclingQueue,
+    LabelBalancedBatchSampler,
     RandomBatchSampler,
     batch_count,
     category_balanced_batches,
     keyed_rng,
+    label_balanced_batches,
     random_batches,
     shard_batches,
 )
@@ -212,3 +216,65 @@ def test_keyed_rng_is_stable():
     torch.manual_seed(0)  # global state is irrelevant
     np.random.seed(0)
     assert keyed_rng(3, 1, 2).integers(1 << 30) == keyed_rng(3, 1, 2).integers(1 << 30)
+
+
+# --- label-balanced (P x K) batches ---------------------------------------------------------------------
+
+
+def test_cycling_queue_never_repeats_within_a_take_and_evens_out():
+    queue = CyclingQueue(list("abcde"), np.random.default_rng(0))
+    taken = [queue.take(3) for _ in range(50)]
+    assert all(len(set(t)) == 3 for t in taken)
+    counts = Counter(item for t in taken for item in t)
+    assert set(counts) == set("abcde") and max(counts.values()) - min(counts.values()) <= 1
+    with pytest.raises(ValueError, match=r"count must be in \[0, 5\]"):
+        queue.take(6)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_label_balanced_batches_are_p_labels_times_k_items(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(6, size=60, p=[0.4, 0.3, 0.15, 0.1, 0.04, 0.01]).tolist()
+    sizes = Counter(labels)
+    batches = label_balanced_batches(labels, 3, 4, 40, np.random.default_rng(seed))
+    assert len(batches) == 40
+    drawn = Counter()
+    for batch in batches:
+        assert len(set(batch)) == len(batch)  # no image twice in a batch
+        per_label = Counter(labels[i] for i in batch)
+        assert len(per_label) == 3  # P distinct labels ...
+        assert all(count == min(4, sizes[label]) for label, count in per_label.items())  # ... K items each
+        drawn.update(per_label.keys())
+    # Every label comes round as often as the others, small or large.
+    assert set(drawn) == set(sizes) and max(drawn.values()) - min(drawn.values()) <= 1
+    with pytest.raises(ValueError, match=rf"labels_per_batch must be in \[1, {len(sizes)}\]"):
+        label_balanced_batches(labels, len(sizes) + 1, 2, 1, np.random.default_rng(0))
+
+
+def test_label_balanced_sampler_epochs_shares_and_refusals():
+    labels = [i % 10 for i in range(50)]
+
+    def make(**kwargs):
+        return LabelBalancedBatchSampler(
+            labels, batch_size=8, items_per_label=2, seed=5, drop_last=True, **kwargs
+        )
+
+    first, second = make(), make()
+    first.set_epoch(2)
+    second.set_epoch(2)
+    keys = list(first)
+    assert keys == list(second) and len(keys) == len(first) == batch_count(50, 8, True) == 6
+    assert all(len(batch) == 8 and epoch == 2 for batch in keys for _, epoch in batch)
+    second.set_epoch(3)
+    assert list(second) != keys
+    # DDP: rank r runs global batches r, r + 2, ... of the same epoch.
+    shares = []
+    for rank in range(2):
+        sampler = make(rank=rank, world_size=2)
+        sampler.set_epoch(2)
+        shares.append(list(sampler))
+    assert shares[0] == keys[0::2] and shares[1] == keys[1::2] and len(shares[0]) == 3
+    with pytest.raises(ValueError, match="needs one integer label per training item"):
+        LabelBalancedBatchSampler([frozenset({"DRESS"})] * 4, batch_size=4)
+    with pytest.raises(ValueError, match="multiple of items_per_label 3"):
+        LabelBalancedBatchSampler(labels, batch_size=8, items_per_label=3)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fashion_retrieval.losses import label_in, pair_masks
+from fashion_retrieval.losses import label_in, label_pair_masks, pair_masks
 
 
 def padded(rows, width):
@@ -81,3 +81,15 @@ def test_bad_inputs_raise():
         pair_masks(padded([[1]], 1), None, torch.tensor([0, -1]))
     with pytest.raises(ValueError, match="disagree on B"):
         pair_masks(padded([[1]], 1), padded([[1], [2]], 1), torch.tensor([0]))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_label_pair_masks_match_loops(seed):
+    labels = torch.randint(0, 4, (9,), generator=torch.Generator().manual_seed(seed))
+    positive, negative = label_pair_masks(labels)
+    values = labels.tolist()
+    expected_positive = [[i != j and a == b for j, b in enumerate(values)] for i, a in enumerate(values)]
+    expected_negative = [[a != b for b in values] for a in values]
+    assert positive.tolist() == expected_positive and negative.tolist() == expected_negative
+    with pytest.raises(ValueError, match=r"labels must be \(B,\) integers"):
+        label_pair_masks(labels.float())
