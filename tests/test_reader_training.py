@@ -4,6 +4,7 @@ entry, and the stages that refuse a reader's dataset."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -13,12 +14,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from reader_data import write_clothing_photos, write_deepfashion2_splits, write_inshop_training
 from test_configs import READER_EXPERIMENTS, compose_config
 from test_training import shrink_backbones
 
+from fashion_retrieval.data.reader_datamodule import ReaderDataModule
+from fashion_retrieval.data.readers import load_clothing_small
+from fashion_retrieval.data.samplers import LabelBalancedBatchSampler
 from fashion_retrieval.index.embeddings import load_embeddings
 from fashion_retrieval.pipelines import READER_DATA_TARGET, run_stages
 from fashion_retrieval.pipelines.context import RunContext
@@ -131,3 +136,19 @@ def test_partial_validation_scores_the_seen_rows(tmp_path: Path, caplog: pytest.
     # The first 4 test photos: 3 dresses and a pair of trousers; the trousers' positives were not seen.
     assert metrics["val/num_queries"] == 3 and metrics["val/num_gallery"] == 4
     assert metrics["val/precision@1"] == pytest.approx(1.0)
+
+
+def test_the_data_module_needs_a_training_split(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="data=reader trains on a reader's dataset: pass dataset="):
+        ReaderDataModule(None)
+    root = write_clothing_photos(tmp_path, {"train": 2, "test": 2})
+    with pytest.raises(
+        ValueError, match=r"clothing_small/test: .*no training images.*train_splits=\[train\]"
+    ):
+        ReaderDataModule(load_clothing_small(root, split="test"))
+    data = load_clothing_small(root, split="test", train_splits=["train"])
+    sampler = functools.partial(LabelBalancedBatchSampler, items_per_label=2)
+    module = ReaderDataModule(data, batch_size=4, sampler=sampler)
+    batch = next(iter(module.train_dataloader()))
+    assert batch["image"].shape == (4, 3, 224, 224) and batch["image"].dtype == torch.uint8
+    assert sorted(batch["label"].tolist()) in ([0, 0, 1, 1], [0, 0, 2, 2], [1, 1, 2, 2])

@@ -63,8 +63,11 @@ class ReaderDataModule(pl.LightningDataModule):
                 "data=reader trains on a reader's dataset: pass dataset=deepfashion_inshop|deepfashion2|"
                 "generic_csv|clothing_small (docs/dataset.md 'Other datasets')"
             )
-        if dataset.train is None:
-            raise ValueError(f"{dataset.name}: the reader found no training images ({TRAINING_SPLITS})")
+        if dataset.train is None or not len(dataset.train.images):
+            raise ValueError(
+                f"{dataset.name}: the reader found no training images with a second image of their label "
+                f"({TRAINING_SPLITS})"
+            )
         self.validation_set: RetrievalSet = dataset
         self.training_set: TrainingSet = dataset.train
         self.sampler_factory = sampler
