@@ -76,6 +76,12 @@ class ReaderDataModule(pl.LightningDataModule):
     def gallery_ids(self) -> list[str]:
         return [f"{row}:{item}" for row, item in enumerate(self.validation_set.gallery.item_ids)]
 
+    @property
+    def gallery_paths(self) -> list[str]:
+        """The gallery's image files, in :attr:`gallery_ids` order (a file repeats when it holds several
+        boxed items)."""
+        return [str(p) for p in self.validation_set.gallery.paths]
+
     def _eval_loader(self, images: ImageList) -> DataLoader:
         hp = self.hparams
         paths = [str(p) for p in images.paths]
