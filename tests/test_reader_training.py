@@ -110,7 +110,7 @@ def test_the_train_command_trains_on_a_reader(tmp_path: Path) -> None:
     data = inshop(tmp_path / "data")
     tiny_model = [
         "model.encoder.backbone.model_name=test_efficientnet",
-        "model.encoder.backbone.weights=null",
+        "model.encoder.backbone.weights=random",
         "model.encoder.backbone.frozen_prefixes=[]",
     ]
     command = [sys.executable, "-m", "fashion_retrieval.cli", "train", "experiment=inshop", "debug=fdr"]

@@ -17,7 +17,7 @@ from fashion_retrieval.models.module import RetrievalModule
 
 def module(loss: torch.nn.Module, memory_size: int = 0) -> RetrievalModule:
     torch.manual_seed(0)
-    encoder = ImageEncoder(TimmBackbone("test_efficientnet"), embedding_dim=8)
+    encoder = ImageEncoder(TimmBackbone("test_efficientnet", weights="random"), embedding_dim=8)
     return RetrievalModule(
         encoder, loss, optimizer=functools.partial(torch.optim.SGD, lr=0.1), memory_size=memory_size
     ).eval()
