@@ -185,6 +185,19 @@ def without_pretrained(node: Any) -> Any:
     return result
 
 
+def names_pretrained_weights(node: Any) -> bool:
+    """Whether some backbone of an encoder config starts from pretrained weights (its weights argument is
+    neither null, empty nor ``random``)."""
+    if isinstance(node, list):
+        return any(names_pretrained_weights(value) for value in node)
+    if not isinstance(node, dict):
+        return False
+    argument = pretrained_argument(node["_target_"]) if "_target_" in node else None
+    if argument and node.get(argument) not in (None, "", RANDOM):
+        return True
+    return any(names_pretrained_weights(value) for value in node.values())
+
+
 def load_encoder(ckpt_path: str | Path) -> nn.Module:
     """Instantiate the encoder recorded in ``ckpt_path`` and load its trained weights (eval mode).
 

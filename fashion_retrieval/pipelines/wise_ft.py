@@ -21,7 +21,7 @@ from fashion_retrieval.models.checkpoint import (
     CheckpointError,
     build_encoder,
     load_checkpoint,
-    without_pretrained,
+    names_pretrained_weights,
 )
 from fashion_retrieval.models.wise_ft import backbone_keys, interpolate_weights
 from fashion_retrieval.pipelines.context import RunContext
@@ -40,7 +40,7 @@ def wise_ft(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         raise CheckpointError(
             f"{source}: no encoder_config in the checkpoint; was it written by fashion-retrieval train?"
         )
-    if without_pretrained(copy.deepcopy(config)) == config:
+    if not names_pretrained_weights(config):
         raise ValueError(
             f"{source}: its encoder names no pretrained weights (random initialisation), "
             "so there is nothing to interpolate towards"

@@ -19,6 +19,7 @@ from fashion_retrieval.models.checkpoint import (
     checkpoint_encoder_config,
     load_checkpoint,
     load_encoder,
+    names_pretrained_weights,
     without_pretrained,
 )
 
@@ -203,3 +204,19 @@ def test_old_and_new_checkpoints_rebuild_without_complaint(tmp_path, stored, cap
     with caplog.at_level("WARNING"):
         assert_same_outputs(trained, path)
     assert not caplog.records
+
+
+@pytest.mark.parametrize(
+    ("weights", "expected"), [("pkg:x/y.pth", True), ("random", False), (None, False), ("", False)]
+)
+def test_names_pretrained_weights_looks_into_ensembles(weights: str | None, expected: bool) -> None:
+    """An older checkpoint's null counts as random initialisation, like the explicit ``random``."""
+    timm = "fashion_retrieval.models.backbones.TimmBackbone"
+    member = {"_target_": "fashion_retrieval.models.encoder.ImageEncoder", "backbone": {"_target_": timm}}
+    random_member = {**member, "backbone": {"_target_": timm, "weights": "random"}}
+    tested = {**member, "backbone": {"_target_": timm, "weights": weights}}
+    config = {
+        "_target_": "fashion_retrieval.models.ensemble.EnsembleEncoder",
+        "members": [random_member, tested],
+    }
+    assert names_pretrained_weights(config) is expected

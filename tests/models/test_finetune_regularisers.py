@@ -20,7 +20,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log")
 
 def module(**options) -> RetrievalModule:
     torch.manual_seed(0)
-    backbone = TimmBackbone("test_efficientnet", frozen_prefixes=["conv_stem", "bn1", "blocks.0"])
+    backbone = TimmBackbone(
+        "test_efficientnet", weights="random", frozen_prefixes=["conv_stem", "bn1", "blocks.0"]
+    )
     optimizer = functools.partial(torch.optim.AdamW, lr=1e-2, weight_decay=1e-4)
     return RetrievalModule(ImageEncoder(backbone, embedding_dim=8), nn.Identity(), optimizer, **options)
 

@@ -74,10 +74,10 @@ def test_stage_writes_a_checkpoint_every_path_loads(tmp_path, timm_weights, alph
 
 def test_stage_refuses_a_randomly_initialised_model(tmp_path, timm_weights):
     config = timm_encoder_config(timm_weights)
-    config["backbone"]["weights"] = None
+    config["backbone"]["weights"] = "random"
     _, source = fake_training(config, tmp_path)
     cfg = OmegaConf.create(
         {"ckpt_path": str(source), "wise_ft": {"alpha": 0.5, "output_path": str(tmp_path / "o.ckpt")}}
     )
-    with pytest.raises(ValueError, match="no pretrained weights"):
+    with pytest.raises(ValueError, match="random initialisation"):
         wise_ft(cfg, RunContext(output_dir=tmp_path))

@@ -109,7 +109,8 @@ def test_run_stages_records_the_failed_stage(tmp_path: Path, monkeypatch: pytest
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(pipelines, "_stage", lambda name: failing_stage)
-    cfg = OmegaConf.create({"seed": 3, "paths": {"output_dir": str(tmp_path)}})
+    # `train` checks model='s weights first: an encoder without a backbone has none to check.
+    cfg = OmegaConf.create({"seed": 3, "paths": {"output_dir": str(tmp_path)}, "model": {"encoder": {}}})
     with pytest.raises(RuntimeError):
         run_stages(cfg, ["train"])
     failure = json.loads((tmp_path / "failure.json").read_text())

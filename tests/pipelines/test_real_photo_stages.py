@@ -26,7 +26,7 @@ REAL_KEYS = ("clothing_small/precision@10", "clothing_small/map@R", "collage/rec
 FROZEN_ROW = [
     "+model@baselines.backbones.tiny_b=efficientnet_lite0",
     "baselines.backbones.tiny_b.encoder.backbone.model_name=test_efficientnet",
-    "baselines.backbones.tiny_b.encoder.backbone.weights=null",
+    "baselines.backbones.tiny_b.encoder.backbone.weights=random",
     "baselines.backbones.tiny_b.encoder.backbone.frozen_prefixes=[]",
 ]
 
