@@ -12,11 +12,12 @@ CLASS_COLOURS = {"dress": (200, 30, 30), "pants": (30, 30, 200), "shoes": (30, 1
 SPLIT_SIZES = {"test": 2, "train": 3, "validation": 1}
 
 
-def write_real_tree(root: Path) -> Path:
-    """``root/{test,train,validation}/{dress,pants,shoes}/<split>-<class>-<i>.jpg``: 6 test photos (queries),
-    12 train + validation photos (gallery, the collage's products), 40 x 30 pixels."""
+def write_real_tree(root: Path, split_sizes: dict[str, int] = SPLIT_SIZES) -> Path:
+    """``root/<split>/{dress,pants,shoes}/<split>-<class>-<i>.jpg``, ``split_sizes[split]`` photos per class
+    (by default 6 test photos (queries), 12 train + validation photos (gallery, the collage's products)),
+    40 x 30 pixels."""
     rng = np.random.default_rng(0)
-    for split, count in SPLIT_SIZES.items():
+    for split, count in split_sizes.items():
         for name, colour in CLASS_COLOURS.items():
             for i in range(count):
                 image = np.clip(np.asarray(colour) + rng.normal(0, 20, (40, 30, 3)), 0, 255).astype(np.uint8)

@@ -11,7 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image
+from real_photo_tree import CLASS_COLOURS, write_real_tree
 
 from fashion_retrieval.cli import config_dir
 from fashion_retrieval.data.readers import load_clothing_small
@@ -20,19 +20,10 @@ from fashion_retrieval.index.factory import FlatSpec
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.retrieval_eval import retrieval_eval
 
-CLASS_COLOURS = {"dress": (200, 30, 30), "pants": (30, 30, 200), "shoes": (30, 160, 30)}
-
 
 def write_tree(root: Path) -> Path:
-    rng = np.random.default_rng(0)
-    for split, count in (("test", 2), ("train", 3)):
-        for name, colour in CLASS_COLOURS.items():
-            for i in range(count):
-                image = np.clip(np.asarray(colour) + rng.normal(0, 20, (40, 30, 3)), 0, 255).astype(np.uint8)
-                path = root / split / name / f"{split}-{name}-{i}.jpg"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(image).save(path)
-    return root
+    """2 test and 3 train photos per class of :data:`CLASS_COLOURS`."""
+    return write_real_tree(root, {"test": 2, "train": 3})
 
 
 def reference_drop_own(found: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
