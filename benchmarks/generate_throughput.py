@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fashion_retrieval.data.synthetic import GENERATOR_VERSION, SyntheticSpec, generate_dataset
+from fashion_retrieval.synthetic import GENERATOR_VERSION, SyntheticSpec, generate_dataset
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generate_throughput.md"
 HEADER = (

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 GROUPS: tuple[str, ...] = ("top", "bottom", "dress", "outerwear", "footwear", "bag", "headwear", "accessory")
 
-# Covers the 24 categories of the synthetic taxonomy (data/synthetic/taxonomy.py), which follow the real
+# Covers the 24 categories of the synthetic taxonomy (synthetic/taxonomy.py), which follow the real
 # challenge's product_description values; `garment_groups` in conf/config.yaml spells out the same map.
 DEFAULT_GROUP_CATEGORIES: dict[str, list[str]] = {
     "top": ["SHIRT", "T-SHIRT", "SWEATER", "TOPS AND OTHERS", "SWEATSHIRT", "BRA"],

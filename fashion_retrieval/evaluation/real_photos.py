@@ -7,9 +7,9 @@ Two measurements, both on clothing-dataset-small (``real_photos.root``, read in 
   and ``map@R``, exactly as ``retrieval-eval dataset=clothing_small`` computes them
   (:mod:`fashion_retrieval.evaluation.retrieval_sets`).
 - **collage recall** (``collage/recall@15``): the real-photo collage set of ``generate-collage``
-  (:mod:`fashion_retrieval.data.collage`), whose products are those same ``train`` + ``validation`` photos
-  (embedded once for both) and whose bundles are collages of 1-4 of them. Its **test** bundles (160 of the
-  800 with the default spec: what a model trained on the collage set's training bundles never saw) are
+  (:mod:`fashion_retrieval.synthetic.collage`), whose products are those same ``train`` + ``validation``
+  photos (embedded once for both) and whose bundles are collages of 1-4 of them. Its **test** bundles (160 of
+  the 800 with the default spec: what a model trained on the collage set's training bundles never saw) are
   searched like challenge bundles, whole image, top 15 of all products; Recall@15 as the challenge counts it.
   The set is generated once per spec into ``<cache_dir>/collage/<digest>/`` (bundles only: its product URLs
   are the photos' own paths) and reused.
@@ -44,7 +44,6 @@ from omegaconf import DictConfig
 from torch import nn
 
 from fashion_retrieval.data import catalogue as challenge_format
-from fashion_retrieval.data.collage import CollageSpec, generate_collage, recorded_spec, same_collage_exists
 from fashion_retrieval.data.readers import ImageList, load_clothing_small
 from fashion_retrieval.evaluation.metrics import GroundTruth, retrieval_metrics
 from fashion_retrieval.evaluation.real_photo_notes import record_note
@@ -53,6 +52,12 @@ from fashion_retrieval.features import FeatureCache, image_features
 from fashion_retrieval.index.factory import FlatSpec
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.models.inference import embed_loader
+from fashion_retrieval.synthetic.collage import (
+    CollageSpec,
+    generate_collage,
+    recorded_spec,
+    same_collage_exists,
+)
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from fashion_retrieval.data.synthetic import GENERATOR_VERSION, SyntheticSpec, generate_dataset
-from fashion_retrieval.data.synthetic.writer import read_metadata
 from fashion_retrieval.pipelines.context import RunContext
+from fashion_retrieval.synthetic import GENERATOR_VERSION, SyntheticSpec, generate_dataset
+from fashion_retrieval.synthetic.writer import GENERATOR_NAME, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,8 @@ def same_dataset_exists(spec: SyntheticSpec, data_dir: Path) -> bool:
         return False
     recorded = read_metadata(metadata)
     same_spec = recorded.get("spec") == json.loads(json.dumps(asdict(spec)))
-    return same_spec and recorded.get("generator_version") == GENERATOR_VERSION
+    same_generator = recorded.get("generator", GENERATOR_NAME) == GENERATOR_NAME
+    return same_spec and same_generator and recorded.get("generator_version") == GENERATOR_VERSION
 
 
 def generate(cfg: DictConfig, context: RunContext) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""``generate-collage``: write the real-photo collage set (``fashion_retrieval.data.collage``) into
+"""``generate-collage``: write the real-photo collage set (``fashion_retrieval.synthetic.collage``) into
 ``paths.data_dir``; reused when that directory already holds the same set."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from fashion_retrieval.data.collage import CollageSpec, same_collage_exists
-from fashion_retrieval.data.collage import generate_collage as write_collage
 from fashion_retrieval.pipelines.context import RunContext
+from fashion_retrieval.synthetic.collage import CollageSpec, same_collage_exists
+from fashion_retrieval.synthetic.collage import generate_collage as write_collage
 
 log = logging.getLogger(__name__)
 

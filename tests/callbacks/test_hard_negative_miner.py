@@ -17,8 +17,8 @@ from fashion_retrieval.callbacks.hard_negative_miner import (
     negatives_by_bundle,
 )
 from fashion_retrieval.data.datamodule import ChallengeDataModule
-from fashion_retrieval.data.synthetic import SyntheticSpec, generate_dataset
 from fashion_retrieval.models.inference import embed_loader
+from fashion_retrieval.synthetic import SyntheticSpec, generate_dataset
 
 MICRO = SyntheticSpec(
     seed=3, num_products=50, num_bundles=30, product_image_size=(48, 64), bundle_image_size=(64, 96)

@@ -16,9 +16,9 @@ from lightning_fabric.utilities.data import _set_sampler_epoch
 from fashion_retrieval.cli import config_dir
 from fashion_retrieval.data.datamodule import ChallengeDataModule
 from fashion_retrieval.data.samplers import CategoryBalancedBatchSampler, RandomBatchSampler
-from fashion_retrieval.data.synthetic import SyntheticSpec, generate_dataset
 from fashion_retrieval.detection.crops import CropSettings
 from fashion_retrieval.detection.types import Detection
+from fashion_retrieval.synthetic import SyntheticSpec, generate_dataset
 
 MICRO = SyntheticSpec(
     seed=7, num_products=60, num_bundles=40, product_image_size=(48, 64), bundle_image_size=(64, 96)

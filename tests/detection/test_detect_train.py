@@ -10,11 +10,11 @@ from test_configs import compose_config
 
 from fashion_retrieval.cli import SUBCOMMANDS
 from fashion_retrieval.data.catalogue import load_catalogue, split_bundles
-from fashion_retrieval.data.synthetic import SyntheticSpec, generate_dataset
 from fashion_retrieval.detection.yolo import YoloDetector
 from fashion_retrieval.pipelines import STAGE_NAMES
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.detect_train import detect_train
+from fashion_retrieval.synthetic import SyntheticSpec, generate_dataset
 
 MICRO = SyntheticSpec(
     seed=3, num_products=40, num_bundles=30, product_image_size=(48, 64), bundle_image_size=(64, 96)

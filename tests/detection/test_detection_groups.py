@@ -10,7 +10,6 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from test_configs import compose_config
 
-from fashion_retrieval.data.synthetic.taxonomy import CATEGORIES
 from fashion_retrieval.detection.groups import (
     DEFAULT_GROUP_CATEGORIES,
     GROUPS,
@@ -19,6 +18,7 @@ from fashion_retrieval.detection.groups import (
     validate_group_map,
 )
 from fashion_retrieval.detection.zones import WholeImageDetector, ZoneDetector
+from fashion_retrieval.synthetic.taxonomy import CATEGORIES
 
 
 def test_default_groups_cover_every_synthetic_category_once():

@@ -12,7 +12,6 @@ from real_photo_tree import CLASS_COLOURS, SPLIT_SIZES, real_overrides, write_re
 from test_configs import compose_config
 from torch import nn
 
-from fashion_retrieval.data.collage import CATEGORY_MAP
 from fashion_retrieval.data.readers import load_clothing_small
 from fashion_retrieval.evaluation.real_photo_notes import NOTES_FILE, read_notes
 from fashion_retrieval.evaluation.real_photos import (
@@ -25,6 +24,7 @@ from fashion_retrieval.evaluation.real_photos import (
     real_photo_scores,
     real_photo_settings,
 )
+from fashion_retrieval.synthetic.collage import CATEGORY_MAP
 
 
 class MeanColour(nn.Module):

@@ -32,10 +32,10 @@ import numpy as np
 from fashion_retrieval.data import catalogue as challenge_format
 from fashion_retrieval.data.catalogue import CatalogueError, list_examples
 from fashion_retrieval.data.readers.clothing_small import list_split
-from fashion_retrieval.data.synthetic import writer
-from fashion_retrieval.data.synthetic.rng import unique_ids
 from fashion_retrieval.data.transforms import load_rgb
 from fashion_retrieval.io import atomic_open, atomic_path, is_safe_name
+from fashion_retrieval.synthetic import writer
+from fashion_retrieval.synthetic.rng import unique_ids
 
 log = logging.getLogger(__name__)
 
@@ -345,6 +345,7 @@ def same_collage_exists(
     recorded = writer.read_metadata(path)
     return (
         recorded.get("spec") == recorded_spec(spec)
+        and recorded.get("generator", writer.COLLAGE_GENERATOR_NAME) == writer.COLLAGE_GENERATOR_NAME
         and recorded.get("generator_version") == writer.GENERATOR_VERSION
         and recorded.get("product_images", "copy") == product_images
     )
@@ -416,7 +417,7 @@ def generate_collage(
                 category_pairs[category] = category_pairs.get(category, 0) + 1
     num_test = sum(plan.test for plan in plans)
     metadata = {
-        "generator": "fashion_retrieval.data.collage",
+        "generator": writer.COLLAGE_GENERATOR_NAME,
         "generator_version": writer.GENERATOR_VERSION,
         "seed": spec.seed,
         "spec": spec_record,

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from fashion_retrieval.data.catalogue import CatalogueError, load_catalogue, read_garment_boxes
-from fashion_retrieval.data.collage import (
+from fashion_retrieval.data.datamodule import ChallengeDataModule
+from fashion_retrieval.synthetic.collage import (
     CATEGORY_MAP,
     CollageSpec,
     generate_collage,
@@ -20,7 +21,6 @@ from fashion_retrieval.data.collage import (
     plan_collages,
     same_collage_exists,
 )
-from fashion_retrieval.data.datamodule import ChallengeDataModule
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "clothing-dataset-small"
 

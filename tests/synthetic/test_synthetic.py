@@ -15,14 +15,14 @@ import pytest
 from PIL import Image
 
 from fashion_retrieval.data.catalogue import resolve_image_path
-from fashion_retrieval.data.synthetic import GenerationReport, SyntheticSpec, generate_dataset
-from fashion_retrieval.data.synthetic import generator as generator_module
-from fashion_retrieval.data.synthetic.catalogue import build_layout
-from fashion_retrieval.data.synthetic.generator import scene_config
-from fashion_retrieval.data.synthetic.palette import luminance
-from fashion_retrieval.data.synthetic.scene import render_packshot
-from fashion_retrieval.data.synthetic.taxonomy import CATEGORIES
 from fashion_retrieval.pipelines.generate import same_dataset_exists
+from fashion_retrieval.synthetic import GenerationReport, SyntheticSpec, generate_dataset
+from fashion_retrieval.synthetic import generator as generator_module
+from fashion_retrieval.synthetic.catalogue import build_layout
+from fashion_retrieval.synthetic.generator import scene_config
+from fashion_retrieval.synthetic.palette import luminance
+from fashion_retrieval.synthetic.scene import render_packshot
+from fashion_retrieval.synthetic.taxonomy import CATEGORIES
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = SyntheticSpec(
@@ -374,7 +374,7 @@ def test_the_challenge_reader_accepts_the_output(tiny: tuple[Path, GenerationRep
 
 
 def test_difficulty_check_runs(tiny: tuple[Path, GenerationReport]) -> None:
-    from fashion_retrieval.data.synthetic.difficulty import difficulty
+    from fashion_retrieval.synthetic.difficulty import difficulty
 
     root, report = tiny
     figures = difficulty(root)
@@ -415,9 +415,9 @@ def test_urls_carry_article_codes_and_timestamps(tiny: tuple[Path, GenerationRep
 
 def _timeline(spec: SyntheticSpec) -> dict[str, object]:
     """URL statistics of ``spec``'s planned pairs, without rendering (every listed product counts)."""
-    from fashion_retrieval.data.synthetic import metadata
-    from fashion_retrieval.data.synthetic.generator import plan_dataset
-    from fashion_retrieval.data.synthetic.scene import GarmentBox
+    from fashion_retrieval.synthetic import metadata
+    from fashion_retrieval.synthetic.generator import plan_dataset
+    from fashion_retrieval.synthetic.scene import GarmentBox
 
     layout, plans, days, debut = plan_dataset(spec)
     codes = metadata.product_codes(spec.seed, layout)
@@ -488,3 +488,20 @@ def test_corrupt_metadata_json_is_named_with_the_way_out(tmp_path: Path) -> None
     (tmp_path / "metadata.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match=r"metadata.json: expected a JSON object, got list"):
         same_dataset_exists(TINY, tmp_path)
+
+
+def test_a_dataset_written_under_the_former_module_path_is_still_this_generators(tmp_path: Path) -> None:
+    """Before issue 16 the generator lived in ``fashion_retrieval.data.synthetic`` and recorded that name."""
+    from fashion_retrieval.synthetic.writer import GENERATOR_NAME, read_metadata
+
+    generate_dataset(MICRO, tmp_path)
+    path = tmp_path / "metadata.json"
+    assert json.loads(path.read_text())["generator"] == GENERATOR_NAME == "fashion_retrieval.synthetic"
+    metadata = json.loads(path.read_text())
+    metadata["generator"] = "fashion_retrieval.data.synthetic"
+    path.write_text(json.dumps(metadata))
+    assert read_metadata(path)["generator"] == GENERATOR_NAME
+    assert same_dataset_exists(MICRO, tmp_path)
+    metadata["generator"] = "someone_else.generator"
+    path.write_text(json.dumps(metadata))
+    assert not same_dataset_exists(MICRO, tmp_path)

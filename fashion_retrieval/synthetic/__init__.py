@@ -1,6 +1,6 @@
 """Synthetic "complete the look" data in the exact on-disk format of the real challenge.
 
->>> from fashion_retrieval.data.synthetic import SyntheticSpec, generate_dataset
+>>> from fashion_retrieval.synthetic import SyntheticSpec, generate_dataset
 >>> spec = SyntheticSpec(seed=0, num_products=2000, num_bundles=1500)
 >>> report = generate_dataset(spec, "data/synth", num_workers=2)
 
@@ -11,8 +11,8 @@ composition), backgrounds and scene (packshots and bundle photos), writer and ge
 atomic output). See docs/dataset.md.
 """
 
-from fashion_retrieval.data.synthetic.generator import GenerationReport, generate_dataset
-from fashion_retrieval.data.synthetic.spec import SyntheticSpec
-from fashion_retrieval.data.synthetic.writer import GENERATOR_VERSION
+from fashion_retrieval.synthetic.generator import GenerationReport, generate_dataset
+from fashion_retrieval.synthetic.spec import SyntheticSpec
+from fashion_retrieval.synthetic.writer import GENERATOR_VERSION
 
 __all__ = ["GENERATOR_VERSION", "GenerationReport", "SyntheticSpec", "generate_dataset"]

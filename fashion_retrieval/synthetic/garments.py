@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from fashion_retrieval.data.synthetic import accessories, bottoms, tops
-from fashion_retrieval.data.synthetic.body import BodyShape, Pose
-from fashion_retrieval.data.synthetic.geometry import Silhouette
-from fashion_retrieval.data.synthetic.styles import (
+from fashion_retrieval.synthetic import accessories, bottoms, tops
+from fashion_retrieval.synthetic.body import BodyShape, Pose
+from fashion_retrieval.synthetic.geometry import Silhouette
+from fashion_retrieval.synthetic.styles import (
     BEANIE,
     BERET,
     BOAT,
@@ -42,7 +42,7 @@ from fashion_retrieval.data.synthetic.styles import (
     VNECK,
     Shape,
 )
-from fashion_retrieval.data.synthetic.taxonomy import Category
+from fashion_retrieval.synthetic.taxonomy import Category
 
 
 def _u(rng: np.random.Generator, lo: float, hi: float) -> float:

@@ -1,6 +1,6 @@
 """Difficulty check of a generated dataset: how far does a colour histogram get?
 
-``python -m fashion_retrieval.data.synthetic.difficulty DATA_DIR`` prints, on the test bundles:
+``python -m fashion_retrieval.synthetic.difficulty DATA_DIR`` prints, on the test bundles:
 
 * random Recall@15 and whole-photo colour-histogram Recall@15 (should be about equal: the photo's colours
   say little about which products are in it);
@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 
 from fashion_retrieval.data import catalogue as challenge_format
-from fashion_retrieval.data.synthetic import writer
-from fashion_retrieval.data.synthetic.catalogue import build_layout
-from fashion_retrieval.data.synthetic.spec import SyntheticSpec
+from fashion_retrieval.synthetic import writer
+from fashion_retrieval.synthetic.catalogue import build_layout
+from fashion_retrieval.synthetic.spec import SyntheticSpec
 
 
 def _rows(path: Path) -> list[list[str]]:

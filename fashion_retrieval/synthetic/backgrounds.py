@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fashion_retrieval.data.synthetic.palette import COLOURS
+from fashion_retrieval.synthetic.palette import COLOURS
 
 WALLS: tuple[tuple[int, int, int], ...] = (
     (236, 232, 224), (222, 216, 204), (200, 206, 210), (214, 200, 190), (190, 198, 186),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fashion_retrieval.data.synthetic.geometry import Silhouette, ellipse, limb, symmetric
+from fashion_retrieval.synthetic.geometry import Silhouette, ellipse, limb, symmetric
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fashion_retrieval.data.synthetic.body import (
+from fashion_retrieval.synthetic.body import (
     PACKSHOT_FEET_POSE,
     BodyShape,
     Pose,
@@ -17,7 +17,7 @@ from fashion_retrieval.data.synthetic.body import (
     leg_point,
     torso_half_width,
 )
-from fashion_retrieval.data.synthetic.geometry import (
+from fashion_retrieval.synthetic.geometry import (
     Silhouette,
     ellipse,
     limb,
@@ -25,7 +25,7 @@ from fashion_retrieval.data.synthetic.geometry import (
     rounded_rect,
     smooth,
 )
-from fashion_retrieval.data.synthetic.styles import (
+from fashion_retrieval.synthetic.styles import (
     BEANIE,
     BUCKET,
     BUCKET_HAT,

@@ -10,7 +10,7 @@ every bundle gives at our bundle sizes). So a bundle URL names one of its listed
 The timeline: bundles and product debuts are dated uniformly over ``SPAN_DAYS`` (a random
 product is then about 0.29 x span away); bundles are composed in date order and a product is in fashion
 for about ``LIFETIME_DAYS`` either side of its debut
-(:func:`~fashion_retrieval.data.synthetic.outfits.compose_bundles`); its packshot is uploaded at its debut
+(:func:`~fashion_retrieval.synthetic.outfits.compose_bundles`); its packshot is uploaded at its debut
 plus a small jitter.
 """
 
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from fashion_retrieval.data.catalogue import ARTICLE_PREFIX_DIGITS
-from fashion_retrieval.data.synthetic.catalogue import CatalogueLayout
-from fashion_retrieval.data.synthetic.rng import Domain, item_rng
-from fashion_retrieval.data.synthetic.scene import BundlePlan, GarmentBox
+from fashion_retrieval.synthetic.catalogue import CatalogueLayout
+from fashion_retrieval.synthetic.rng import Domain, item_rng
+from fashion_retrieval.synthetic.scene import BundlePlan, GarmentBox
 
 EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z, day 0 of the timeline
 DAY_MS = 86_400_000

@@ -26,21 +26,21 @@ import cv2
 import numpy as np
 
 from fashion_retrieval.data import catalogue as challenge_format
-from fashion_retrieval.data.synthetic import metadata as url_metadata
-from fashion_retrieval.data.synthetic import writer
-from fashion_retrieval.data.synthetic.catalogue import CatalogueLayout, build_layout
-from fashion_retrieval.data.synthetic.outfits import compose_bundles
-from fashion_retrieval.data.synthetic.rng import Domain, item_rng, unique_ids
-from fashion_retrieval.data.synthetic.scene import (
+from fashion_retrieval.io import atomic_open
+from fashion_retrieval.synthetic import metadata as url_metadata
+from fashion_retrieval.synthetic import writer
+from fashion_retrieval.synthetic.catalogue import CatalogueLayout, build_layout
+from fashion_retrieval.synthetic.outfits import compose_bundles
+from fashion_retrieval.synthetic.rng import Domain, item_rng, unique_ids
+from fashion_retrieval.synthetic.scene import (
     BundlePlan,
     GarmentBox,
     SceneConfig,
     render_bundle,
     render_packshot,
 )
-from fashion_retrieval.data.synthetic.spec import SyntheticSpec
-from fashion_retrieval.data.synthetic.taxonomy import CATEGORIES, SECTIONS
-from fashion_retrieval.io import atomic_open
+from fashion_retrieval.synthetic.spec import SyntheticSpec
+from fashion_retrieval.synthetic.taxonomy import CATEGORIES, SECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -354,7 +354,7 @@ def _metadata(
     n_test = sum(plan.test for plan in plans)
     used = uses[uses > 0]
     return {
-        "generator": "fashion_retrieval.data.synthetic",
+        "generator": writer.GENERATOR_NAME,
         "generator_version": writer.GENERATOR_VERSION,
         "seed": spec.seed,
         "spec": spec_dict,

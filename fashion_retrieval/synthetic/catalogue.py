@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fashion_retrieval.data.synthetic.garments import Shape, sample_shape
-from fashion_retrieval.data.synthetic.palette import (
+from fashion_retrieval.synthetic.garments import Shape, sample_shape
+from fashion_retrieval.synthetic.palette import (
     COLOURS,
     LENS_TINTS,
     METALS,
@@ -22,7 +22,7 @@ from fashion_retrieval.data.synthetic.palette import (
     pick_accent,
     pick_variant_colours,
 )
-from fashion_retrieval.data.synthetic.patterns import (
+from fashion_retrieval.synthetic.patterns import (
     PATTERN_TILE_PX,
     TEXTURE_TILE_PX,
     PatternSpec,
@@ -30,9 +30,9 @@ from fashion_retrieval.data.synthetic.patterns import (
     pattern_tile,
     texture_tile,
 )
-from fashion_retrieval.data.synthetic.raster import Material
-from fashion_retrieval.data.synthetic.rng import Domain, item_rng, unique_ids
-from fashion_retrieval.data.synthetic.taxonomy import CATEGORIES, SECTIONS, Category, category_weights
+from fashion_retrieval.synthetic.raster import Material
+from fashion_retrieval.synthetic.rng import Domain, item_rng, unique_ids
+from fashion_retrieval.synthetic.taxonomy import CATEGORIES, SECTIONS, Category, category_weights
 
 # Pattern frequencies by category (kinds from patterns.PATTERN_KINDS); unlisted categories are plain.
 PATTERN_WEIGHTS: dict[str, dict[str, float]] = {

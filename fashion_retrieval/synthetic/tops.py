@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from fashion_retrieval.data.synthetic.body import (
+from fashion_retrieval.synthetic.body import (
     BodyShape,
     Pose,
     arm_axis,
     torso_half_width,
 )
-from fashion_retrieval.data.synthetic.geometry import (
+from fashion_retrieval.synthetic.geometry import (
     Silhouette,
     ellipse,
     limb,
@@ -23,7 +23,7 @@ from fashion_retrieval.data.synthetic.geometry import (
     rounded_rect,
     symmetric,
 )
-from fashion_retrieval.data.synthetic.styles import (
+from fashion_retrieval.synthetic.styles import (
     BOAT,
     COLLAR,
     CREW,

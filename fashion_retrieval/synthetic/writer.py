@@ -38,6 +38,15 @@ log = logging.getLogger(__name__)
 # data); images, pairs and boxes are 1.2.0's. Older datasets still load.
 GENERATOR_VERSION = "1.3.0"
 
+# The ``generator`` field of metadata.json names the module that wrote the dataset. Datasets written before
+# the generators left the data package (issue 16) record the old module path: read back as today's name.
+GENERATOR_NAME = "fashion_retrieval.synthetic"
+COLLAGE_GENERATOR_NAME = "fashion_retrieval.synthetic.collage"
+FORMER_GENERATOR_NAMES = {
+    "fashion_retrieval.data.synthetic": GENERATOR_NAME,
+    "fashion_retrieval.data.collage": COLLAGE_GENERATOR_NAME,
+}
+
 METADATA_FILE = "metadata.json"
 MARKER_FILE = ".synthetic_in_progress.json"  # written first, removed last: names the spec being written
 PRODUCT_IMAGE_DIR = "images/products"
@@ -105,8 +114,9 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
-    """A dataset's ``metadata.json`` as a dict; ``ValueError`` naming the file and the way out when it is
-    not a JSON object (a damaged or hand-edited file)."""
+    """A dataset's ``metadata.json`` as a dict, its ``generator`` under today's module name (see
+    ``FORMER_GENERATOR_NAMES``); ``ValueError`` naming the file and the way out when it is not a JSON object
+    (a damaged or hand-edited file)."""
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -119,6 +129,9 @@ def read_metadata(path: Path) -> dict[str, Any]:
             f"{path}: expected a JSON object, got {type(payload).__name__}; regenerate the dataset with "
             "generate.overwrite=true"
         )
+    generator = payload.get("generator")
+    if isinstance(generator, str):
+        payload["generator"] = FORMER_GENERATOR_NAMES.get(generator, generator)
     return payload
 
 

@@ -15,21 +15,21 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fashion_retrieval.data.synthetic import backgrounds
-from fashion_retrieval.data.synthetic.body import BODY_SHAPES, PACKSHOT_POSE, Pose, body_silhouette
-from fashion_retrieval.data.synthetic.catalogue import (
+from fashion_retrieval.synthetic import backgrounds
+from fashion_retrieval.synthetic.body import BODY_SHAPES, PACKSHOT_POSE, Pose, body_silhouette
+from fashion_retrieval.synthetic.catalogue import (
     Article,
     CatalogueLayout,
     filler_article,
     material,
     skin_material,
 )
-from fashion_retrieval.data.synthetic.garments import build_silhouette
-from fashion_retrieval.data.synthetic.geometry import local_scale, rotate, scale, translate
-from fashion_retrieval.data.synthetic.palette import HAIR_COLOURS, SKIN_TONES
-from fashion_retrieval.data.synthetic.raster import Sprite, composite, render
-from fashion_retrieval.data.synthetic.rng import Domain, item_rng
-from fashion_retrieval.data.synthetic.taxonomy import LAYER, Slot
+from fashion_retrieval.synthetic.garments import build_silhouette
+from fashion_retrieval.synthetic.geometry import local_scale, rotate, scale, translate
+from fashion_retrieval.synthetic.palette import HAIR_COLOURS, SKIN_TONES
+from fashion_retrieval.synthetic.raster import Sprite, composite, render
+from fashion_retrieval.synthetic.rng import Domain, item_rng
+from fashion_retrieval.synthetic.taxonomy import LAYER, Slot
 
 
 @dataclass(frozen=True)

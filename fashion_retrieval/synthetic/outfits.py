@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fashion_retrieval.data.synthetic.catalogue import CatalogueLayout
-from fashion_retrieval.data.synthetic.rng import Domain, item_rng
-from fashion_retrieval.data.synthetic.scene import BundlePlan, WornItem
-from fashion_retrieval.data.synthetic.taxonomy import CATEGORIES, SECTIONS, Slot, categories_for_slot
+from fashion_retrieval.synthetic.catalogue import CatalogueLayout
+from fashion_retrieval.synthetic.rng import Domain, item_rng
+from fashion_retrieval.synthetic.scene import BundlePlan, WornItem
+from fashion_retrieval.synthetic.taxonomy import CATEGORIES, SECTIONS, Slot, categories_for_slot
 
 # How likely a worn garment is to be one of the listed products when the outfit has more than k.
 LISTING_PRIORITY: dict[Slot, float] = {

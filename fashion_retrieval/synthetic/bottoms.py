@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fashion_retrieval.data.synthetic.body import (
+from fashion_retrieval.synthetic.body import (
     BodyShape,
     Pose,
     leg_axis,
@@ -12,13 +12,13 @@ from fashion_retrieval.data.synthetic.body import (
     leg_point,
     torso_half_width,
 )
-from fashion_retrieval.data.synthetic.geometry import (
+from fashion_retrieval.synthetic.geometry import (
     Silhouette,
     ellipse,
     limb,
     mirror,
 )
-from fashion_retrieval.data.synthetic.styles import (
+from fashion_retrieval.synthetic.styles import (
     Shape,
     fold_rng,
 )

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fashion_retrieval.data.synthetic.geometry import PATTERN_SHADE, Silhouette, apply_h, local_scale
+from fashion_retrieval.synthetic.geometry import PATTERN_SHADE, Silhouette, apply_h, local_scale
 
 _SHADE_SCALE = 200.0  # pattern shade factors (up to 1.12) stored as uint8 = factor * 200
 

@@ -1,6 +1,6 @@
 """Contact sheet of a generated dataset: each row a bundle photo (boxes drawn) and its products' packshots.
 
-``python -m fashion_retrieval.data.synthetic.preview DATA_DIR OUT.jpg [--rows 6]`` (used for
+``python -m fashion_retrieval.synthetic.preview DATA_DIR OUT.jpg [--rows 6]`` (used for
 docs/img/synthetic_samples.jpg). Reads only the CSVs and JPEGs, so it works on the real data too
 (without boxes).
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from fashion_retrieval.data import catalogue as challenge_format
-from fashion_retrieval.data.synthetic import writer
+from fashion_retrieval.synthetic import writer
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
