@@ -14,7 +14,7 @@ Run by ``benchmarks/gpu_check.sh`` (recorded: ``benchmarks/results/gpu.md``). Tw
 - ``adapter``: :class:`~fashion_retrieval.models.adapter_module.FeatureAdapterModule` with a
   :class:`~fashion_retrieval.models.heads.ResidualAdapter` (``D`` = EfficientNet-Lite0's 1280, noise 0.02,
   mixup 0.3, a catalogue bank), one epoch over the same shuffled pairs either from in-memory features
-  (:class:`~fashion_retrieval.data.feature_datamodule.FeatureDataModule`, features on the host as in the
+  (:class:`~fashion_retrieval.features.datamodule.FeatureDataModule`, features on the host as in the
   real stage) or end to end through a frozen, random-init EfficientNet-Lite0
   (:class:`~fashion_retrieval.models.adapter_module.FrozenFeatureExtractor`) on uint8 images held on the
   device (no decoding or augmentation: the ratio is a lower bound). Epoch times are synchronised; the
@@ -48,7 +48,7 @@ from train_throughput import device_name, peak_memory_gib, synchronize
 
 from fashion_retrieval.callbacks.epoch_timer import EpochTimer
 from fashion_retrieval.cli import config_dir
-from fashion_retrieval.data.feature_datamodule import EpochShuffledBatches, FeatureDataModule
+from fashion_retrieval.features.datamodule import EpochShuffledBatches, FeatureDataModule
 from fashion_retrieval.io import atomic_open
 from fashion_retrieval.models.adapter_module import (
     FeatureAdapterModule,

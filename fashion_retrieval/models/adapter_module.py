@@ -93,7 +93,7 @@ class FeatureAdapterModule(pl.LightningModule):
             end to end through the frozen backbone.
         ks: validation cut-offs.
 
-    Training batches (:class:`~fashion_retrieval.data.feature_datamodule.FeatureDataModule`): ``query (B, D)``
+    Training batches (:class:`~fashion_retrieval.features.datamodule.FeatureDataModule`): ``query (B, D)``
     or ``query_image``, ``gallery (B, D)`` or ``gallery_image`` (each pair's product), ``gallery_label (B,)``
     product rows, ``query_products (B, L)`` every product row of each query, -1 padded. Validation batches:
     ``query`` or ``query_image`` and ``index (B,)``; at the end of the epoch the adapted queries are searched

@@ -11,7 +11,7 @@ from tiny_models import TINY_TOWER, uint8_images
 from torch.utils.data import DataLoader
 
 from fashion_retrieval.callbacks.ema import EMAWeightAveraging
-from fashion_retrieval.data.feature_datamodule import FeatureDataModule
+from fashion_retrieval.features.datamodule import FeatureDataModule
 from fashion_retrieval.losses.adapter import AdapterInfoNCELoss
 from fashion_retrieval.models.adapter_module import FeatureAdapterModule, FrozenFeatureExtractor
 from fashion_retrieval.models.clip import ClipVisionBackbone

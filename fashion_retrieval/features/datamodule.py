@@ -12,7 +12,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-UNKNOWN_SECTION = -1
+from fashion_retrieval.data.catalogue import UNKNOWN_SECTION
+from fashion_retrieval.features.shards import load_features
 
 
 class EpochShuffledBatches(Sampler[list[int]]):
@@ -202,7 +203,7 @@ class FeatureDataModule(pl.LightningDataModule):
         query_sections: Mapping[str, int] | None = None,
         **kwargs: object,
     ) -> FeatureDataModule:
-        """Build from two feature caches (``fashion_retrieval.features.load_features``) and id-level pairs.
+        """Build from two feature caches (:func:`~fashion_retrieval.features.load_features`) and id pairs.
 
         Args:
             query_dir, catalogue_dir: feature cache directories of the queries and of the catalogue.
@@ -211,8 +212,6 @@ class FeatureDataModule(pl.LightningDataModule):
             product_sections, query_sections: section per id (missing ids: unknown / 0).
             kwargs: the other constructor arguments (batch_size, seed...).
         """
-        from fashion_retrieval.features import load_features
-
         query_features, query_ids = load_features(query_dir)
         catalogue_features, product_ids = load_features(catalogue_dir)
         query_row = {qid: i for i, qid in enumerate(query_ids)}

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from fashion_retrieval.data.feature_datamodule import EpochShuffledBatches, FeatureDataModule, padded_products
+from fashion_retrieval.features.datamodule import EpochShuffledBatches, FeatureDataModule, padded_products
 
 
 def small_module(**kwargs):
@@ -116,12 +116,13 @@ def test_errors_name_the_field_and_row(change, message):
 
 
 def test_from_cache_maps_ids_to_rows(monkeypatch, tmp_path):
-    features = pytest.importorskip("fashion_retrieval.features")
+    from fashion_retrieval.features import datamodule
+
     caches = {
         str(tmp_path / "queries"): (np.eye(3, 4, dtype=np.float32), ["q0", "q1", "q2"]),
         str(tmp_path / "catalogue"): (np.eye(2, 4, dtype=np.float32), ["p0", "p1"]),
     }
-    monkeypatch.setattr(features, "load_features", lambda directory: caches[str(directory)], raising=False)
+    monkeypatch.setattr(datamodule, "load_features", lambda directory: caches[str(directory)])
     module = FeatureDataModule.from_cache(
         tmp_path / "queries",
         tmp_path / "catalogue",
