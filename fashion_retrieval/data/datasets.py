@@ -21,11 +21,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fashion_retrieval.data.boxes import Box, pad_box, pixel_box
 from fashion_retrieval.data.catalogue import UNKNOWN_SECTION
 from fashion_retrieval.data.samplers import ItemKey, keyed_rng
 from fashion_retrieval.data.transforms import apply, crop_fraction, load_rgb
-from fashion_retrieval.detection.geometry import pad_box, pixel_box
-from fashion_retrieval.detection.types import Box
 
 _NO_IDS = np.empty(0, np.int64)
 

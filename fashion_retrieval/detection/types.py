@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-Box = tuple[float, float, float, float]
+from fashion_retrieval.data.boxes import Box
 
 
 @dataclass(frozen=True)
