@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pandas as pd
 
+from fashion_retrieval.data.boxes import Box
 from fashion_retrieval.io import SAFE_NAME, contained_path
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,21 @@ def image_problem(path: Path, check: ImageCheck, max_pixels: int | None = None) 
     return None
 
 
+@dataclass(frozen=True)
+class QuerySet:
+    """Queries for retrieval: bundle ids, image paths, sections and (when known) truth as catalogue indices.
+
+    ``boxes``: when set, query ``i`` is the region ``boxes[i]`` of its photo (a ground-truth garment; a
+    bundle then appears once per garment, with that garment's product as its truth).
+    """
+
+    bundle_ids: list[str]
+    image_paths: list[str]
+    sections: list[int]
+    truth: list[list[int]] | None
+    boxes: list[Box] | None = None
+
+
 @dataclass
 class Catalogue:
     """A validated dataset: products, bundles, training matches and the test bundles.
@@ -302,6 +318,70 @@ class Catalogue:
 
     def product_index(self) -> dict[str, int]:
         return {product: i for i, product in enumerate(self.products["product_asset_id"])}
+
+    @property
+    def product_ids(self) -> list[str]:
+        """``P`` product ids in catalogue order: the order of every ``(P,)`` array and of the index."""
+        return list(self.products["product_asset_id"])
+
+    @property
+    def product_categories(self) -> list[str]:
+        """``P`` category (``product_description``) of each product, in :attr:`product_ids` order."""
+        return list(self.products["product_description"])
+
+    @property
+    def bundle_ids(self) -> list[str]:
+        """Every bundle with a photo, in file order (the order of bundle labels)."""
+        return list(self.bundles["bundle_asset_id"])
+
+    @property
+    def product_paths(self) -> list[str]:
+        """``P`` product image files, in :attr:`product_ids` order."""
+        return [str(path) for path in self.products["image_path"]]
+
+    def bundle_paths(self) -> dict[str, str]:
+        """Photo file of every bundle that has one (bundle id -> path)."""
+        return {
+            bundle: str(path)
+            for bundle, path in zip(self.bundles["bundle_asset_id"], self.bundles["image_path"])
+        }
+
+    def section_array(self, *, exclude: Iterable[str] = ()) -> np.ndarray:
+        """``(P,)`` int64 section of every product (catalogue order), ``UNKNOWN_SECTION`` where no training
+        match tells it; the matches of the ``exclude`` bundles are not used (validation must not learn its
+        own products' sections)."""
+        sections = self.product_sections(exclude=exclude)
+        return np.array([sections.get(p, UNKNOWN_SECTION) for p in self.product_ids], dtype=np.int64)
+
+    def bundle_queries(self, bundle_ids: Sequence[str], *, with_truth: bool) -> QuerySet:
+        """One query per bundle photo of ``bundle_ids`` (in order), with its products as truth (catalogue
+        indices) when ``with_truth`` (training matches: validation bundles; test truth stays hidden)."""
+        rows = self.bundles.set_index("bundle_asset_id").loc[list(bundle_ids)]
+        truth = None
+        if with_truth:
+            index = self.product_index()
+            products_of = self.products_of(bundle_ids)
+            truth = [[index[p] for p in products_of[b]] for b in bundle_ids]
+        return QuerySet(
+            bundle_ids=list(bundle_ids),
+            image_paths=[str(p) for p in rows["image_path"]],
+            sections=[int(s) for s in rows["bundle_id_section"]],
+            truth=truth,
+        )
+
+    def garment_queries(self, garments: Sequence[tuple[str, str, Box]]) -> QuerySet:
+        """One query per ``(bundle id, product id, box)``: that region of the bundle's photo, its product as
+        the truth."""
+        paths = self.bundle_paths()
+        sections = self.bundle_sections()
+        index = self.product_index()
+        return QuerySet(
+            bundle_ids=[bundle for bundle, _, _ in garments],
+            image_paths=[paths[bundle] for bundle, _, _ in garments],
+            sections=[int(sections[bundle]) for bundle, _, _ in garments],
+            truth=[[index[product]] for _, product, _ in garments],
+            boxes=[box for _, _, box in garments],
+        )
 
     def article_variants(self) -> dict[str, list[str]]:
         """Other colour variants of each product's article (catalogue order), for products that have any;

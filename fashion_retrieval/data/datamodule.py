@@ -3,7 +3,6 @@ the gallery, and the sets an index miner embeds."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,13 +13,13 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import BatchSampler, DataLoader
 
+from fashion_retrieval.data.boxes import Box
 from fashion_retrieval.data.catalogue import (
-    UNKNOWN_SECTION,
     Catalogue,
     ImageCheck,
     MissingImagePolicy,
+    QuerySet,
     load_catalogue,
-    read_garment_boxes,
     split_bundles,
 )
 from fashion_retrieval.data.datasets import (
@@ -30,6 +29,13 @@ from fashion_retrieval.data.datasets import (
     TrainingBundle,
     collate_bundles,
 )
+from fashion_retrieval.data.garments import (
+    Garment,
+    GarmentMatcher,
+    garment_items,
+    read_box_table,
+    visible_garments,
+)
 from fashion_retrieval.data.samplers import RandomBatchSampler
 from fashion_retrieval.data.transforms import (
     GALLERY_AUGMENTATION,
@@ -37,9 +43,6 @@ from fashion_retrieval.data.transforms import (
     eval_transform,
     train_transform,
 )
-from fashion_retrieval.detection.crops import CropSettings, detect_crops_cached
-from fashion_retrieval.detection.geometry import match_boxes
-from fashion_retrieval.detection.types import Box, Detector
 
 log = logging.getLogger(__name__)
 
@@ -90,21 +93,6 @@ class _DeferredIterator:
 
 
 @dataclass(frozen=True)
-class QuerySet:
-    """Queries for retrieval: bundle ids, image paths, sections and (when known) truth as gallery indices.
-
-    ``boxes``: when set, query ``i`` is the region ``boxes[i]`` of its photo (a ground-truth garment; a
-    bundle then appears once per garment, with that garment's product as its truth).
-    """
-
-    bundle_ids: list[str]
-    image_paths: list[str]
-    sections: list[int]
-    truth: list[list[int]] | None
-    boxes: list[Box] | None = None
-
-
-@dataclass(frozen=True)
 class MiningTargets:
     """What an index miner needs about the training bundles, row ``i`` = ``mining_query_loader()`` item ``i``.
 
@@ -143,10 +131,14 @@ class ChallengeDataModule(pl.LightningDataModule):
     ``garment_padding``, at ``crop_size``, with its one product; garments less visible than
     ``min_garment_visibility`` are left out, counted in the log). Validation queries follow the same
     choice, so ``val/recall@15`` of a ``garments`` run is a per-garment recall: compare runs of one mode,
-    and bundle-level results with the ``validate`` stage. With a ``garment_detector``, training also gets
-    the detector's boxes (selected by ``garment_crops``, cached in ``detection_cache``) that match a
-    visible garment with IoU >= ``detected_garment_iou``, each with that garment's product: detected
-    crops mixed with the ground-truth ones.
+    and bundle-level results with the ``validate`` stage. ``detected_garments`` (a
+    :class:`~fashion_retrieval.data.garments.GarmentMatcher`, e.g.
+    :class:`~fashion_retrieval.detection.garment_matching.DetectedGarments`) adds garments found another
+    way, e.g. a detector's boxes that match a visible garment: detected crops mixed with ground-truth ones.
+
+    The sets themselves (query sets, section arrays, garment queries) are the catalogue's
+    (:class:`~fashion_retrieval.data.catalogue.Catalogue`, :mod:`fashion_retrieval.data.garments`); this
+    module holds the split, the loaders and the mined negatives.
     """
 
     def __init__(
@@ -177,18 +169,14 @@ class ChallengeDataModule(pl.LightningDataModule):
         train_queries: TrainQueries = "bundles",
         garment_padding: float = 0.05,
         min_garment_visibility: float = 0.0,
-        garment_detector: Detector | None = None,
-        garment_crops: CropSettings | None = None,
-        detected_garment_iou: float = 0.5,
-        detection_cache: str | None = None,
+        detected_garments: GarmentMatcher | None = None,
     ) -> None:
         super().__init__()
-        # The sampler factory is a Hydra partial: kept out of the checkpoint's hyperparameters so that
-        # checkpoints hold plain data and load with torch.load(weights_only=True) (resume too).
-        self.save_hyperparameters(ignore=["sampler", "garment_detector", "garment_crops"], logger=False)
+        # The sampler factory is a Hydra partial and the matcher an object: kept out of the checkpoint's
+        # hyperparameters so that checkpoints hold plain data and load with torch.load(weights_only=True).
+        self.save_hyperparameters(ignore=["sampler", "detected_garments"], logger=False)
         self.sampler_factory = sampler
-        self.garment_detector = garment_detector
-        self.garment_crops = garment_crops or CropSettings()
+        self.detected_garments = detected_garments
         self.data_dir = Path(data_dir)
         self.catalogue: Catalogue | None = None
         self.train_bundle_ids: list[str] = []
@@ -240,12 +228,13 @@ class ChallengeDataModule(pl.LightningDataModule):
     # -- sets ------------------------------------------------------------------------------------------
     @property
     def gallery_ids(self) -> list[str]:
-        return list(self.cat.products["product_asset_id"])
+        """The catalogue's product ids (:attr:`Catalogue.product_ids`)."""
+        return self.cat.product_ids
 
     @property
     def gallery_paths(self) -> list[str]:
         """The catalogue's image files, in :attr:`gallery_ids` order."""
-        return [str(p) for p in self.cat.products["image_path"]]
+        return self.cat.product_paths
 
     def gallery_sections(self) -> dict[str, int]:
         """Product sections known without peeking at validation truth (every training bundle but the
@@ -253,83 +242,37 @@ class ChallengeDataModule(pl.LightningDataModule):
         return self.cat.product_sections(exclude=self.val_bundle_ids)
 
     def gallery_section_array(self) -> np.ndarray:
-        """``(G,)`` int section of every catalogue product, ``UNKNOWN_SECTION`` (-1) where unknown."""
-        sections = self.gallery_sections()
-        return np.array([sections.get(p, UNKNOWN_SECTION) for p in self.gallery_ids], dtype=np.int64)
+        """``(G,)`` int section of every catalogue product, ``UNKNOWN_SECTION`` (-1) where unknown, without
+        the validation bundles' matches (:meth:`Catalogue.section_array`)."""
+        return self.cat.section_array(exclude=self.val_bundle_ids)
 
     def query_set(self, split: str) -> QuerySet:
         """``split`` is ``val`` (truth known) or ``test`` (truth hidden)."""
-        catalogue = self.cat
+        catalogue = self.cat  # sets the split up
         bundle_ids = {"val": self.val_bundle_ids, "test": catalogue.searchable_test_bundle_ids}[split]
-        rows = catalogue.bundles.set_index("bundle_asset_id").loc[bundle_ids]
-        truth = None
-        if split == "val":
-            index = catalogue.product_index()
-            products_of = catalogue.products_of(bundle_ids)
-            truth = [[index[p] for p in products_of[b]] for b in bundle_ids]
-        return QuerySet(
-            bundle_ids=list(bundle_ids),
-            image_paths=[str(p) for p in rows["image_path"]],
-            sections=[int(s) for s in rows["bundle_id_section"]],
-            truth=truth,
-        )
+        return catalogue.bundle_queries(bundle_ids, with_truth=split == "val")
 
     @property
     def garment_queries(self) -> bool:
         return self.hparams.train_queries == "garments"
 
     def garment_boxes(self) -> dict[tuple[str, str], tuple[Box, float]]:
-        """``(bundle id, product id) -> (box, visible fraction)`` from the synthetic box file."""
+        """``(bundle id, product id) -> (box, visible fraction)`` from the synthetic box file (read once)."""
         if self._garment_boxes is None:
-            frame = read_garment_boxes(self.data_dir)
-            self._garment_boxes = {
-                (row.bundle_asset_id, row.product_asset_id): (
-                    (float(row.x1), float(row.y1), float(row.x2), float(row.y2)),
-                    float(row.visible_fraction),
-                )
-                for row in frame.itertuples(index=False)
-            }
+            self._garment_boxes = read_box_table(self.data_dir)
         return self._garment_boxes
 
-    def visible_garments(self, bundle_ids: Sequence[str]) -> list[tuple[str, str, Box]]:
+    def visible_garments(self, bundle_ids: Sequence[str]) -> list[Garment]:
         """``(bundle, product, box)`` of every listed product of ``bundle_ids`` with a box at least
-        ``min_garment_visibility`` visible; the products left out are counted in the log."""
-        boxes = self.garment_boxes()
-        garments, missing, hidden = [], 0, 0
-        for bundle, products in self.cat.products_of(bundle_ids).items():
-            for product in products:
-                found = boxes.get((bundle, product))
-                if found is None:
-                    missing += 1
-                elif found[1] < self.hparams.min_garment_visibility:
-                    hidden += 1
-                else:
-                    garments.append((bundle, product, found[0]))
-        if missing or hidden:
-            log.info(
-                "garment queries: %d of %d pairs kept (%d without a box, %d less than %.0f%% visible)",
-                len(garments),
-                len(garments) + missing + hidden,
-                missing,
-                hidden,
-                100 * self.hparams.min_garment_visibility,
-            )
-        return garments
+        ``min_garment_visibility`` visible (:func:`~fashion_retrieval.data.garments.visible_garments`)."""
+        return visible_garments(
+            self.cat, self.garment_boxes(), bundle_ids, self.hparams.min_garment_visibility
+        )
 
     def garment_query_set(self) -> QuerySet:
         """One query per ground-truth garment of the validation bundles (truth: its product)."""
         catalogue = self.cat  # sets the split up
-        paths = dict(zip(catalogue.bundles["bundle_asset_id"], catalogue.bundles["image_path"]))
-        sections = catalogue.bundle_sections()
-        index = catalogue.product_index()
-        garments = self.visible_garments(self.val_bundle_ids)
-        return QuerySet(
-            bundle_ids=[bundle for bundle, _, _ in garments],
-            image_paths=[str(paths[bundle]) for bundle, _, _ in garments],
-            sections=[int(sections[bundle]) for bundle, _, _ in garments],
-            truth=[[index[product]] for _, product, _ in garments],
-            boxes=[box for _, _, box in garments],
-        )
+        return catalogue.garment_queries(self.visible_garments(self.val_bundle_ids))
 
     def validation_queries(self) -> QuerySet:
         """What validation searches with: whole bundles, or their garments (``train_queries``)."""
@@ -348,10 +291,10 @@ class ChallengeDataModule(pl.LightningDataModule):
 
     def _build_training_bundles(self) -> list[TrainingBundle]:
         catalogue = self.cat
-        bundle_label = {b: i for i, b in enumerate(catalogue.bundles["bundle_asset_id"])}
+        bundle_label = {b: i for i, b in enumerate(catalogue.bundle_ids)}
         product_label = catalogue.product_index()
-        bundle_paths = dict(zip(catalogue.bundles["bundle_asset_id"], catalogue.bundles["image_path"]))
-        product_paths = dict(zip(catalogue.products["product_asset_id"], catalogue.products["image_path"]))
+        bundle_paths = catalogue.bundle_paths()
+        product_paths = dict(zip(catalogue.product_ids, catalogue.product_paths))
         sections = catalogue.bundle_sections()
         variants = catalogue.article_variants() if self._masks_articles() else {}
         bundles = []
@@ -360,8 +303,8 @@ class ChallengeDataModule(pl.LightningDataModule):
             excluded = dict.fromkeys(v for p in products for v in variants.get(p, ()) if v not in own)
             bundles.append(
                 TrainingBundle(
-                    bundle_path=str(bundle_paths[b]),
-                    product_paths=tuple(str(product_paths[p]) for p in products),
+                    bundle_path=bundle_paths[b],
+                    product_paths=tuple(product_paths[p] for p in products),
                     bundle_label=bundle_label[b],
                     product_labels=tuple(product_label[p] for p in products),
                     section=int(sections[b]),
@@ -373,77 +316,26 @@ class ChallengeDataModule(pl.LightningDataModule):
         return self._garment_items(bundles) if self.garment_queries else bundles
 
     def _garment_items(self, bundles: Sequence[TrainingBundle]) -> list[TrainingBundle]:
-        """One item per visible garment of ``bundles``: its box as the query, its product as the positive.
-        Labels are renumbered (an item is a garment, not a bundle)."""
-        catalogue = self.cat
-        bundle_ids = list(catalogue.bundles["bundle_asset_id"])
-        product_label = catalogue.product_index()
-        by_id = {bundle_ids[b.bundle_label]: b for b in bundles}
-        garments = self.visible_garments(list(by_id))
-        if self.garment_detector is not None:
-            garments += self.detected_garments(garments)
-        items = []
-        for bundle, product, box in garments:
-            source = by_id[bundle]
-            position = source.product_labels.index(product_label[product])
-            items.append(
-                TrainingBundle(
-                    bundle_path=source.bundle_path,
-                    product_paths=(source.product_paths[position],),
-                    bundle_label=len(items),
-                    product_labels=(source.product_labels[position],),
-                    section=source.section,
-                    excluded_labels=source.excluded_labels,
-                    query_box=box,
-                )
-            )
-        return items
-
-    def detected_garments(self, garments: Sequence[tuple[str, str, Box]]) -> list[tuple[str, str, Box]]:
-        """``(bundle, product, detected box)`` for every box of ``garment_detector`` on the bundles of
-        ``garments`` (``(bundle, product, ground-truth box)``) that matches one of them (one-to-one, IoU at
-        least ``detected_garment_iou``)."""
-        assert self.garment_detector is not None
-        truth: dict[str, list[tuple[str, Box]]] = {}
-        for bundle, product, box in garments:
-            truth.setdefault(bundle, []).append((product, box))
-        bundle_ids = list(truth)
-        paths = dict(zip(self.cat.bundles["bundle_asset_id"], self.cat.bundles["image_path"]))
-        # Unpadded: the dataset pads every query box by garment_padding itself.
-        settings = dataclasses.replace(self.garment_crops, padding=0.0)
-        found = detect_crops_cached(
-            self.garment_detector,
-            [str(paths[b]) for b in bundle_ids],
-            bundle_ids,
-            settings,
-            self.hparams.detection_cache,
-        )
-        matched: list[tuple[str, str, Box]] = []
-        for bundle, detections in zip(bundle_ids, found):
-            boxes = [box for _, box in truth[bundle]]
-            for i, j in match_boxes([d.box for d in detections], boxes, self.hparams.detected_garment_iou):
-                matched.append((bundle, truth[bundle][j][0], detections[i].box))
-        log.info(
-            "detected garments: %d of %d detections matched one of %d ground-truth garments",
-            len(matched),
-            sum(len(d) for d in found),
-            len(garments),
-        )
-        return matched
+        """One item per visible garment of ``bundles`` (plus ``detected_garments``' matches)."""
+        bundle_ids = self.cat.bundle_ids
+        garments = self.visible_garments(list(dict.fromkeys(bundle_ids[b.bundle_label] for b in bundles)))
+        if self.detected_garments is not None:
+            garments += self.detected_garments(garments, self.cat.bundle_paths())
+        return garment_items(self.cat, bundles, garments)
 
     def product_table(self) -> ProductTable:
         """Every catalogue product by id: image path, category code, section (training split, else -1)."""
-        products = self.cat.products
-        codes = {name: i for i, name in enumerate(sorted(set(products["product_description"])))}
+        categories = self.cat.product_categories
+        codes = {name: i for i, name in enumerate(sorted(set(categories)))}
         return ProductTable(
-            paths=tuple(str(p) for p in products["image_path"]),
-            categories=np.array([codes[c] for c in products["product_description"]], dtype=np.int64),
+            paths=tuple(self.cat.product_paths),
+            categories=np.array([codes[c] for c in categories], dtype=np.int64),
             sections=self.gallery_section_array(),
         )
 
     def bundle_categories(self, bundles: Sequence[TrainingBundle]) -> list[frozenset[str]]:
         """The product categories of each bundle (what :class:`CategoryBalancedBatchSampler` groups by)."""
-        category = list(self.cat.products["product_description"])
+        category = self.cat.product_categories
         return [frozenset(category[label] for label in bundle.product_labels) for bundle in bundles]
 
     def mining_targets(self) -> MiningTargets:

@@ -53,6 +53,30 @@ def test_valid_dataset_loads(tmp_path):
     assert catalogue.bundles["bundle_id_section"].tolist() == [1, 2, 1]
 
 
+def test_the_catalogue_answers_query_sets_and_section_arrays(tmp_path):
+    root = write_dataset(tmp_path)
+    catalogue = load_catalogue(root)
+    a, b, c = (bundle for bundle, _ in BUNDLES)
+    assert catalogue.product_ids == PRODUCTS and catalogue.product_categories == ["TROUSERS"] * 4
+    assert catalogue.product_paths == [str(root / "images/products" / f"{p}.jpg") for p in PRODUCTS]
+    assert catalogue.bundle_ids == [a, b, c]
+    assert catalogue.bundle_paths() == {x: str(root / "images/bundles" / f"{x}.jpg") for x in (a, b, c)}
+    # Sections come from training matches only; a bundle left out teaches nothing (validation's own).
+    sections = catalogue.section_array()
+    assert sections.dtype == np.int64 and sections.tolist() == [1, 1, 2, -1]
+    assert catalogue.section_array(exclude=[a]).tolist() == [-1, -1, 2, -1]
+    queries = catalogue.bundle_queries([b, a], with_truth=True)
+    assert queries.bundle_ids == [b, a] and queries.sections == [2, 1] and queries.boxes is None
+    assert queries.truth == [[2], [0, 1]]
+    assert queries.image_paths == [str(root / "images/bundles" / f"{x}.jpg") for x in (b, a)]
+    assert catalogue.bundle_queries([c], with_truth=False).truth is None
+    boxes = [(1.0, 2.0, 3.0, 4.0), (0.0, 0.0, 5.0, 5.0)]
+    garments = catalogue.garment_queries([(a, PRODUCTS[1], boxes[0]), (b, PRODUCTS[2], boxes[1])])
+    assert garments.bundle_ids == [a, b] and garments.sections == [1, 2] and garments.truth == [[1], [2]]
+    assert garments.boxes == boxes
+    assert garments.image_paths == [str(root / "images/bundles" / f"{x}.jpg") for x in (a, b)]
+
+
 def test_missing_column_is_named(tmp_path):
     root = write_dataset(tmp_path)
     (root / "product_dataset.csv").write_text(

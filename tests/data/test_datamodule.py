@@ -17,6 +17,7 @@ from fashion_retrieval.cli import config_dir
 from fashion_retrieval.data.datamodule import ChallengeDataModule
 from fashion_retrieval.data.samplers import CategoryBalancedBatchSampler, RandomBatchSampler
 from fashion_retrieval.detection.crops import CropSettings
+from fashion_retrieval.detection.garment_matching import DetectedGarments
 from fashion_retrieval.detection.types import Detection
 from fashion_retrieval.synthetic import SyntheticSpec, generate_dataset
 
@@ -255,9 +256,7 @@ def test_detected_crops_that_match_a_garment_are_mixed_in(data_dir, tmp_path, ca
     near = make(
         data_dir,
         train_queries="garments",
-        garment_detector=ShiftedTruth(boxes, 1.0),
-        garment_crops=settings,
-        detection_cache=str(tmp_path / "cache"),
+        detected_garments=DetectedGarments(ShiftedTruth(boxes, 1.0), settings, cache=str(tmp_path / "cache")),
     )
     with caplog.at_level(logging.INFO):
         items = near.training_bundles()
@@ -271,7 +270,9 @@ def test_detected_crops_that_match_a_garment_are_mixed_in(data_dir, tmp_path, ca
     far = make(
         data_dir,
         train_queries="garments",
-        garment_detector=ShiftedTruth(boxes, 500.0),
-        garment_crops=settings,
+        detected_garments=DetectedGarments(ShiftedTruth(boxes, 500.0), settings),
     )
     assert len(far.training_bundles()) == len(truth_items)
+    # No detector (the config's default): the ground-truth garments alone.
+    none = make(data_dir, train_queries="garments", detected_garments=DetectedGarments(None, settings))
+    assert none.training_bundles() == truth_items
