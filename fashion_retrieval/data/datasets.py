@@ -308,7 +308,7 @@ def collate_bundles(items: Sequence[dict]) -> dict[str, torch.Tensor]:
         ``query_products (B, L)`` long, -1 padded: every product of each bundle (also those not drawn);
         ``query_excluded (B, L')`` long, -1 padded: products never negatives of the bundle (its products,
         and other colour variants of its articles when masked). Masks are computed from these by the model
-        (:func:`fashion_retrieval.losses.masks.pair_masks`): a product shared by two bundles of the batch is
+        (:func:`fashion_retrieval.miners.masks.pair_masks`): a product shared by two bundles of the batch is
         a positive of both wherever it appears.
     """
     return {

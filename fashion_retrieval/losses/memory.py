@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fashion_retrieval.losses.masks import label_in
+from fashion_retrieval.miners.masks import label_in
 
 
 def ring_slots(pointer: torch.Tensor, count: int, size: int) -> tuple[torch.Tensor, int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from fashion_retrieval.losses.masks import label_in
+from fashion_retrieval.miners.masks import label_in
 
 
 def catalogue_hard_negatives(

@@ -19,9 +19,9 @@ from torch.optim import Optimizer
 from fashion_retrieval.callbacks.evaluator import evaluate_embeddings
 from fashion_retrieval.losses.adapter import AdapterInfoNCELoss, feature_noise, mix_embeddings, mixup_rows
 from fashion_retrieval.losses.bank import CatalogueBank
-from fashion_retrieval.losses.masks import label_in
 from fashion_retrieval.losses.memory import append_negatives
 from fashion_retrieval.miners.catalogue import catalogue_hard_negatives
+from fashion_retrieval.miners.masks import label_in
 from fashion_retrieval.models.distributed import all_gather_uneven
 
 

@@ -16,8 +16,8 @@ from torch import nn
 from torch.optim import Optimizer
 
 from fashion_retrieval.losses.anchor import DistillKind, feature_distillation, l2_sp_penalty
-from fashion_retrieval.losses.masks import label_pair_masks, pair_masks
 from fashion_retrieval.losses.memory import CrossBatchMemory, append_negatives
+from fashion_retrieval.miners.masks import label_pair_masks, pair_masks
 from fashion_retrieval.models.distributed import all_gather_uneven, is_distributed
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.layer_decay import layerwise_parameter_groups
@@ -49,8 +49,8 @@ class RetrievalModule(pl.LightningModule):
     Args:
         encoder: the shared image tower.
         loss: called as ``loss(query (B, D), gallery (P, D), positive_mask (B, P), negative_mask (B, P))``;
-            the masks come from the batch's product ids (:func:`fashion_retrieval.losses.masks.pair_masks`)
-            or labels (:func:`fashion_retrieval.losses.masks.label_pair_masks`).
+            the masks come from the batch's product ids (:func:`fashion_retrieval.miners.masks.pair_masks`)
+            or labels (:func:`fashion_retrieval.miners.masks.label_pair_masks`).
         optimizer: a partial optimiser factory (Hydra ``_partial_: true``), called with parameter groups.
         scheduler: optional partial ``(optimizer, total_steps) -> LRScheduler``, stepped every batch.
         backbone_lr: learning rate of the backbone; ``None`` keeps the optimiser's lr for everything.

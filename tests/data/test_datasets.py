@@ -73,7 +73,7 @@ def test_batch_contract(bundles):
     assert batch["gallery"].shape == (5, 3, 6, 4) and batch["gallery"].dtype == torch.uint8
     assert batch["query_label"].tolist() == [0, 1]
     assert batch["gallery_label"].tolist() == [1, 2, 3, 5, 3]
-    # Product 3 is in both bundles; masks are the model's job (losses.masks.pair_masks) from these ids.
+    # Product 3 is in both bundles; masks are the model's job (miners.masks.pair_masks) from these ids.
     assert batch["query_products"].tolist() == [[1, 2, 3], [5, 3, -1]]
     assert batch["query_excluded"].tolist() == [[1, 2, 3, 7], [5, 3, -1, -1]]
     assert batch["query_products"].dtype == batch["query_excluded"].dtype == torch.long

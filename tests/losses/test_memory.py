@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fashion_retrieval.losses import CrossBatchMemory, append_negatives, info_nce, label_in, pair_masks
+from fashion_retrieval.losses import CrossBatchMemory, append_negatives, info_nce
+from fashion_retrieval.miners import label_in, pair_masks
 
 
 def padded(rows, width):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fashion_retrieval.losses.masks import pair_masks
+from fashion_retrieval.miners.masks import pair_masks
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu.py"
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fashion_retrieval.losses import label_in, label_pair_masks, pair_masks
+from fashion_retrieval.miners import label_in, label_pair_masks, pair_masks
 
 
 def padded(rows, width):
