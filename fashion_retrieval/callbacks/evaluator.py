@@ -13,15 +13,14 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from fashion_retrieval.evaluation.metrics import GroundTruth, retrieval_metrics
-from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.evaluation.ranking import rank_embeddings, restrict_to_seen, score_ranking
 from fashion_retrieval.models.module import GALLERY_LOADER, QUERY_LOADER
-from fashion_retrieval.rerank.section import gallery_section_array, search_within_sections
+from fashion_retrieval.rerank.section import gallery_section_array
 
 log = logging.getLogger(__name__)
 
 
-class _Collector:
+class EmbeddingCollector:
     """Embeddings placed by dataset index; duplicates from distributed padding overwrite themselves."""
 
     def __init__(self) -> None:
@@ -42,22 +41,6 @@ class _Collector:
         seen = np.zeros(size, dtype=bool)
         seen[index] = True
         return rows, seen
-
-
-def restrict_to_seen(
-    truth: Sequence[Sequence[int]], query_seen: np.ndarray, gallery_seen: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
-    """Keep seen queries and seen gallery items; truth is renumbered into the kept gallery.
-
-    Returns the kept query indices ``(Q',)``, the kept gallery indices ``(G',)`` and the new truth lists
-    (a query whose products were all cut keeps an empty list, which the metrics skip).
-    """
-    queries = np.flatnonzero(query_seen)
-    gallery = np.flatnonzero(gallery_seen)
-    renumber = np.full(len(gallery_seen), -1, dtype=np.int64)
-    renumber[gallery] = np.arange(len(gallery))
-    kept_truth = [[int(renumber[g]) for g in truth[q] if renumber[g] >= 0] for q in queries]
-    return queries, gallery, kept_truth
 
 
 @dataclass(frozen=True)
@@ -88,10 +71,10 @@ class RetrievalEvaluator(Callback):
         self.prefix = prefix
         self.history: list[dict[str, float]] = []
         self.last_ranking: ValidationRanking | None = None
-        self._collectors: dict[int, _Collector] = {}
+        self._collectors: dict[int, EmbeddingCollector] = {}
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._collectors = {QUERY_LOADER: _Collector(), GALLERY_LOADER: _Collector()}
+        self._collectors = {QUERY_LOADER: EmbeddingCollector(), GALLERY_LOADER: EmbeddingCollector()}
 
     def best(self, monitor: str | None = None) -> dict[str, float]:
         """The history row of the best epoch by ``monitor`` (``<prefix>/<metric>``, higher is better: the
@@ -163,47 +146,3 @@ class RetrievalEvaluator(Callback):
         catalogue_topk = np.where(topk >= 0, kept_gallery[np.maximum(topk, 0)], -1)
         self.last_ranking = ValidationRanking(trainer.current_epoch, kept_queries, catalogue_topk)
         return score_ranking(topk, truth, self.ks)
-
-
-def evaluate_embeddings(
-    query_embeddings: np.ndarray,
-    gallery_embeddings: np.ndarray,
-    gallery_ids: Sequence[str],
-    query_sections: np.ndarray,
-    gallery_sections: np.ndarray,
-    truth: Sequence[Sequence[int]],
-    ks: Sequence[int] = (1, 5, 15),
-) -> dict[str, float]:
-    """Section-aware top-k retrieval and metrics.
-
-    Args:
-        query_embeddings: ``(Q, D)`` float32, L2-normalised.
-        gallery_embeddings: ``(G, D)`` float32, L2-normalised.
-        gallery_ids: ``G`` product ids.
-        query_sections: ``(Q,)`` section per query; gallery_sections ``(G,)`` (-1 unknown).
-        truth: per query, the gallery indices of its products.
-    """
-    topk = rank_embeddings(
-        query_embeddings, gallery_embeddings, gallery_ids, query_sections, gallery_sections, max(ks)
-    )
-    return score_ranking(topk, truth, ks)
-
-
-def rank_embeddings(
-    query_embeddings: np.ndarray,
-    gallery_embeddings: np.ndarray,
-    gallery_ids: Sequence[str],
-    query_sections: np.ndarray,
-    gallery_sections: np.ndarray,
-    k: int,
-) -> np.ndarray:
-    """Section-aware top-``k``: ``(Q, k)`` int64 gallery rows, ``-1`` padding (arguments as
-    :func:`evaluate_embeddings`)."""
-    index = EmbeddingIndex(gallery_embeddings, list(gallery_ids))
-    return search_within_sections(index, query_embeddings, query_sections, gallery_sections, k)
-
-
-def score_ranking(topk: np.ndarray, truth: Sequence[Sequence[int]], ks: Sequence[int]) -> dict[str, float]:
-    """The overall metrics of a ``(Q, k)`` ranking against the per-query truth lists."""
-    metrics = retrieval_metrics(topk, GroundTruth.from_lists(truth), ks)
-    return {name: float(value) for name, value in metrics.items() if not name.startswith("per_query_")}

@@ -4,10 +4,9 @@ projection head, from cached features or through a frozen backbone (``docs/adapt
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -16,7 +15,6 @@ from timm.layers import freeze_batch_norm_2d
 from torch import nn
 from torch.optim import Optimizer
 
-from fashion_retrieval.callbacks.evaluator import evaluate_embeddings
 from fashion_retrieval.losses.adapter import AdapterInfoNCELoss, feature_noise, mix_embeddings, mixup_rows
 from fashion_retrieval.losses.bank import CatalogueBank
 from fashion_retrieval.losses.memory import append_negatives
@@ -91,14 +89,13 @@ class FeatureAdapterModule(pl.LightningModule):
         feature_extractor: a frozen ``images -> features`` module (:class:`FrozenFeatureExtractor`), used for
             batches that carry ``query_image`` / ``gallery_image`` instead of features: the same head trained
             end to end through the frozen backbone.
-        ks: validation cut-offs.
 
     Training batches (:class:`~fashion_retrieval.features.datamodule.FeatureDataModule`): ``query (B, D)``
     or ``query_image``, ``gallery (B, D)`` or ``gallery_image`` (each pair's product), ``gallery_label (B,)``
     product rows, ``query_products (B, L)`` every product row of each query, -1 padded. Validation batches:
-    ``query`` or ``query_image`` and ``index (B,)``; at the end of the epoch the adapted queries are searched
-    in the (head-mapped) ``datamodule.catalogue_features`` and scored against ``datamodule.val_truth`` with
-    the project's metrics (``val/recall@15``: hits over ground-truth pairs).
+    ``query`` or ``query_image`` and ``index (B,)``; the adapted queries are scored by a
+    :class:`~fashion_retrieval.callbacks.FeatureAdapterEvaluator` in the trainer (metrics live in callbacks,
+    as for :class:`~fashion_retrieval.models.module.RetrievalModule`).
     """
 
     def __init__(
@@ -120,7 +117,6 @@ class FeatureAdapterModule(pl.LightningModule):
         hard_negative_skip: int = 0,
         weight_averaging: Callback | None = None,
         feature_extractor: nn.Module | None = None,
-        ks: Sequence[int] = (1, 5, 15),
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -155,8 +151,6 @@ class FeatureAdapterModule(pl.LightningModule):
         self._mining_pool: torch.Tensor | None = None
         self.weight_averaging = weight_averaging
         self.feature_extractor = feature_extractor
-        self.ks = tuple(ks)
-        self._val_queries: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     # -- embeddings ----------------------------------------------------------------------------------
     @staticmethod
@@ -176,7 +170,7 @@ class FeatureAdapterModule(pl.LightningModule):
         return self.embed_queries(features)
 
     @torch.no_grad()
-    def _embed_catalogue_chunks(self, features: torch.Tensor) -> torch.Tensor:
+    def embed_whole_catalogue(self, features: torch.Tensor) -> torch.Tensor:
         """``(G, D)`` features (any device) -> ``(G, D')`` embeddings on this module's device, no gradient."""
         return torch.cat(
             [
@@ -262,7 +256,7 @@ class FeatureAdapterModule(pl.LightningModule):
         """
         features = self._catalogue_features()
         if self._mining_pool is None:
-            self._mining_pool = self._embed_catalogue_chunks(features)
+            self._mining_pool = self.embed_whole_catalogue(features)
         rows = catalogue_hard_negatives(
             queries, self._mining_pool, products, self.hard_negatives, self.hard_negative_skip
         )
@@ -280,37 +274,9 @@ class FeatureAdapterModule(pl.LightningModule):
             self._mining_pool = None
 
     # -- validation ----------------------------------------------------------------------------------
-    def on_validation_epoch_start(self) -> None:
-        self._val_queries = []
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        embeddings = self.embed_queries(self._features(batch, "query"))
-        self._val_queries.append((batch["index"].cpu(), embeddings.cpu()))
-
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking or not self._val_queries:
-            return
-        metrics = self.validation_metrics(self.trainer.datamodule)
-        for name, value in metrics.items():
-            self.log(f"val/{name}", value)
-
-    @torch.no_grad()
-    def validation_metrics(self, datamodule: object) -> dict[str, float]:
-        """Metrics of the collected validation queries against the whole catalogue.
-
-        ``datamodule`` provides ``catalogue_features (G, D)``, ``val_truth`` (lists of catalogue rows per
-        validation query) and ``validation_sections() -> (query sections (V,), catalogue sections (G,))``.
-        Queries cut by ``limit_val_batches`` are left out (their truth too).
-        """
-        index = torch.cat([i for i, _ in self._val_queries]).numpy()
-        queries = torch.cat([e for _, e in self._val_queries]).numpy()
-        gallery = self._embed_catalogue_chunks(datamodule.catalogue_features).cpu().numpy()
-        query_sections, gallery_sections = datamodule.validation_sections()
-        truth = [datamodule.val_truth[i] for i in index]
-        ids = [str(i) for i in range(len(gallery))]
-        return evaluate_embeddings(
-            queries, gallery, ids, np.asarray(query_sections)[index], gallery_sections, truth, self.ks
-        )
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """The adapted queries, ``embeddings (B, D')``, and their ``index (B,)`` for the evaluator."""
+        return {"index": batch["index"], "embeddings": self.embed_queries(self._features(batch, "query"))}
 
     # -- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict:

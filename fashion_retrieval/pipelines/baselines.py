@@ -21,8 +21,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_retrieval.baselines.colour_histogram import histogram_embeddings
-from fashion_retrieval.callbacks.evaluator import evaluate_embeddings
 from fashion_retrieval.data.datamodule import ChallengeDataModule
+from fashion_retrieval.evaluation.ranking import evaluate_embeddings
 from fashion_retrieval.evaluation.real_photos import PhotoEncoder, real_photo_scores, real_photo_settings
 from fashion_retrieval.features import FeatureCache, image_features
 from fashion_retrieval.models.encoder import ImageEncoder

@@ -10,6 +10,7 @@ from pytorch_lightning.callbacks import StochasticWeightAveraging
 from tiny_models import TINY_TOWER, uint8_images
 from torch.utils.data import DataLoader
 
+from fashion_retrieval.callbacks.adapter_evaluator import FeatureAdapterEvaluator
 from fashion_retrieval.callbacks.ema import EMAWeightAveraging
 from fashion_retrieval.features.datamodule import FeatureDataModule
 from fashion_retrieval.losses.adapter import AdapterInfoNCELoss
@@ -52,7 +53,8 @@ def separable_features(seed=0, products=300, train=1200, val=200, distortion=2.0
     )
 
 
-def trainer(epochs, **kwargs):
+def trainer(epochs, callbacks=(), **kwargs):
+    """A CPU trainer scoring validation with the adapter's evaluator (``val/recall@15`` etc.)."""
     return pl.Trainer(
         max_epochs=epochs,
         accelerator="cpu",
@@ -62,6 +64,7 @@ def trainer(epochs, **kwargs):
         enable_model_summary=False,
         num_sanity_val_steps=0,
         gradient_clip_val=1.0,
+        callbacks=[FeatureAdapterEvaluator(), *callbacks],
         **kwargs,
     )
 
