@@ -26,6 +26,7 @@ PENDING_PACKAGES: dict[str, str] = {
     "synthetic": "issue 16 item 4: data/synthetic/ becomes fashion_retrieval/synthetic/",
     "search": "issue 16 item 1: fashion_retrieval/search/",
     "runs": "issue 16 item 2: fashion_retrieval/runs/",
+    "machine": "issue 16 item 8: fashion_retrieval/machine.py, the workers/threads rule",
 }
 
 
