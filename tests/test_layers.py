@@ -17,13 +17,9 @@ ARCHITECTURE = ROOT / "docs" / "architecture.md"
 
 # Imports against the order that other parts of issue 16 remove. Delete each entry when its change lands:
 # test_known_exceptions_are_still_needed fails as soon as one is no longer needed.
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("data", "detection"): "issue 16 item 4: garment queries move out of ChallengeDataModule",
-    ("data", "features"): "issue 16 item 5 (data cycles): FeatureDataModule.from_cache imports features",
-}
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 # Listed in the layers before they exist; delete each name when its package lands.
 PENDING_PACKAGES: dict[str, str] = {
-    "synthetic": "issue 16 item 4: data/synthetic/ becomes fashion_retrieval/synthetic/",
     "search": "issue 16 item 1: fashion_retrieval/search/",
     "runs": "issue 16 item 2: fashion_retrieval/runs/",
     "machine": "issue 16 item 8: fashion_retrieval/machine.py, the workers/threads rule",
