@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "index": "embed the catalogue with ckpt_path and build the FAISS index",
     "validate": "score the validation bundles with ckpt_path through detector=none|zones|yolo|truth",
     "infer": "write submission.csv for the test bundles with ckpt_path",
+    "export-onnx": "write ckpt_path's encoder as ONNX (+ JSON sidecar) after a parity check against PyTorch",
     "self-train": "infer with bundle priors fed back their confident test predictions (self_train.passes)",
     "evaluate": "validate and score a submission against a truth file",
     "retrieval-eval": "precision@k, MAP@R by class on dataset=... (ckpt_path, or the pretrained backbone)",

@@ -45,6 +45,7 @@ STAGE_NAMES = (
     "index",
     "validate",
     "infer",
+    "export_onnx",
     "self_train",
     "evaluate",
     "retrieval_eval",

@@ -18,9 +18,9 @@ from fashion_retrieval.features import FeatureCache, iter_shards, read_manifest
 from fashion_retrieval.index.export import export_catalogue, export_catalogue_shards
 from fashion_retrieval.index.factory import IndexSpec
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
-from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.inference import embed_loader
+from fashion_retrieval.models.onnx_encoder import load_search_encoder
 from fashion_retrieval.pipelines import is_launch_leader
 from fashion_retrieval.pipelines.context import RunContext
 
@@ -108,7 +108,7 @@ def build_index_sharded(
 
 def index(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     checkpoint = context.checkpoint(cfg)
-    encoder = load_encoder(checkpoint)
+    encoder = load_search_encoder(cfg, checkpoint)
     spec = instantiate(cfg.index.spec)
     datamodule = datamodule_for(cfg, encoder)
     index_dir = Path(cfg.index.dir)

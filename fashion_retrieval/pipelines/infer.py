@@ -16,8 +16,8 @@ from fashion_retrieval.data.datamodule import ChallengeDataModule
 from fashion_retrieval.evaluation.submission import write_submission
 from fashion_retrieval.index.faiss_index import META_FILE, EmbeddingIndex, IndexMismatchError
 from fashion_retrieval.io import contents_digest, file_digest
-from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.models.encoder import ImageEncoder
+from fashion_retrieval.models.onnx_encoder import load_search_encoder
 from fashion_retrieval.pipelines.bundle_search import search_bundles
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.index import build_index, datamodule_for
@@ -52,9 +52,10 @@ def load_or_build_index(
 def load_for_search(
     cfg: DictConfig, context: RunContext
 ) -> tuple[ImageEncoder, ChallengeDataModule, EmbeddingIndex]:
-    """The run's model, its data module and the catalogue index (checked to hold this catalogue)."""
+    """The run's model (``encoder.backend``: PyTorch or its ONNX export), its data module and the
+    catalogue index (checked to hold this catalogue)."""
     checkpoint = context.checkpoint(cfg)
-    encoder = load_encoder(checkpoint)
+    encoder = load_search_encoder(cfg, checkpoint)
     datamodule = datamodule_for(cfg, encoder)
     index = load_or_build_index(cfg, encoder, datamodule, checkpoint)
     if list(index.ids) != datamodule.gallery_ids:

@@ -1,0 +1,231 @@
+"""The trained encoder as an ONNX graph, run by onnxruntime behind the interface of the torch encoder.
+
+:func:`export_encoder_onnx` writes an encoder (:class:`~fashion_retrieval.models.encoder.ImageEncoder` or
+:class:`~fashion_retrieval.models.ensemble.EnsembleEncoder`: backbone, head and L2 norm) as one graph
+``images (B, 3, H, W) uint8 RGB -> embeddings (B, D) float32, L2-normalised``, with batch, height and
+width dynamic; the input normalisation stays inside, as in the torch model. A JSON sidecar
+(:func:`sidecar_path`) says what the graph expects and which checkpoint it came from.
+
+:class:`OnnxEncoder` loads the pair: an ``.onnx`` file is a graph of operators and tensors, read as data
+(onnxruntime runs no Python and unpickles nothing; docs/security.md), and the sidecar is checked to
+describe this very file (its SHA-256), so a graph and a sidecar of different exports are refused.
+:func:`load_search_encoder` picks the backend from ``encoder.backend`` (``torch`` or ``onnx``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from fashion_retrieval.io import file_digest
+from fashion_retrieval.models.checkpoint import load_encoder
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "embeddings"
+OPSET = 17
+SIDECAR_FORMAT = 1
+BACKENDS = ("torch", "onnx")
+
+
+class OnnxExportError(ValueError):
+    """An ONNX export or its sidecar cannot be used; the message names the file and what to do."""
+
+
+def sidecar_path(onnx_path: str | Path) -> Path:
+    """``encoder.onnx`` -> ``encoder.json``: the description written beside the graph."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def input_normalisation(encoder: nn.Module) -> list[dict[str, list[float]]]:
+    """The ``mean``/``std`` every backbone of ``encoder`` applies inside the graph, one entry per member (an
+    :class:`~fashion_retrieval.models.ensemble.EnsembleEncoder` feeds the same image to each member)."""
+    member_list = getattr(encoder, "member_list", None)
+    members = member_list() if callable(member_list) else [encoder]
+    return [{"mean": list(map(float, m.mean)), "std": list(map(float, m.std))} for m in members]
+
+
+def export_encoder_onnx(encoder: nn.Module, path: str | Path, sample_size: Sequence[int]) -> None:
+    """Write ``encoder`` (eval mode, on the CPU) to ``path`` as ONNX, traced on a ``(2, 3, H, W)`` uint8
+    batch of ``sample_size = (H, W)``; batch, height and width stay dynamic in the graph.
+
+    The caller makes the write atomic (:func:`~fashion_retrieval.io.atomic_path`)."""
+    height, width = (int(v) for v in sample_size)
+    sample = torch.randint(0, 256, (2, 3, height, width), dtype=torch.uint8, generator=torch.Generator())
+    encoder = encoder.cpu().eval()
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with torch.no_grad():
+        # The TorchScript-based exporter: it needs no onnxscript and keeps dynamic spatial sizes through
+        # timm's "same" padding, which the dynamo exporter would have to specialise.
+        torch.onnx.export(
+            encoder,
+            (sample,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def sidecar_metadata(
+    encoder: nn.Module, onnx_path: str | Path, checkpoint: str | Path, sizes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The sidecar of an export: input layout, normalisation, embedding size, the image ``sizes`` the
+    run used (query, catalogue, crop ``(H, W)``), and the SHA-256 of the graph and of its checkpoint."""
+    return {
+        "format": SIDECAR_FORMAT,
+        "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NCHW RGB 0..255", "dynamic": "B, H, W"},
+        "output": {"name": OUTPUT_NAME, "dtype": "float32", "l2_normalised": True},
+        "embedding_dim": int(encoder.embedding_dim),
+        "native_input_size": list(encoder.native_input_size),
+        "image_sizes": {name: None if size is None else list(size) for name, size in sizes.items()},
+        "normalisation": input_normalisation(encoder),
+        "opset": OPSET,
+        "onnx_sha256": file_digest(onnx_path),
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": file_digest(checkpoint),
+        "torch_version": torch.__version__,
+    }
+
+
+def read_sidecar(onnx_path: str | Path) -> dict[str, Any]:
+    """The sidecar of ``onnx_path``, checked to be of this format and to describe this very file."""
+    path = sidecar_path(onnx_path)
+    if not path.is_file():
+        raise OnnxExportError(f"{path}: missing; the sidecar is written by `fashion-retrieval export-onnx`")
+    try:
+        metadata = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise OnnxExportError(f"{path}: not a JSON sidecar ({error})") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != SIDECAR_FORMAT:
+        raise OnnxExportError(f"{path}: not a sidecar of format {SIDECAR_FORMAT}; export again")
+    if metadata.get("onnx_sha256") != file_digest(onnx_path):
+        raise OnnxExportError(
+            f"{path} describes another export than {onnx_path} (SHA-256 differs); export both again"
+        )
+    return metadata
+
+
+class OnnxEncoder(nn.Module):
+    """An exported encoder run by onnxruntime, with the interface of the torch encoder.
+
+    ``forward(images (B, 3, H, W) uint8) -> (B, embedding_dim)`` float32, L2-normalised, on the device of
+    ``images`` (computed on the CPU). Float images (0..1) are refused: the graph takes ``uint8``, as the
+    data loaders emit (test-time ``centre_crop`` views are float: use the torch backend for them).
+
+    Args:
+        path: the ``.onnx`` file.
+        metadata: its sidecar (default: read from :func:`sidecar_path` and checked against the file).
+        threads: onnxruntime's intra-op threads (default: torch's, so the machine's thread rule holds).
+    """
+
+    def __init__(
+        self, path: str | Path, metadata: Mapping[str, Any] | None = None, threads: int | None = None
+    ) -> None:
+        super().__init__()
+        import onnxruntime  # only the onnx backend pays for it
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX encoder not found: {self.path} (write it with export-onnx)")
+        self.metadata = dict(metadata) if metadata is not None else read_sidecar(self.path)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(self.path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime raises its own untyped errors for a bad graph
+            raise OnnxExportError(f"{self.path}: onnxruntime cannot load it ({error})") from None
+        self.embedding_dim = int(self.metadata["embedding_dim"])
+        self.native_input_size: tuple[int, int] = tuple(self.metadata["native_input_size"])
+        normalisation = self.metadata["normalisation"]
+        # One normalisation: the torch encoder's mean/std (the feature cache's fingerprint reads them).
+        if len(normalisation) == 1:
+            self.mean = tuple(normalisation[0]["mean"])
+            self.std = tuple(normalisation[0]["std"])
+        # The graph's digest as a buffer: the feature cache keys on a module's state, and this module has
+        # no parameters; two exports of different weights must not share cached features.
+        digest = bytes.fromhex(str(self.metadata["onnx_sha256"]))
+        self.register_buffer("onnx_sha256", torch.tensor(list(digest), dtype=torch.uint8))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8:
+            raise TypeError(
+                f"{self.path}: the ONNX encoder takes uint8 images, got {images.dtype}; float views "
+                "(retrieval.tta=[centre_crop]) need encoder.backend=torch"
+            )
+        batch = np.ascontiguousarray(images.detach().cpu().numpy())
+        (embeddings,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
+        return torch.from_numpy(embeddings).to(images.device)
+
+
+def load_search_encoder(cfg: DictConfig, checkpoint: str | Path) -> nn.Module:
+    """The encoder that embeds images for search: ``encoder.backend=torch`` (default) rebuilds it from
+    ``checkpoint``; ``onnx`` loads ``encoder.onnx_path``, which must have been exported from that very
+    checkpoint (the index is keyed on the checkpoint's digest)."""
+    settings = cfg.get("encoder") or {}
+    backend = settings.get("backend", "torch")
+    if backend not in BACKENDS:
+        raise ValueError(f"encoder.backend={backend!r}: choose from {list(BACKENDS)}")
+    if backend == "torch":
+        return load_encoder(checkpoint)
+    if not settings.get("onnx_path"):
+        raise ValueError("encoder.backend=onnx needs encoder.onnx_path=/path/to/encoder.onnx (export-onnx)")
+    encoder = OnnxEncoder(settings.onnx_path)
+    if encoder.metadata.get("checkpoint_sha256") != file_digest(checkpoint):
+        raise OnnxExportError(
+            f"{settings.onnx_path} was exported from {encoder.metadata.get('checkpoint')}, not from "
+            f"{checkpoint} (SHA-256 differs); export this checkpoint or pass the one it came from"
+        )
+    return encoder
+
+
+def embedding_cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """``(N,)`` cosine of each row of ``(N, D)`` ``reference`` with the same row of ``candidate``."""
+    if reference.shape != candidate.shape:
+        raise ValueError(f"embeddings of shape {reference.shape} and {candidate.shape} cannot be compared")
+    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1)
+    return (reference * candidate).sum(axis=1) / np.maximum(norms, 1e-12)
+
+
+def same_ranking_fraction(reference: np.ndarray, candidate: np.ndarray, ordered: bool = False) -> float:
+    """The fraction of queries whose ``(Q, k)`` ranked lists agree: the same ``k`` products, or with
+    ``ordered`` the same products in the same order."""
+    if reference.shape != candidate.shape or reference.ndim != 2:
+        raise ValueError(f"rankings of shape {reference.shape} and {candidate.shape} cannot be compared")
+    if len(reference) == 0:
+        raise ValueError("no ranked lists to compare")
+    if ordered:
+        same = (reference == candidate).all(axis=1)
+    else:
+        same = (np.sort(reference, axis=1) == np.sort(candidate, axis=1)).all(axis=1)
+    return float(same.mean())
+
+
+@torch.no_grad()
+def paired_embeddings(
+    reference: nn.Module, candidate: nn.Module, loader: Any, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(N, D)`` float32 embeddings by both encoders of the first ``N = min(limit, len)`` images of a
+    loader yielding ``{"image": (B, 3, H, W) uint8}``, the same tensors fed to both."""
+    pairs: list[tuple[np.ndarray, np.ndarray]] = []
+    count = 0
+    for batch in loader:
+        images = batch["image"][: limit - count]
+        pairs.append((reference(images).float().numpy(), candidate(images).float().numpy()))
+        count += len(images)
+        if count >= limit:
+            break
+    if not pairs:
+        raise ValueError("the loader yielded no image to compare the encoders on")
+    return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
