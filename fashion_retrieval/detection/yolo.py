@@ -5,7 +5,8 @@ ultralytics is imported. Two helpers still reach for the network whatever that s
 ultralytics call of this project runs inside :func:`offline_ultralytics`: the dataset check downloads the
 Arial font (only plots draw text), and the AMP check on a GPU downloads YOLO26n weights to compare with.
 Weights are only ever read from a local file; a missing one fails before ultralytics sees its name (which
-it would otherwise try to download). A ``.pt`` file is data (docs/security.md): ultralytics' restricted
+it would otherwise try to download). A ``.onnx`` export (ultralytics' own, docs/onnx.md) runs through
+onnxruntime. A ``.pt`` file is data (docs/security.md): ultralytics' restricted
 loader reads it first (:func:`check_weights`), so a file holding anything but ultralytics' and torch's
 model classes is refused before ultralytics' ordinary loader unpickles it; ``ULTRALYTICS_SAFE_LOAD=1``
 (``fashion_retrieval.offline``) makes ultralytics' own later loads (detect-train's) restricted too.
@@ -119,7 +120,8 @@ def load_yolo(
     the config key named when the weights are missing."""
     if weights is not None:
         path = require_weights(weights, override)
-        check_weights(path)
+        if path.suffix != ".onnx":  # ultralytics' ONNX export is a protobuf graph, no pickle (docs/onnx.md)
+            check_weights(path)
         import_ultralytics()
         from ultralytics import YOLO
 
