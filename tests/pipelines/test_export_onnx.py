@@ -7,17 +7,20 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from test_configs import compose_config
 
+from fashion_retrieval.index.export import EMBEDDINGS_FILE
 from fashion_retrieval.models.checkpoint import checkpoint_encoder_config
 from fashion_retrieval.models.onnx_encoder import OnnxExportError, export_encoder_onnx
 from fashion_retrieval.pipelines import export_onnx as export_stage
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.export_onnx import export_onnx
+from fashion_retrieval.pipelines.index import index
 from fashion_retrieval.pipelines.infer import infer
 
 
@@ -80,6 +83,14 @@ def test_export_passes_parity_and_infer_on_onnx_writes_the_pytorch_submission(
     )
     infer(onnx_cfg, RunContext(output_dir=run))
     assert (run / "submission_onnx.csv").read_text() == (run / "submission.csv").read_text()
+    # `index` on ONNX: through Lightning predict into the feature cache, as with PyTorch.
+    with open_dict(onnx_cfg):
+        onnx_cfg.index.dir = str(run / "index_onnx")
+    index(onnx_cfg, RunContext(output_dir=run))
+    torch_rows = np.load(run / "index" / EMBEDDINGS_FILE)["embeddings"]
+    np.testing.assert_allclose(
+        np.load(run / "index_onnx" / EMBEDDINGS_FILE)["embeddings"], torch_rows, atol=1e-5
+    )
 
 
 def test_an_export_that_differs_from_pytorch_is_refused_and_leaves_no_file(
