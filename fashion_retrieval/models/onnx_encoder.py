@@ -61,8 +61,7 @@ def export_encoder_onnx(encoder: nn.Module, path: str | Path, sample_size: Seque
     encoder = encoder.cpu().eval()
     axes = {0: "batch", 2: "height", 3: "width"}
     with torch.no_grad():
-        # The TorchScript-based exporter: it needs no onnxscript and keeps dynamic spatial sizes through
-        # timm's "same" padding, which the dynamo exporter would have to specialise.
+        # The TorchScript-based exporter: the dynamo one needs onnxscript, which the onnx extra lacks.
         torch.onnx.export(
             encoder,
             (sample,),
