@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 @contextlib.contextmanager
@@ -57,6 +58,13 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: object)
     """Open a temporary file beside ``path`` and rename it onto ``path`` when the block succeeds."""
     with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as handle:  # type: ignore[call-overload]
         yield handle
+
+
+def write_json(path: str | os.PathLike[str], content: Any) -> None:
+    """Write ``content`` as indented JSON, atomically."""
+    with atomic_open(path, "w") as handle:
+        json.dump(content, handle, indent=2)
+        handle.write("\n")
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:

@@ -1,14 +1,19 @@
-"""The command line: Hydra flags and overrides in any order, the job named after the subcommand."""
+"""The command line: Hydra flags and overrides in any order, the job named after the subcommand; grouped
+help, version, did-you-mean, shell completion; light commands that import no Lightning."""
 
 from __future__ import annotations
 
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from fashion_retrieval.cli import with_job_name
+from fashion_retrieval.cli import SUBCOMMANDS, main, with_job_name
+from fashion_retrieval.pipelines.registry import COMMANDS, GROUPS, STAGES, TORCH_FREE_STAGES
 
 
 @pytest.mark.parametrize(
@@ -74,3 +79,152 @@ def test_a_trainer_value_of_the_wrong_type_is_named_before_anything_runs(tmp_pat
     result = run_cli("train", "trainer.max_epochs=abc", f"hydra.run.dir={tmp_path / 'run'}", "logger=none")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "trainer.max_epochs: expected an integer, got 'abc' (str)" in result.stderr
+
+
+# --- the command line itself: help, version, did-you-mean, shell completion ---------------------------------
+
+
+def test_help_lists_every_subcommand_once_under_its_group(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["--help"])
+    text = capsys.readouterr().out
+    headings = [line[:-1] for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert headings[: len(GROUPS)] == list(GROUPS)
+    entries = (*STAGES, *COMMANDS)
+    listed = [line.split()[0] for line in text.splitlines() if line.startswith("  ") and line.split()]
+    assert sorted(name for name in listed if name in SUBCOMMANDS) == sorted(e.command for e in entries)
+    for entry in entries:
+        section = text.split(f"\n{entry.group}:\n", 1)[1].split("\n\n", 1)[0]
+        assert f"  {entry.command} " in section, (entry.command, entry.group)
+    # One column: every help text starts at the same position, even after the longest name.
+    columns = {
+        line.index(entry.help) for line in text.splitlines() for entry in entries if entry.help in line
+    }
+    assert len(columns) == 1 and columns.pop() > max(len(name) for name in SUBCOMMANDS) + 2
+
+
+def test_version_is_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["--version"])
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    version = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE).group(1)
+    assert capsys.readouterr().out == f"fashion-retrieval {version}\n"
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("trian", "did you mean 'train'?"),
+        ("detect_train", "did you mean 'detect-train'"),
+        ("reproduse", "did you mean 'reproduce'?"),
+        ("experiment=tiny", "the subcommand comes first"),
+        ("xyzzy", "run `fashion-retrieval --help` for the list"),
+    ],
+)
+def test_a_mistyped_subcommand_exits_2_with_a_suggestion(
+    word: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([word, "seed=1"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"fashion-retrieval: unknown subcommand {word!r}; ") and expected in error
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("fashion-retrieval ", set(SUBCOMMANDS)),
+        ("fashion-retrieval tr", {"train", "train-adapter"}),
+        ("fashion-retrieval re", {"retrieval-eval", "report", "reproduce"}),
+        ("fashion-retrieval reproduce ", set()),  # a run directory: the shell completes file names
+    ],
+)
+def test_completion_of_the_subcommand_word(
+    line: str, expected: set[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COMP_LINE", line)
+    main(["-sc", "query=bash"])
+    assert set(capsys.readouterr().out.split()) == expected
+
+
+def test_bash_completion_through_the_entry_point(tmp_path: Path) -> None:
+    """Hydra's script, installed as its help says (``eval "$(fashion-retrieval -sc install=bash)"``),
+    completes subcommands, then config groups and keys of the subcommand's config, in a real bash."""
+    bash, program = shutil.which("bash"), shutil.which("fashion-retrieval")
+    if bash is None or program is None:
+        pytest.skip("needs bash and the fashion-retrieval console script on PATH")
+
+    def complete(line: str) -> list[str]:
+        words = line.split()
+        current = len(words) - (0 if line.endswith(" ") else 1)
+        script = (
+            'eval "$(fashion-retrieval -sc install=bash)"\n'
+            f"COMP_LINE={shlex.quote(line)} COMP_POINT={len(line)} COMP_CWORD={current}\n"
+            'hydra_bash_completion\nprintf "%s\\n" "${COMPREPLY[@]}"\n'
+        )
+        result = subprocess.run(
+            [bash, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path, check=True
+        )
+        return result.stdout.split()
+
+    assert complete("fashion-retrieval detect-t") == ["detect-train"]
+    assert "model=efficientnet_lite0" in complete("fashion-retrieval train model=")
+    assert complete("fashion-retrieval train trainer.max_ep") == ["trainer.max_epochs="]
+
+
+# --- start-up: light commands import no Lightning, torchmetrics or transformers -----------------------------
+
+HEAVY = ("pytorch_lightning", "lightning", "torchmetrics", "transformers")
+# Runs main() and prints the top-level modules loaded, whatever the exit (a stage may fail on purpose).
+WRAPPER = (
+    "import sys\n"
+    "try:\n"
+    "    from fashion_retrieval.cli import main\n"
+    "    main()\n"
+    "finally:\n"
+    "    print('MODULES=' + ','.join(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)\n"
+)
+
+
+def loaded_modules(*arguments: str, cwd: Path) -> tuple[set[str], subprocess.CompletedProcess[str]]:
+    result = subprocess.run(
+        [sys.executable, "-c", WRAPPER, *arguments], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
+    line = next((x for x in result.stderr.splitlines() if x.startswith("MODULES=")), None)
+    assert line is not None, result.stderr[-3000:]
+    return set(line[len("MODULES=") :].split(",")), result
+
+
+def light_commands(data_dir: Path, tmp_path: Path) -> dict[str, list[str]]:
+    """A real invocation of each torch-free stage of the registry, plus the commands that run no stage."""
+    empty = tmp_path / "empty_catalogue"
+    empty.mkdir()
+    (empty / "product_dataset.csv").write_text("product_asset_id,product_image_url,product_description\n")
+    (empty / "bundles_dataset.csv").write_text("bundle_asset_id,bundle_id_section,bundle_image_url\n")
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "metrics.json").write_text('{"val/recall@15": 0.25}\n')
+    data = f"paths.data_dir={data_dir}"
+    per_stage = {
+        "generate": ["experiment=tiny", data],  # the data is there: checked and reused
+        "evaluate": [data, f"evaluate.submission_path={data_dir / 'bundles_product_match_test_truth.csv'}"],
+        "report": [f"hydra.run.dir={tmp_path / 'report'}"],
+        "download": [f"paths.data_dir={empty}"],
+    }
+    assert set(per_stage) == TORCH_FREE_STAGES, "give each torch-free stage of the registry a command here"
+    commands = {"--help": ["--help"], "--cfg job": ["train", "--cfg", "job"]}
+    for name, arguments in per_stage.items():
+        run_dir = [] if name == "report" else [f"hydra.run.dir={tmp_path / name}"]
+        commands[name] = [name, *arguments, *run_dir, "logger=none"]
+    return commands
+
+
+def test_light_commands_import_no_lightning_torchmetrics_or_transformers(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    for label, arguments in light_commands(tiny_data, tmp_path).items():
+        modules, result = loaded_modules(*arguments, cwd=tmp_path)
+        assert not modules & set(HEAVY), (label, sorted(modules & set(HEAVY)))
+        if label != "evaluate":  # the truth file is not a valid submission: its problems are listed
+            assert result.returncode == 0, (label, result.stderr[-3000:])
+        # torch itself only where a stage needs it: none of these does.
+        assert "torch" not in modules, label
+    assert (tmp_path / "report" / "results.md").is_file()

@@ -11,7 +11,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from fashion_retrieval.cli import config_dir
-from fashion_retrieval.pipelines.trainer_config import check_trainer_config
+from fashion_retrieval.runs.trainer_config import check_trainer_config
 
 EXPERIMENT_DIR = config_dir() / "experiment"
 # Nested files are experiment families: `experiment=hardneg/memory`.
@@ -118,7 +118,7 @@ def test_data_paths_follow_the_synthetic_spec():
 
 
 def test_trainer_check_names_every_key_of_the_wrong_type():
-    from fashion_retrieval.pipelines.trainer_config import TrainerConfigError
+    from fashion_retrieval.runs.trainer_config import TrainerConfigError
 
     check_trainer_config({"max_epochs": 3, "gradient_clip_val": 0.5, "fast_dev_run": True, "devices": "auto"})
     with pytest.raises(TrainerConfigError) as caught:

@@ -17,7 +17,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from fashion_retrieval.locks import LOCK_FILE, DirectoryLockedError, directory_lock
-from fashion_retrieval.pipelines import run_stages
+from fashion_retrieval.runs.stages import run_stages
 
 HOLD = """
 import sys, time

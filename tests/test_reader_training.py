@@ -25,9 +25,9 @@ from fashion_retrieval.data.reader_datamodule import ReaderDataModule
 from fashion_retrieval.data.readers import load_clothing_small
 from fashion_retrieval.data.samplers import LabelBalancedBatchSampler
 from fashion_retrieval.index.embeddings import load_embeddings
-from fashion_retrieval.pipelines import READER_DATA_TARGET, run_stages
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.train import train
+from fashion_retrieval.runs.stages import READER_DATA_TARGET, run_stages
 
 TINY = ["data.image_size=[32,32]", "data.eval_batch_size=16", "data.num_workers=0", "logger=csv"]
 

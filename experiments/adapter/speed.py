@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from fashion_retrieval.evaluation.run_files import read_metrics
 from fashion_retrieval.io import atomic_open
-from fashion_retrieval.pipelines.run_dir import read_metrics
 
 SOURCES = ("cache", "backbone")
 

@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from fashion_retrieval.data.datasets import region
-from fashion_retrieval.data.transforms import load_rgb
 from fashion_retrieval.detection.types import Box
 from fashion_retrieval.evaluation.metrics import GroundTruth, hit_matrix, retrieval_metrics
 from fashion_retrieval.io import atomic_path
@@ -76,6 +74,11 @@ def thumbnail(path: str, box: Box | None, max_side: int) -> np.ndarray:
     """``(h, w, 3) uint8`` image (the ``box`` region when given), shrunk so its longer side is at most
     ``max_side``: tables of full-size photos would weigh more than the run."""
     import cv2
+
+    # Imported here: these modules bring torch and albumentations, which `report` without pictures (and a
+    # sweep table) must not pay for at start-up (docs/cli.md).
+    from fashion_retrieval.data.datasets import region
+    from fashion_retrieval.data.transforms import load_rgb
 
     image = region(load_rgb(path), box)
     scale = max_side / max(image.shape[:2])
@@ -191,6 +194,8 @@ def retrieval_grid(examples: Sequence[RetrievalExample], k: int, thumbnail_side:
     when missed), its first ``k`` packshots framed green (hit) or grey (miss), then missed packshots framed
     red."""
     from matplotlib.patches import Rectangle
+
+    from fashion_retrieval.data.transforms import load_rgb  # brings torch: see thumbnail()
 
     width = 1 + k + max((len(e.missed_paths) for e in examples), default=0)
     figure = _new_figure(1.4 * width, 2.3 * max(1, len(examples)))

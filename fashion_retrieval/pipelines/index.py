@@ -18,10 +18,10 @@ from fashion_retrieval.features import FeatureCache, iter_shards, read_manifest
 from fashion_retrieval.index.export import export_catalogue, export_catalogue_shards
 from fashion_retrieval.index.factory import IndexSpec
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.locks import is_launch_leader
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.inference import embed_loader
 from fashion_retrieval.models.onnx_encoder import load_search_encoder
-from fashion_retrieval.pipelines import is_launch_leader
 from fashion_retrieval.pipelines.context import RunContext
 
 log = logging.getLogger(__name__)

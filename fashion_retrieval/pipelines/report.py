@@ -13,11 +13,11 @@ from omegaconf import DictConfig, OmegaConf
 from fashion_retrieval.data.catalogue import BOXES_FILE, load_catalogue, read_garment_boxes
 from fashion_retrieval.evaluation import plots
 from fashion_retrieval.evaluation.real_photo_notes import read_notes
+from fashion_retrieval.evaluation.run_files import read_metrics
 from fashion_retrieval.evaluation.submission import read_pairs
+from fashion_retrieval.evaluation.sweep_report import sweep_report
 from fashion_retrieval.io import atomic_open
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.pipelines.run_dir import read_metrics
-from fashion_retrieval.pipelines.sweep_report import sweep_report
 
 log = logging.getLogger(__name__)
 

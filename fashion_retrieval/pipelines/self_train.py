@@ -25,10 +25,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_retrieval.evaluation.metrics import GroundTruth, retrieval_metrics
+from fashion_retrieval.io import write_json
 from fashion_retrieval.pipelines.bundle_search import bundle_prior_data, search_bundles_scored
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.infer import load_for_search, write_test_submission
-from fashion_retrieval.pipelines.run_dir import write_json
 from fashion_retrieval.rerank.bundle_priors import (
     BundlePriorData,
     CoOccurrence,

@@ -33,9 +33,9 @@ from fashion_retrieval.callbacks.wandb_tables import (
     thumbnail,
 )
 from fashion_retrieval.data.datamodule import QuerySet
-from fashion_retrieval.pipelines import run_stages
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.train import train
+from fashion_retrieval.runs.stages import run_stages
 
 
 # -- pure functions -------------------------------------------------------------------------------------

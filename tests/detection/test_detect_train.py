@@ -11,9 +11,9 @@ from test_configs import compose_config
 from fashion_retrieval.cli import SUBCOMMANDS
 from fashion_retrieval.data.catalogue import load_catalogue, split_bundles
 from fashion_retrieval.detection.yolo import YoloDetector
-from fashion_retrieval.pipelines import STAGE_NAMES
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.detect_train import detect_train
+from fashion_retrieval.pipelines.registry import STAGE_NAMES
 from fashion_retrieval.synthetic import SyntheticSpec, generate_dataset
 
 MICRO = SyntheticSpec(

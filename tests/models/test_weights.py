@@ -17,7 +17,7 @@ from fashion_retrieval.models.weights import (
     check_pretrained,
     resolve_weights_path,
 )
-from fashion_retrieval.pipelines import run_stages
+from fashion_retrieval.runs.stages import run_stages
 
 TINY = "test_efficientnet"  # timm's own tiny test architecture
 

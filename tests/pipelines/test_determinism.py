@@ -12,8 +12,8 @@ from omegaconf import DictConfig, open_dict
 from test_configs import compose_config
 
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.pipelines.reproduce import DEFAULT_IGNORE, compare_metrics, reproduced_ok
 from fashion_retrieval.pipelines.train import train
+from fashion_retrieval.runs.reproduce import DEFAULT_IGNORE, compare_metrics, reproduced_ok
 
 DETERMINISTIC = ["experiment=tiny", "trainer.deterministic=true", "logger=none"]
 SMALL = ["data.query_size=[64,48]", "data.gallery_size=[48,32]", "data.batch_size=4"]

@@ -16,10 +16,10 @@ from fashion_retrieval.pipelines.baselines import baselines
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.report import report
 from fashion_retrieval.pipelines.retrieval_eval import retrieval_eval
-from fashion_retrieval.pipelines.run_dir import update_metrics
 from fashion_retrieval.pipelines.train import train
 from fashion_retrieval.pipelines.train_adapter import apply_head, train_adapter
 from fashion_retrieval.pipelines.validate import validate
+from fashion_retrieval.runs.run_dir import update_metrics
 
 REAL_KEYS = ("clothing_small/precision@10", "clothing_small/map@R", "collage/recall@15")
 # A second frozen backbone row, as the quickstart's EfficientNet-Lite2, shrunk to timm's test network.

@@ -1,30 +1,14 @@
-"""Run-directory artefacts shared by the stages: ``metrics.json`` (flat: name -> number), the failure
-record ``failure.json``, and the naming rule for files each invocation writes (config, provenance)."""
+"""What the run machinery writes into a run directory: merged ``metrics.json``, the failure record
+``failure.json``, and the naming rule for files each invocation writes (config, provenance). The file
+names and the reader stages use are in :mod:`fashion_retrieval.evaluation.run_files`."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from fashion_retrieval.io import atomic_open
-
-METRICS_FILE = "metrics.json"
-CONFIG_FILE = "config_resolved.yaml"
-FAILURE_FILE = "failure.json"
-
-
-def write_json(path: str | Path, content: Any) -> None:
-    """Write ``content`` as indented JSON, atomically."""
-    with atomic_open(path, "w") as handle:
-        json.dump(content, handle, indent=2)
-        handle.write("\n")
-
-
-def read_metrics(output_dir: str | Path) -> dict[str, float]:
-    path = Path(output_dir) / METRICS_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+from fashion_retrieval.evaluation.run_files import FAILURE_FILE, METRICS_FILE, read_metrics
+from fashion_retrieval.io import write_json
 
 
 def update_metrics(output_dir: str | Path, metrics: Mapping[str, float]) -> dict[str, float]:

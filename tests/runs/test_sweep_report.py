@@ -11,15 +11,15 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.pipelines.report import report
-from fashion_retrieval.pipelines.sweep_report import (
+from fashion_retrieval.evaluation.sweep_report import (
     find_run_dirs,
     flatten,
     read_run,
     sweep_report,
     swept_keys,
 )
+from fashion_retrieval.pipelines.context import RunContext
+from fashion_retrieval.pipelines.report import report
 
 METRIC = "val/recall@15"
 

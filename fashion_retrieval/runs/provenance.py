@@ -18,6 +18,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from fashion_retrieval.pipelines.registry import TORCH_FREE_STAGES
+
 PROVENANCE_FILE = "provenance.json"
 GIT_TIMEOUT_S = 20.0  # generous: a loaded machine can be slow; a hung git must not block the run
 
@@ -112,10 +114,6 @@ def cuda_devices() -> list[str] | None:
     return [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
 
 
-# Stages that never touch torch: importing it only to name GPUs would cost them seconds.
-TORCH_FREE_STAGES = frozenset({"download", "generate", "evaluate", "report"})
-
-
 def hardware(with_cuda: bool = True) -> dict[str, Any]:
     """Platform, CPU count, total memory and (``with_cuda``) CUDA devices of this machine; without it
     ``cuda_devices`` is ``None``."""
@@ -151,5 +149,6 @@ def provenance(cfg: DictConfig, stages: Sequence[str]) -> dict[str, Any]:
         "seed": cfg.get("seed"),
         "git": git_state(fashion_retrieval.__file__),
         "packages": package_versions(),
+        # Stages that never touch torch: importing it only to name GPUs would cost them seconds.
         "hardware": hardware(with_cuda=not set(stages) <= TORCH_FREE_STAGES),
     }

@@ -18,9 +18,9 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 from test_configs import compose_config
 
-from fashion_retrieval import pipelines
 from fashion_retrieval.cli import config_dir
-from fashion_retrieval.pipelines.job import StageTask, subcommand_stages
+from fashion_retrieval.pipelines.registry import Stage
+from fashion_retrieval.runs.job import StageTask, subcommand_stages
 
 SEARCHES = sorted(p.stem for p in (config_dir() / "hparams_search").glob("*.yaml"))
 # The experiment each search is written for: its searched keys must exist there.
@@ -102,7 +102,7 @@ def failing_stage(monkeypatch: pytest.MonkeyPatch) -> None:
     def stage(cfg: object, context: object) -> dict[str, float]:
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(pipelines, "_stage", lambda name: stage)
+    monkeypatch.setattr(Stage, "load", lambda self: stage)
 
 
 def as_hydra_job(monkeypatch: pytest.MonkeyPatch, mode: RunMode) -> None:
@@ -208,7 +208,7 @@ def test_a_failed_trial_does_not_stop_an_optuna_search(tiny_data, tmp_path):
 
 
 def test_the_sweep_objective_is_the_validation_recall_of_any_stage() -> None:
-    from fashion_retrieval.pipelines import sweep_objective
+    from fashion_retrieval.runs.stages import sweep_objective
 
     assert sweep_objective({"val/recall@15": 0.3, "val_yolo/recall@15": 0.2}) == 0.3
     assert sweep_objective({"val_yolo/recall@15": 0.2, "val_yolo/map@15": 0.1}) == 0.2  # train-adapter

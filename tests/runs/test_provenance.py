@@ -10,9 +10,9 @@ import pytest
 from omegaconf import OmegaConf
 
 import fashion_retrieval
-from fashion_retrieval import pipelines
-from fashion_retrieval.pipelines import run_stages
-from fashion_retrieval.pipelines.provenance import git_state, hardware, package_versions, provenance
+from fashion_retrieval.pipelines.registry import Stage
+from fashion_retrieval.runs.provenance import git_state, hardware, package_versions, provenance
+from fashion_retrieval.runs.stages import run_stages
 
 
 def _git(repo: Path, *arguments: str) -> None:
@@ -108,7 +108,7 @@ def test_run_stages_records_the_failed_stage(tmp_path: Path, monkeypatch: pytest
     def failing_stage(cfg: object, context: object) -> dict[str, float]:
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(pipelines, "_stage", lambda name: failing_stage)
+    monkeypatch.setattr(Stage, "load", lambda self: failing_stage)
     # `train` checks model='s weights first: an encoder without a backbone has none to check.
     cfg = OmegaConf.create({"seed": 3, "paths": {"output_dir": str(tmp_path)}, "model": {"encoder": {}}})
     with pytest.raises(RuntimeError):
@@ -123,7 +123,7 @@ def test_torch_free_stages_do_not_name_gpus(monkeypatch) -> None:
 
     from omegaconf import OmegaConf
 
-    module = importlib.import_module("fashion_retrieval.pipelines.provenance")
+    module = importlib.import_module("fashion_retrieval.runs.provenance")
     calls: list[int] = []
     monkeypatch.setattr(module, "cuda_devices", lambda: calls.append(1) or [])
     cfg = OmegaConf.create({"seed": 1})

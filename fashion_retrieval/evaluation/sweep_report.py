@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
+from fashion_retrieval.evaluation.run_files import CONFIG_FILE, FAILURE_FILE, METRICS_FILE, read_metrics
 from fashion_retrieval.io import atomic_open, atomic_path
-from fashion_retrieval.pipelines.run_dir import CONFIG_FILE, FAILURE_FILE, METRICS_FILE, read_metrics
 
 log = logging.getLogger(__name__)
 

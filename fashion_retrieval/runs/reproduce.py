@@ -25,10 +25,10 @@ from typing import Any
 
 import yaml
 
-from fashion_retrieval.io import atomic_open
-from fashion_retrieval.pipelines.provenance import PROVENANCE_FILE, git_state
-from fashion_retrieval.pipelines.run_dir import CONFIG_FILE, METRICS_FILE, read_metrics, write_json
-from fashion_retrieval.pipelines.sweep_report import flatten
+from fashion_retrieval.evaluation.run_files import CONFIG_FILE, METRICS_FILE, read_metrics
+from fashion_retrieval.evaluation.sweep_report import flatten
+from fashion_retrieval.io import atomic_open, write_json
+from fashion_retrieval.runs.provenance import PROVENANCE_FILE, git_state
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,8 @@ import sys
 
 from omegaconf import DictConfig
 
+from fashion_retrieval.pipelines.registry import STAGES
+
 log = logging.getLogger(__name__)
 
 
@@ -30,15 +32,17 @@ def in_multirun() -> bool:
 
 
 def subcommand_stages(subcommand: str, cfg: DictConfig) -> list[str]:
-    """The stages a subcommand runs: ``run`` takes ``cfg.stages``; the others are one stage, spelled with
-    an underscore as its module (``detect-train`` -> ``detect_train``)."""
-    return list(cfg.stages) if subcommand == "run" else [subcommand.replace("-", "_")]
+    """The stages a subcommand runs: ``run`` takes ``cfg.stages``; a stage's subcommand is that stage, by
+    its registry name (``detect-train`` -> ``detect_train``)."""
+    if subcommand == "run":
+        return list(cfg.stages)
+    return [next(stage.name for stage in STAGES if stage.command == subcommand)]
 
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Errors about the user's input whose message says everything: printed alone, exit status 1."""
     from fashion_retrieval.evaluation.submission import SubmissionError
-    from fashion_retrieval.pipelines.trainer_config import TrainerConfigError
+    from fashion_retrieval.runs.trainer_config import TrainerConfigError
 
     return SubmissionError, TrainerConfigError
 
@@ -55,7 +59,7 @@ class StageTask:
         self.subcommand = subcommand
 
     def __call__(self, cfg: DictConfig) -> float | None:
-        from fashion_retrieval.pipelines import run_stages
+        from fashion_retrieval.runs.stages import run_stages
 
         try:
             return run_stages(cfg, subcommand_stages(self.subcommand, cfg))

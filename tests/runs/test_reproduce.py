@@ -14,9 +14,9 @@ import pytest
 from test_configs import EXPERIMENTS
 
 from fashion_retrieval.cli import SUBCOMMANDS
-from fashion_retrieval.pipelines import reproduce as reproduce_module
-from fashion_retrieval.pipelines.provenance import PROVENANCE_FILE
-from fashion_retrieval.pipelines.reproduce import (
+from fashion_retrieval.runs import reproduce as reproduce_module
+from fashion_retrieval.runs.provenance import PROVENANCE_FILE
+from fashion_retrieval.runs.reproduce import (
     COMPARISON_JSON,
     ReproduceError,
     compare_metrics,
