@@ -9,7 +9,6 @@ each stage pays for its own imports when it runs (docs/cli.md).
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from pathlib import Path
@@ -63,6 +62,8 @@ def usage() -> str:
 
 def unknown_subcommand(word: str) -> str:
     """The error for a word that is no subcommand, with the closest names (``difflib``) when any."""
+    import difflib  # only on this error path: --help and every run do without it
+
     spelled = word.replace("_", "-")
     close = difflib.get_close_matches(spelled, SUBCOMMANDS, n=3, cutoff=0.6)
     if "=" in word or word.startswith("-"):

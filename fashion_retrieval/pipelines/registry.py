@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -24,8 +23,8 @@ if TYPE_CHECKING:
 GROUPS = ("data", "training", "search", "evaluation", "runs")
 
 
-@dataclass(frozen=True)
-class Stage:
+# NamedTuple rather than a dataclass: `dataclasses` (with `inspect`) would be most of `--help`'s imports.
+class Stage(NamedTuple):
     """One stage: ``name`` is its module and function (``detect_train``), what ``stages=[...]`` lists.
 
     ``distributed``: every process of a distributed launch runs it (the others run on the first process
@@ -56,8 +55,7 @@ class Stage:
         return getattr(importlib.import_module(self.module), self.name)
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     """A subcommand that is not one stage (``run``, ``reproduce``): ``module`` holds what it calls."""
 
     command: str
