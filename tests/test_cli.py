@@ -210,7 +210,7 @@ def light_commands(data_dir: Path, tmp_path: Path) -> dict[str, list[str]]:
         "download": [f"paths.data_dir={empty}"],
     }
     assert set(per_stage) == TORCH_FREE_STAGES, "give each torch-free stage of the registry a command here"
-    commands = {"--help": ["--help"], "--cfg job": ["train", "--cfg", "job"]}
+    commands = {"--help": ["--help"], "--version": ["--version"], "--cfg job": ["train", "--cfg", "job"]}
     for name, arguments in per_stage.items():
         run_dir = [] if name == "report" else [f"hydra.run.dir={tmp_path / name}"]
         commands[name] = [name, *arguments, *run_dir, "logger=none"]
