@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
 
 import pytest
@@ -81,7 +83,8 @@ def test_every_group_option_composes():
         "detector",
         "index",
         "reranker",
-        "dataset",
+        "reader",
+        "adapter",
     )
     for group in groups:
         for option in sorted(p.stem for p in (config_dir() / group).glob("*.yaml")):
@@ -139,3 +142,50 @@ def test_documented_dict_overrides_compose_and_reach_the_slot_settings():
     assert dict(settings.label_weights) == {"top": 2}
     default = slot_settings(compose_config([]))
     assert dict(default.category_caps) == {} and dict(default.label_weights) == {}
+
+
+MODELS = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
+# Experiments the docs pair with another model= (README: quickstart model=convnext_tiny; docs/adapters.md:
+# winning_recipe with Lite2 or ensemble_lite; issue 16: tiny model=fashion_clip). Experiments that tune one
+# backbone's internals (frozen block names, CLIP's trainable_blocks) are for the model they select
+# (docs/configs.md "Experiments and models").
+MODEL_AGNOSTIC_EXPERIMENTS = ["quickstart", "tiny", "winning_recipe"]
+# Keys of an instantiated node that are Hydra's, not the target's arguments.
+HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+
+
+def unexpected_arguments(node, path: str = "model") -> list[str]:
+    """``path.key`` of every key some ``_target_`` under ``node`` does not accept (its signature, no
+    instantiation: no weights are loaded or downloaded)."""
+    found = []
+    if isinstance(node, DictConfig):
+        if "_target_" in node:
+            parameters = inspect.signature(get_object(node._target_)).parameters
+            if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+                found += [f"{path}.{key}" for key in node if key not in HYDRA_KEYS and key not in parameters]
+        for key in node:
+            found += unexpected_arguments(node._get_node(key), f"{path}.{key}")
+    elif isinstance(node, ListConfig):
+        for i, value in enumerate(node):
+            found += unexpected_arguments(value, f"{path}[{i}]")
+    return found
+
+
+def test_the_argument_check_finds_a_backbone_key_of_another_class():
+    # Issue 16's failure: timm keys written into a CLIP backbone (unexpected keyword argument 'model_name').
+    cfg = compose_config(["model=fashion_clip", "+model.encoder.backbone.model_name=test_efficientnet"])
+    assert unexpected_arguments(cfg.model) == ["model.encoder.backbone.model_name"]
+
+
+@functools.cache
+def model_encoder(model: str) -> dict:
+    return OmegaConf.to_container(compose_config([f"model={model}"]).model.encoder)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("experiment", MODEL_AGNOSTIC_EXPERIMENTS)
+def test_experiment_composes_with_every_model(experiment, model):
+    cfg = compose_config([f"experiment={experiment}", f"model={model}"])
+    # The experiment leaves the encoder to model=, and every key reaches an argument of its class.
+    assert OmegaConf.to_container(cfg.model.encoder) == model_encoder(model)
+    assert not unexpected_arguments(cfg.model)

@@ -33,17 +33,17 @@ TINY = ["data.image_size=[32,32]", "data.eval_batch_size=16", "data.num_workers=
 
 
 def inshop(root: Path) -> list[str]:
-    return [f"dataset.root={write_inshop_training(root)}", "data.batch_size=8"]  # 2 items x 4 (3) photos
+    return [f"reader.root={write_inshop_training(root)}", "data.batch_size=8"]  # 2 items x 4 (3) photos
 
 
 def df2_c2s(root: Path) -> list[str]:
     train_root, validation_root = write_deepfashion2_splits(root)
-    return [f"dataset.root={validation_root}", f"dataset.train_root={train_root}", "data.batch_size=8"]
+    return [f"reader.root={validation_root}", f"reader.train_root={train_root}", "data.batch_size=8"]
 
 
 def clothing_small(root: Path) -> list[str]:
     root = write_clothing_photos(root, {"train": 4, "test": 3})
-    return [f"dataset.root={root}", "data.batch_size=6", "sampler.items_per_label=2"]  # 3 classes x 2
+    return [f"reader.root={root}", "data.batch_size=6", "sampler.items_per_label=2"]  # 3 classes x 2
 
 
 # Each reader experiment's data, fabricated in its reader's on-disk layout: overrides that point at it.
@@ -75,7 +75,7 @@ def test_reader_experiment_trains_under_fast_dev_run(experiment: str, tmp_path: 
     for key in ("val/map@R", "val/precision@1", "val/hit_rate@5"):
         assert 0.0 <= metrics[key] <= 1.0, key
     # One validation batch per loader under fast_dev_run holds the whole (tiny) query set and gallery.
-    validation = instantiate(cfg.dataset)
+    validation = instantiate(cfg.reader)
     assert metrics["val/num_queries"] == len(validation.queries) > 0
     assert metrics["val/num_gallery"] == len(validation.gallery)
 
@@ -106,7 +106,7 @@ def test_challenge_stages_refuse_a_readers_dataset(tmp_path: Path) -> None:
 
 
 def test_the_train_command_trains_on_a_reader(tmp_path: Path) -> None:
-    """``fashion-retrieval train experiment=inshop dataset.root=...``: the CLI entry of every experiment."""
+    """``fashion-retrieval train experiment=inshop reader.root=...``: the CLI entry of every experiment."""
     data = inshop(tmp_path / "data")
     tiny_model = [
         "model.encoder.backbone.model_name=test_efficientnet",
@@ -139,7 +139,7 @@ def test_partial_validation_scores_the_seen_rows(tmp_path: Path, caplog: pytest.
 
 
 def test_the_data_module_needs_a_training_split(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="data=reader trains on a reader's dataset: pass dataset="):
+    with pytest.raises(ValueError, match="data=reader trains on a reader's dataset: pass reader="):
         ReaderDataModule(None)
     root = write_clothing_photos(tmp_path, {"train": 2, "test": 2})
     with pytest.raises(

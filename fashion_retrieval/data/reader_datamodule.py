@@ -1,4 +1,4 @@
-"""LightningDataModule for the datasets the readers read (``data=reader``, ``dataset=...``), OML-style:
+"""LightningDataModule for the datasets the readers read (``data=reader``, ``reader=...``), OML-style:
 labelled training images, and the reader's queries against its gallery for validation."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from fashion_retrieval.data.transforms import QUERY_AUGMENTATION, eval_transform
 
 # Where each reader finds its training images, for the error raised when a set has none.
 TRAINING_SPLITS = (
-    "deepfashion_inshop: the partition's train rows; deepfashion2: dataset.train_root=<train split dir>; "
-    "generic_csv: rows with split=train; clothing_small: dataset.train_splits=[train]"
+    "deepfashion_inshop: the partition's train rows; deepfashion2: reader.train_root=<train split dir>; "
+    "generic_csv: rows with split=train; clothing_small: reader.train_splits=[train]"
 )
 
 
@@ -25,7 +25,7 @@ class ReaderDataModule(pl.LightningDataModule):
     """Trains on a reader's labelled training split and validates on its queries against its gallery.
 
     Args:
-        dataset: what ``dataset=`` builds: a :class:`RetrievalSet` whose ``train`` is the training split
+        dataset: what ``reader=`` builds: a :class:`RetrievalSet` whose ``train`` is the training split
             (images of one label are positives of each other) and whose queries, gallery and positives are
             the validation.
         image_size: ``(H, W)`` of every image, training and validation (boxes are cut out first).
@@ -60,7 +60,7 @@ class ReaderDataModule(pl.LightningDataModule):
         self.save_hyperparameters(ignore=["dataset", "sampler"], logger=False)
         if dataset is None:
             raise ValueError(
-                "data=reader trains on a reader's dataset: pass dataset=deepfashion_inshop|deepfashion2|"
+                "data=reader trains on a reader's dataset: pass reader=deepfashion_inshop|deepfashion2|"
                 "generic_csv|clothing_small (docs/dataset.md 'Other datasets')"
             )
         if dataset.train is None or not len(dataset.train.images):

@@ -4,7 +4,7 @@ Two measurements, both on clothing-dataset-small (``real_photos.root``, read in 
 
 - **category retrieval** (``clothing_small/``): the 372 ``test`` photos as queries against the 3,409
   ``train`` + ``validation`` photos, positives = the gallery photos of the query's class; ``precision@10``
-  and ``map@R``, exactly as ``retrieval-eval dataset=clothing_small`` computes them
+  and ``map@R``, exactly as ``retrieval-eval reader=clothing_small`` computes them
   (:mod:`fashion_retrieval.evaluation.retrieval_sets`).
 - **collage recall** (``collage/recall@15``): the real-photo collage set of ``generate-collage``
   (:mod:`fashion_retrieval.synthetic.collage`), whose products are those same ``train`` + ``validation``

@@ -90,8 +90,8 @@ def adapter_info_nce(
 
 
 class AdapterInfoNCELoss(TemperatureMixin):
-    """Module form of :func:`adapter_info_nce` (``head.module.loss``), with a fixed or learnable temperature
-    (:class:`fashion_retrieval.losses.common.TemperatureMixin`).
+    """Module form of :func:`adapter_info_nce` (``adapter.module.loss``), with a fixed or learnable
+    temperature (:class:`fashion_retrieval.losses.common.TemperatureMixin`).
 
     The winners' values: ``temperature=0.07`` learnable, ``margin=0.1``, ``label_smoothing=0.15``.
     Query-anchored only (``symmetric`` is not an option): bank columns have no query to anchor.

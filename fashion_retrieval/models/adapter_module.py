@@ -290,7 +290,9 @@ class FeatureAdapterModule(pl.LightningModule):
         if rest:
             groups.append({"params": rest, "name": "loss", "weight_decay": 0.0})
         if not groups:
-            raise ValueError("nothing to train: no head and a fixed temperature (head=none only evaluates)")
+            raise ValueError(
+                "nothing to train: no head and a fixed temperature (adapter=none only evaluates)"
+            )
         optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}

@@ -96,7 +96,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "train_adapter",
-        "train head= on cached frozen-backbone crop features, score the validation bundles",
+        "train adapter= on cached frozen-backbone crop features, score the validation bundles",
         "training",
     ),
     Stage(
@@ -131,7 +131,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("evaluate", "validate and score a submission against a truth file", "evaluation", uses_torch=False),
     Stage(
         "retrieval_eval",
-        "precision@k, MAP@R by class on dataset=... (ckpt_path, or the pretrained backbone)",
+        "precision@k, MAP@R by class on reader=... (ckpt_path, or the pretrained backbone)",
         "evaluation",
         reader_data=True,
     ),

@@ -1,4 +1,4 @@
-"""``retrieval-eval``: retrieval on another dataset (``dataset=clothing_small|deepfashion_inshop|...``).
+"""``retrieval-eval``: retrieval on another dataset (``reader=clothing_small|deepfashion_inshop|...``).
 
 Embeds the reader's queries and gallery (``fashion_retrieval/data/readers/``) with ``ckpt_path`` (the
 trained embedding), or without a checkpoint with the pretrained backbone of ``model=`` (its pooled
@@ -73,13 +73,13 @@ def _cell(value: float) -> str:
 
 
 def retrieval_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
-    if cfg.get("dataset") is None:
+    if cfg.get("reader") is None:
         raise ValueError(
-            "retrieval-eval needs a dataset: dataset=clothing_small|deepfashion_inshop|deepfashion2|"
+            "retrieval-eval needs a dataset: reader=clothing_small|deepfashion_inshop|deepfashion2|"
             "generic_csv (conf/dataset/, docs/dataset.md 'Other datasets')"
         )
     settings = cfg.retrieval_eval
-    data: RetrievalSet = instantiate(cfg.dataset)
+    data: RetrievalSet = instantiate(cfg.reader)
     name = settings.name or data.name.split("/")[0]
     ks = [int(k) for k in settings.ks]
     photo_encoder, source = retrieval_encoder(cfg, context)

@@ -8,8 +8,8 @@
    (bundle, product) match with the bundle's crop whose raw feature is closest to the product's (the
    winners' pseudo-labelling: no box needed, so real data works); ``adapter.pairs=truth_boxes`` crops the
    synthetic ground-truth box of the product instead (``bundle_garment_boxes.csv``).
-3. ``head=``'s :class:`~fashion_retrieval.models.adapter_module.FeatureAdapterModule` trains on them with the
-   ``trainer:`` config (``head=none``: nothing to train, the frozen backbone alone).
+3. ``adapter=``'s :class:`~fashion_retrieval.models.adapter_module.FeatureAdapterModule` trains on them with
+   the ``trainer:`` config (``adapter=none``: nothing to train, the frozen backbone alone).
    ``adapter.features=backbone`` trains the same head on the same pairs, in the same batch order, end to
    end through the frozen backbone (:class:`FrozenFeatureExtractor` on the preprocessed images the cache
    was computed from) instead of the cached features: issue 7's speed and equality check.
@@ -267,11 +267,11 @@ def load_head(module: FeatureAdapterModule, path: Path) -> None:
     missing, unexpected = module.load_state_dict(state, strict=False)
     wrong = [k for k in missing if not k.startswith("bank.")] + list(unexpected)
     if wrong:
-        raise ValueError(f"{path} does not fit head=: keys {wrong[:5]} differ")
+        raise ValueError(f"{path} does not fit adapter=: keys {wrong[:5]} differ")
 
 
 def has_trainable_head(cfg: DictConfig) -> bool:
-    module = cfg.head.module
+    module = cfg.adapter.module
     return module.get("query_head") is not None or module.get("gallery_head") is not None
 
 
@@ -283,12 +283,13 @@ def fit_head(
     pairs: list[tuple[str, str]],
     backbone: BackboneInputs | None = None,
 ) -> tuple[FeatureAdapterModule, dict[str, float]]:
-    """``head=``'s module, trained on ``pairs`` when it has a head (``head=none``: returned untrained); from
-    the cached features, or through ``backbone``'s frozen extractor on its images (same pairs and order)."""
+    """``adapter=``'s module, trained on ``pairs`` when it has a head (``adapter=none``: returned untrained);
+    from the cached features, or through ``backbone``'s frozen extractor on its images (same pairs and
+    order)."""
     pl.seed_everything(int(cfg.seed), workers=True)
     feature_dim = int(read_manifest(catalogue_dir)["dim"])
     through = {} if backbone is None else {"feature_extractor": backbone.extractor}
-    module: FeatureAdapterModule = instantiate(cfg.head.module, feature_dim=feature_dim, **through)
+    module: FeatureAdapterModule = instantiate(cfg.adapter.module, feature_dim=feature_dim, **through)
     if not has_trainable_head(cfg):
         return module.eval(), {}
     if cfg.adapter.get("head_path"):  # an earlier run's head: only the search after it changes
@@ -303,7 +304,7 @@ def fit_head(
     images = {}
     if backbone is not None:
         images = {"query_images": backbone.query_images, "catalogue_images": backbone.catalogue_images}
-    datamodule = instantiate(cfg.head.data)(
+    datamodule = instantiate(cfg.adapter.data)(
         query_dir,
         catalogue_dir,
         pairs,
@@ -351,8 +352,8 @@ def apply_head(module: FeatureAdapterModule, features: np.ndarray, side: str) ->
 
 
 def train_adapter(cfg: DictConfig, context: RunContext) -> dict[str, float]:
-    if cfg.get("head") is None:
-        raise ValueError("train-adapter needs head=residual_adapter|projection|none (docs/adapters.md)")
+    if cfg.adapter.get("module") is None:
+        raise ValueError("train-adapter needs adapter=residual_adapter|projection|none (docs/adapters.md)")
     if str(cfg.adapter.pairs) not in PAIR_SOURCES:
         raise ValueError(f"adapter.pairs must be one of {PAIR_SOURCES}, got {cfg.adapter.pairs!r}")
     if str(cfg.adapter.features) not in FEATURE_SOURCES:

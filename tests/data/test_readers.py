@@ -283,7 +283,7 @@ def test_clothing_small_on_the_shared_copy_when_present():
 
 
 def test_dataset_config_builds_a_reader(tmp_path):
-    """``dataset=generic_csv`` composes into a call of its reader with paths from the config."""
+    """``reader=generic_csv`` composes into a call of its reader with paths from the config."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
@@ -291,8 +291,8 @@ def test_dataset_config_builds_a_reader(tmp_path):
 
     path = write_csv(tmp_path, CSV_ROWS)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["dataset=generic_csv", f"dataset.path={path}"])
-    result = instantiate(cfg.dataset)
+        cfg = compose(config_name="config", overrides=["reader=generic_csv", f"reader.path={path}"])
+    result = instantiate(cfg.reader)
     assert isinstance(result, RetrievalSet) and len(result.queries) == 2
 
 

@@ -248,11 +248,11 @@ def test_head_configs_build_the_module(head, averaging):
     from hydra.utils import instantiate
     from test_configs import compose_config
 
-    overrides = [f"head={head}", "head.module.feature_dim=32"]
+    overrides = [f"adapter={head}", "adapter.module.feature_dim=32"]
     if head != "none":
-        overrides.append(f"head/averaging@head.module.weight_averaging={averaging}")
+        overrides.append(f"adapter/averaging@adapter.module.weight_averaging={averaging}")
     cfg = compose_config(overrides)
-    module = instantiate(cfg.head.module)
+    module = instantiate(cfg.adapter.module)
     assert isinstance(module, FeatureAdapterModule)
     if head == "none":
         assert module.query_head is None and module.configure_callbacks() == []
@@ -265,7 +265,7 @@ def test_head_configs_build_the_module(head, averaging):
         assert module.loss.margin == 0.1 and module.loss.label_smoothing == 0.15
     if head == "projection":
         assert module.gallery_head is module.query_head and module.bank.max_age == 20
-    data = instantiate(cfg.head.data)
+    data = instantiate(cfg.adapter.data)
     assert data.func == FeatureDataModule.from_cache and data.keywords["batch_size"] == 512
 
 
@@ -273,7 +273,7 @@ def test_tiny_experiment_composes():
     from test_configs import compose_config
 
     cfg = compose_config(["experiment=adapter/tiny"])
-    assert cfg.head.module.bank_size == 256 and cfg.trainer.gradient_clip_val == 1.0
+    assert cfg.adapter.module.bank_size == 256 and cfg.trainer.gradient_clip_val == 1.0
 
 
 class LossSpy(torch.nn.Module):
@@ -353,7 +353,7 @@ def test_short_fit_with_hard_negatives_and_the_bank_improves_recall_at_15():
 def test_swa_takes_over_the_step_wise_one_cycle_schedule_at_its_start_epoch():
     """Lightning warns that SWA expects epoch-wise schedulers; with our step-wise one-cycle it still swaps in
     SWALR at epoch ``int(0.8 * (E - 1))``: the rate holds one-cycle's value for the annealing epoch, then
-    stays at ``swa_lrs`` (conf/head/averaging/swa.yaml)."""
+    stays at ``swa_lrs`` (conf/adapter/averaging/swa.yaml)."""
     rates: list[tuple[int, float]] = []
 
     class RateLog(pl.Callback):

@@ -69,7 +69,7 @@ def test_train_validate_baselines_retrieval_eval_and_report(tiny_data: Path, tmp
     # The same checkpoint, the same photos: validate's real scores are train's.
     assert metrics["real/val_none/clothing_small/map@R"] == metrics["real/val/clothing_small/map@R"]
     eval_cfg = tiny_cfg(
-        tiny_data, output, *real, "dataset=clothing_small", f"dataset.root={tmp_path / 'photos'}"
+        tiny_data, output, *real, "reader=clothing_small", f"reader.root={tmp_path / 'photos'}"
     )
     metrics = update_metrics(output, retrieval_eval(eval_cfg, context))
     assert_real_row(metrics, "retrieval_eval")
@@ -114,7 +114,12 @@ def test_train_adapter_embeds_real_queries_through_its_query_head(
         return apply_head(module, features, side)
 
     monkeypatch.setattr(train_adapter_stage, "apply_head", spy)
-    adapter = ["head=residual_adapter", "detector=zones", "trainer.max_epochs=1", "head.data.batch_size=16"]
+    adapter = [
+        "adapter=residual_adapter",
+        "detector=zones",
+        "trainer.max_epochs=1",
+        "adapter.data.batch_size=16",
+    ]
     metrics = train_adapter(tiny_cfg(tiny_data, output, *real, *adapter), RunContext(output))
     assert_real_row(metrics, "val_zones")
     # The 12 photos as products through the catalogue head, the 6 test photos and 4 collage bundles

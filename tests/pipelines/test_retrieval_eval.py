@@ -55,8 +55,8 @@ def compose_cfg(root: Path, *overrides: str) -> DictConfig:
             config_name="config",
             # Real-photo scores have their own tests (tests/pipelines/test_real_photo_stages.py).
             overrides=[
-                "dataset=clothing_small",
-                f"dataset.root={root}",
+                "reader=clothing_small",
+                f"reader.root={root}",
                 "data.num_workers=0",
                 "real_photos.enabled=false",
                 *overrides,
@@ -68,7 +68,7 @@ def test_stage_scores_the_pretrained_backbone_and_a_checkpoint(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     root = write_tree(tmp_path / "photos")
-    cfg = compose_cfg(root, "retrieval_eval.ks=[1,3]", "dataset.gallery_splits=[train]")
+    cfg = compose_cfg(root, "retrieval_eval.ks=[1,3]", "reader.gallery_splits=[train]")
     with caplog.at_level(logging.INFO, logger="fashion_retrieval.pipelines.retrieval_eval"):
         metrics = retrieval_eval(cfg, RunContext(output_dir=tmp_path))
     assert "at 224 x 224" in caplog.text  # Lite0's native size: retrieval_eval.image_size defaults to null
@@ -89,7 +89,7 @@ def test_stage_scores_the_pretrained_backbone_and_a_checkpoint(
         checkpoint,
     )
     cfg = compose_cfg(
-        root, f"ckpt_path={checkpoint}", "dataset.gallery_splits=null", "retrieval_eval.name=own"
+        root, f"ckpt_path={checkpoint}", "reader.gallery_splits=null", "retrieval_eval.name=own"
     )
     metrics = retrieval_eval(cfg, RunContext(output_dir=tmp_path))
     # Within one split: every image is a query against the other 5 of the test split.
@@ -100,5 +100,5 @@ def test_stage_scores_the_pretrained_backbone_and_a_checkpoint(
 def test_stage_needs_a_dataset(tmp_path: Path) -> None:
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="config")
-    with pytest.raises(ValueError, match="retrieval-eval needs a dataset: dataset=clothing_small"):
+    with pytest.raises(ValueError, match="retrieval-eval needs a dataset: reader=clothing_small"):
         retrieval_eval(cfg, RunContext(output_dir=tmp_path))

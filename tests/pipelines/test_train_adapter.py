@@ -1,5 +1,5 @@
 """``train-adapter``: pseudo pairs pick the closest crop, the stage trains and scores on the tiny data, its
-feature caches are reused, and ``head=none`` scores the frozen backbone."""
+feature caches are reused, and ``adapter=none`` scores the frozen backbone."""
 
 from __future__ import annotations
 
@@ -67,11 +67,11 @@ def adapter_config(data: Path, output: Path, logs: Path, head: str, *extra: str,
             "experiment=tiny",
             f"paths.data_dir={data}",
             f"paths.log_dir={logs}",
-            f"head={head}",
+            f"adapter={head}",
             "detector=zones",
             "trainer.max_epochs=3",
-            "head.data.batch_size=16",
-            f"head.module.bank_size={bank}",
+            "adapter.data.batch_size=16",
+            f"adapter.module.bank_size={bank}",
             *extra,
         ],
         output_dir=str(output),
@@ -117,7 +117,7 @@ def test_truth_box_pairs_train_with_mined_hard_negatives(tiny_data: Path, tmp_pa
         tmp_path / "logs",
         "residual_adapter",
         "adapter.pairs=truth_boxes",
-        "head.module.hard_negatives=4",
+        "adapter.module.hard_negatives=4",
     )
     metrics = train_adapter(cfg, RunContext(tmp_path / "a"))
     assert metrics["adapter/train_pairs"] > 0 and "val_zones/recall@15" in metrics

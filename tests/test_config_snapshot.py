@@ -1,0 +1,117 @@
+"""Issue 16 moved the configs (stage files, re-ranking steps, renamed groups) without changing a value: the
+resolved config of every experiment and of every re-ranker, adapter and reader option equals, key by key,
+its resolved config at main 3d3f838 (``config_snapshots/before_issue16.json``), under the new names."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from omegaconf import OmegaConf
+from test_configs import compose_config
+
+SNAPSHOT = json.loads((Path(__file__).parent / "config_snapshots" / "before_issue16.json").read_text())
+# Top-level keys and experiments renamed by issue 16 (docs/configs.md "Renamed"): old -> new.
+RENAMED_KEYS = {"head": "adapter", "dataset": "reader"}
+RENAMED_EXPERIMENTS = {
+    "seed_convnext_triplet": "hackathon/convnext_triplet",
+    "seed_fashionclip_infonce": "hackathon/fashionclip_infonce",
+}
+# The old compound re-rankers as lists of steps (their files are aliases kept for one release).
+RERANKER_STEPS = {
+    "none": "[]",
+    "original": "[section,gate,colour]",
+    "original_metadata": "[section,gate,colour,metadata]",
+    "original_priors": "[section,gate,colour,timestamp,article]",
+    "original_bundle_priors": "[section,gate,colour,bundle_priors]",
+    "priors": "[timestamp,article]",
+    "priors_bundle_priors": "[timestamp,article,bundle_priors]",
+    "timestamp": "[timestamp]",
+    "bundle_priors": "[bundle_priors]",
+}
+
+
+def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; an empty dict stays a value."""
+    if not isinstance(node, dict) or not node:
+        return {prefix: node}
+    found: dict[str, Any] = {}
+    for key, value in node.items():
+        found.update(flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return found
+
+
+def resolved(overrides: list[str]) -> dict[str, Any]:
+    """The flat resolved config (Hydra's node left out), the launch directory written ``<cwd>``, and the
+    order of the re-ranking steps (the chain runs them in key order)."""
+    cfg = compose_config(overrides, output_dir="/snapshot/run")
+    plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    found = flat(plain)
+    found["reranker.steps.__order__"] = list(plain["reranker"]["steps"])
+    cwd = str(Path.cwd())
+    return {k: v.replace(cwd, "<cwd>") if isinstance(v, str) else v for k, v in found.items()}
+
+
+def active_steps(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without re-ranking steps set to null: the chain skips them (``RerankChain``), and
+    ``reranker=timestamp`` used to be the metadata priors with ``steps.article: null``."""
+    off = [k for k, v in config.items() if re.fullmatch(r"reranker\.steps\.\w+", k) and v is None]
+    kept = {k: v for k, v in config.items() if k not in off}
+    kept["reranker.steps.__order__"] = [
+        s for s in config["reranker.steps.__order__"] if f"reranker.steps.{s}" not in off
+    ]
+    return kept
+
+
+def renamed_key(key: str) -> str:
+    first, dot, rest = key.partition(".")
+    return RENAMED_KEYS.get(first, first) + dot + rest
+
+
+def renamed_override(override: str) -> str:
+    group, _, value = override.partition("=")
+    if group == "experiment":
+        value = RENAMED_EXPERIMENTS.get(value, value)
+    return f"{RENAMED_KEYS.get(group, group)}={value}"
+
+
+def expected(case: str) -> dict[str, Any]:
+    """The snapshot's resolved config of ``case`` (old overrides), under the new key names."""
+    config = dict(SNAPSHOT["base"])
+    if case:
+        diff = SNAPSHOT["cases"][case]
+        config.update(diff["changed"])
+        config.update(diff["added"])
+        for key in diff["removed"]:
+            del config[key]
+    config = {renamed_key(k): v for k, v in config.items()}
+    experiment = re.fullmatch(r"experiment=(.+)", case)
+    if experiment and experiment.group(1) in RENAMED_EXPERIMENTS:
+        # run_name is the experiment's name, and the loggers' run names interpolate it.
+        old, new = experiment.group(1), RENAMED_EXPERIMENTS[experiment.group(1)]
+        config = {k: new if v == old else v for k, v in config.items()}
+    return config
+
+
+def assert_same(actual: dict[str, Any], wanted: dict[str, Any], label: str) -> None:
+    missing = sorted(set(wanted) - set(actual))
+    extra = sorted(set(actual) - set(wanted))
+    differ = {k: (actual[k], wanted[k]) for k in wanted.keys() & actual.keys() if actual[k] != wanted[k]}
+    assert not (missing or extra or differ), (
+        f"{label}: missing {missing}, extra {extra}, (now, before) {differ}"
+    )
+
+
+@pytest.mark.parametrize("case", ["", *sorted(SNAPSHOT["cases"])])
+def test_resolved_config_is_unchanged(case):
+    overrides = [renamed_override(o) for o in case.split()]
+    assert_same(active_steps(resolved(overrides)), active_steps(expected(case)), case or "no overrides")
+
+
+@pytest.mark.parametrize("old", sorted(RERANKER_STEPS))
+def test_old_reranker_names_equal_their_lists_of_steps(old):
+    now = resolved([f"reranker={RERANKER_STEPS[old]}"])
+    assert_same(active_steps(now), active_steps(expected(f"reranker={old}")), old)
