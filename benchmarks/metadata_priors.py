@@ -8,8 +8,8 @@ test bundles (generator 1.2.0 or later: its URLs carry timestamps and codes).
 Scorers, each on the whole bundle photo against every product of its section: ``random`` (uniform cosine
 scores, three seeds) and ``colour`` (the difficulty check's foreground HSV histogram, cosine). Each one's
 first ``--depth`` candidates go through a chain of none, the timestamp prior, the article-prefix bonus, or
-both (conf/reranker/priors.yaml's defaults), then the first ``--k`` are scored with the challenge's Recall@k
-(hits over ground-truth pairs). Prints a Markdown table.
+both (conf/reranker/timestamp.yaml's and article.yaml's defaults), then the first ``--k`` are scored with
+the challenge's Recall@k (hits over ground-truth pairs). Prints a Markdown table.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
 set -euo pipefail
 ckpt=$1 out=$2
 shift 2
-common=(dataset=clothing_small model=efficientnet_lite0 "$@")
+common=(reader=clothing_small model=efficientnet_lite0 "$@")
 run() {  # name, overrides...
   local name=$1
   shift

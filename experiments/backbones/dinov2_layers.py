@@ -7,7 +7,7 @@ over the images by exposing ``/backbone/encoder/layer.{i}/Add_1_output_0`` as ex
 weights are converted). Per layer: the CLS token and the patch-token mean, each without and with the final
 layer norm (``backbone.layernorm``; HF's ``pooler_output`` is the CLS token after it).
 
-Same protocol as ``fashion-retrieval retrieval-eval dataset=clothing_small``: the project's reader (372
+Same protocol as ``fashion-retrieval retrieval-eval reader=clothing_small``: the project's reader (372
 test photos as queries, 3,409 train + validation photos as gallery, positives = same class), its loader
 (whole photo resized to 224 x 224, INTER_AREA), exact cosine search and its metric functions.
 

@@ -12,18 +12,18 @@ TAG=$1 SEEDS=$2
 shift 2
 export OUT=$(realpath -m "${OUT:-outputs/ladder}")
 E="trainer.max_epochs=30 trainer.gradient_clip_val=1.0"
-PLAIN="head.module.bank_size=0 head.module.noise_std=0 head.module.mixup_probability=0
-  head.module.loss.label_smoothing=0 head.module.loss.margin=0"
+PLAIN="adapter.module.bank_size=0 adapter.module.noise_std=0 adapter.module.mixup_probability=0
+  adapter.module.loss.label_smoothing=0 adapter.module.loss.margin=0"
 row() { echo "$(date -u +%H:%M:%S) $TAG $1 seed $2 (load $(cut -d' ' -f1-3 /proc/loadavg))"; "$HERE/run_row.sh" "$TAG" "$@"; }
-row r1_frozen 0 "$@" head=none   # deterministic: one seed
+row r1_frozen 0 "$@" adapter=none   # deterministic: one seed
 for SEED in $SEEDS; do
   H=$OUT/runs/$TAG/r4_regularised/seed$SEED/adapter/head.pt
   # shellcheck disable=SC2086  # $E and $PLAIN are lists of overrides
-  row r4_regularised "$SEED" "$@" head=residual_adapter $E head.module.bank_size=2048
-  row r5_timestamp "$SEED" "$@" head=residual_adapter adapter.head_path="$H" reranker=timestamp
-  row r6_priors "$SEED" "$@" head=residual_adapter adapter.head_path="$H" reranker=priors_bundle_priors
+  row r4_regularised "$SEED" "$@" adapter=residual_adapter $E adapter.module.bank_size=2048
+  row r5_timestamp "$SEED" "$@" adapter=residual_adapter adapter.head_path="$H" reranker=timestamp
+  row r6_priors "$SEED" "$@" adapter=residual_adapter adapter.head_path="$H" 'reranker=[timestamp,article,bundle_priors]'
   # shellcheck disable=SC2086
-  row r2_adapter "$SEED" "$@" head=residual_adapter $E $PLAIN
+  row r2_adapter "$SEED" "$@" adapter=residual_adapter $E $PLAIN
   # shellcheck disable=SC2086
-  row r3_bank "$SEED" "$@" head=residual_adapter $E $PLAIN head.module.bank_size=2048
+  row r3_bank "$SEED" "$@" adapter=residual_adapter $E $PLAIN adapter.module.bank_size=2048
 done
