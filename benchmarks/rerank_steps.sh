@@ -16,8 +16,8 @@ run() {  # name, overrides...
   fashion-retrieval validate "${common[@]}" "$@" validate.name="$name" hydra.run.dir="$out/$name"
 }
 run none reranker=none
-run original reranker=original
-run gate_only reranker=original reranker.steps.colour=null
-run colour_only reranker=original reranker.steps.gate=null
-run colour_ungated reranker=original reranker.steps.gate=null reranker.steps.colour.gated=false
-run original_metadata reranker=original_metadata
+run original 'reranker=[section,gate,colour]'
+run gate_only 'reranker=[section,gate,colour]' reranker.steps.colour=null
+run colour_only 'reranker=[section,gate,colour]' reranker.steps.gate=null
+run colour_ungated 'reranker=[section,gate,colour]' reranker.steps.gate=null reranker.steps.colour.gated=false
+run original_metadata 'reranker=[section,gate,colour,metadata]'

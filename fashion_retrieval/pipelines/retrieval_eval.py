@@ -76,7 +76,7 @@ def retrieval_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     if cfg.get("reader") is None:
         raise ValueError(
             "retrieval-eval needs a dataset: reader=clothing_small|deepfashion_inshop|deepfashion2|"
-            "generic_csv (conf/dataset/, docs/dataset.md 'Other datasets')"
+            "generic_csv (conf/reader/, docs/dataset.md 'Other datasets')"
         )
     settings = cfg.retrieval_eval
     data: RetrievalSet = instantiate(cfg.reader)
