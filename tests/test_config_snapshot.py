@@ -1,6 +1,6 @@
 """Issue 16 moved the configs (stage files, re-ranking steps, renamed groups) without changing a value: the
 resolved config of every experiment and of every re-ranker, adapter and reader option equals, key by key,
-its resolved config at main 4e3a279 (``config_snapshots/before_issue16.json``), under the new names."""
+its resolved config at main 42b8bc0 (``config_snapshots/before_issue16.json``), under the new names."""
 
 from __future__ import annotations
 
