@@ -15,6 +15,7 @@ from pathlib import Path
 
 import fashion_retrieval  # sets the offline defaults before any ML library is imported
 from fashion_retrieval.pipelines.registry import COMMANDS, GROUPS, STAGES, subcommands
+from fashion_retrieval.runs.renamed import renamed_message, renamed_overrides
 
 PROGRAM = "fashion-retrieval"
 SUBCOMMANDS = subcommands()
@@ -132,6 +133,9 @@ def main(argv: list[str] | None = None) -> None:
         subcommand, overrides = argv[0], with_job_name(argv[1:], argv[0])
     if subcommand not in SUBCOMMANDS:
         print(unknown_subcommand(subcommand), file=sys.stderr)
+        raise SystemExit(2)
+    if subcommand != "reproduce" and (renamed := renamed_overrides(overrides)):
+        print(f"{PROGRAM}: {renamed_message(renamed)}", file=sys.stderr)
         raise SystemExit(2)
     if subcommand == "reproduce":  # its own arguments (a run directory), and it launches Hydra runs itself
         from fashion_retrieval.runs.reproduce import reproduce

@@ -29,6 +29,7 @@ from fashion_retrieval.evaluation.run_files import CONFIG_FILE, METRICS_FILE, re
 from fashion_retrieval.evaluation.sweep_report import flatten
 from fashion_retrieval.io import atomic_open, write_json
 from fashion_retrieval.runs.provenance import PROVENANCE_FILE, git_state
+from fashion_retrieval.runs.renamed import rename_override
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def rerun_overrides(task_overrides: Sequence[str], subcommand: str, stages: Sequ
     """The saved ``task`` overrides less the sweep machinery; ``run`` gets its stages spelled out (an
     ``hparams_search`` config may have set them) and every rerun is a single run."""
     kept = [
-        override
+        rename_override(override)  # a run made before issue 16's renames reruns under the new names
         for override in task_overrides
         if _override_key(override) not in (*SWEEP_GROUPS, "stages")
         and not _override_key(override).startswith("hydra")

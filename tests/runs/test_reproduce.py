@@ -69,6 +69,22 @@ def test_compare_metrics_statuses():
     assert "| val/map@15 | 0.1 | 0.12 | 0.02 | same |" in table and "generate/seconds" not in table
 
 
+def test_rerun_overrides_take_the_names_of_issue_16():
+    task = [
+        "head=residual_adapter",
+        "+head/averaging@head.module.weight_averaging=ema",
+        "dataset=clothing_small",
+    ]
+    assert rerun_overrides([*task, "head_path=x", "readers=1"], "train-adapter", ["train_adapter"]) == [
+        "adapter=residual_adapter",
+        "+adapter/averaging@adapter.module.weight_averaging=ema",
+        "reader=clothing_small",
+        "head_path=x",  # names that only start like an old one stay
+        "readers=1",
+        "hydra.mode=RUN",
+    ]
+
+
 def test_rerun_overrides_drop_the_sweep_and_name_the_stages():
     task = ["experiment=tiny", "hparams_search=recall_optuna", "launcher=joblib", "loss.temperature=0.07"]
     assert rerun_overrides([*task, "stages=[train]"], "run", ["generate", "train"]) == [
