@@ -45,15 +45,18 @@ class EmbeddingCollector:
 
 @dataclass(frozen=True)
 class ValidationRanking:
-    """One validation's search, kept for callbacks that show examples (``wandb_tables``).
+    """One validation's search, kept for callbacks that show examples (``wandb_tables``) or reuse the
+    catalogue's embeddings (``EmbeddingExporter``).
 
     ``queries (Q',)``: the rows of ``validation_queries()`` that were scored; ``topk (Q', k)`` int64: their
-    top-k rows of the whole catalogue (``gallery_ids``), ``-1`` padding.
+    top-k rows of the whole catalogue (``gallery_ids``), ``-1`` padding; ``gallery (G, D)`` float32: the
+    embeddings of the whole catalogue in ``gallery_ids`` order, ``None`` when validation saw only part of it.
     """
 
     epoch: int
     queries: np.ndarray
     topk: np.ndarray
+    gallery: np.ndarray | None = None
 
 
 class RetrievalEvaluator(Callback):
@@ -144,5 +147,6 @@ class RetrievalEvaluator(Callback):
             max(self.ks),
         )
         catalogue_topk = np.where(topk >= 0, kept_gallery[np.maximum(topk, 0)], -1)
-        self.last_ranking = ValidationRanking(trainer.current_epoch, kept_queries, catalogue_topk)
+        whole = gallery_rows if gallery_seen.all() else None
+        self.last_ranking = ValidationRanking(trainer.current_epoch, kept_queries, catalogue_topk, whole)
         return score_ranking(topk, truth, self.ks)
