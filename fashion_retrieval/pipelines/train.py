@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fashion_retrieval.callbacks import RetrievalEvaluator, use_atomic_checkpoints
 from fashion_retrieval.evaluation.real_photos import PhotoEncoder, real_photo_scores, real_photo_settings
+from fashion_retrieval.machine import AUTO, torch_threads
 from fashion_retrieval.models.checkpoint import checkpoint_encoder_config, load_checkpoint, load_encoder
 from fashion_retrieval.pipelines.context import RunContext
 
@@ -30,6 +31,13 @@ def instantiate_loggers(cfg: DictConfig) -> list:
 
 
 def train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
+    # Torch's threads beside the loader's workers (fashion_retrieval/machine.py), restored afterwards.
+    devices = cfg.trainer.get("devices", 1)
+    with torch_threads(cfg.get("threads", AUTO), int(cfg.data.num_workers), devices):
+        return fit(cfg, context)
+
+
+def fit(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     # Plain lists and dicts (not OmegaConf containers) end up in the checkpoint's hyperparameters, so a
     # resume can load it with torch.load(weights_only=True).
