@@ -1,4 +1,4 @@
-"""DataLoader workers and torch threads chosen from the machine (docs/finetuning.md, "Workers and threads").
+"""DataLoader workers and torch threads chosen from the machine (docs/features.md, "Workers and threads").
 
 The rule, :func:`data_path_rule`: a batch costs ``L`` seconds of loading (decode, augment, collate: one
 core) and ``T`` seconds of model compute on one core.

@@ -86,8 +86,6 @@ class EmbeddingExporter(Callback):
         # Set once this fit has exported (not under fast_dev_run): later callbacks (wandb_tables) read it.
         self.written: Path | None = None
         self.validated: ValidatedEmbeddings | None = None
-        # The epoch whose validation embeddings were exported (None: embedded at the end of fit).
-        self.reused_epoch: int | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Before the checkpoint callbacks (Lightning runs them last), so the best score is the previous one.
@@ -130,7 +128,7 @@ class EmbeddingExporter(Callback):
         start = time.perf_counter()
         validated = self.reusable(pl_module)
         if validated is not None:
-            embeddings, self.reused_epoch = validated.embeddings, validated.epoch
+            embeddings = validated.embeddings
             log.info(
                 "export: the catalogue embeddings of epoch %d's validation (same weights)", validated.epoch
             )
