@@ -7,11 +7,11 @@ core) and ``T`` seconds of model compute on one core.
   with ``w`` workers, each on its own core, loading overlaps compute and a step takes
   ``max(L / w, T / (c - w))``. The rule takes the ``w`` with the shortest step (ties: fewer workers) and
   gives torch the other ``c - w`` cores. ``L / T`` per batch is :data:`LOAD_PER_COMPUTE`, measured for
-  the quickstart's training step and catalogue embedding (``benchmarks/data_path.py``): 0.07 and 0.08, so
-  a worker pays only from 5 cores on. On 2 cores a worker cost throughput in every measurement (issue 16:
-  16% of training, 7-17% of embedding; ``benchmarks/results/data_path.md``), and the rule keeps 0
-  workers and torch's own 2 threads. Assuming that threads scale linearly flatters the no-worker arm on
-  many cores, so the rule errs towards fewer workers.
+  the quickstart's training step and catalogue embedding (``benchmarks/data_path.py``): about 0.09 and
+  0.08, so a worker pays only from 4 or 5 cores on. On 2 cores a worker cost throughput in every
+  measurement (issue 16: 16% of training, 7-17% of embedding; ``benchmarks/results/data_path.md``), and
+  the rule keeps 0 workers and torch's own 2 threads. Assuming that threads scale linearly flatters the
+  no-worker arm on many cores, so the rule errs towards fewer workers.
 - **GPU (any other accelerator)**: the model computes on the device and the cores only load: every core
   but the main process's becomes a worker (at most :data:`MAX_WORKERS`), torch keeps the rest.
 
@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 StageKind = Literal["train", "embed"]
 
 # Seconds of loading per second of one-core compute for one batch of the quickstart's settings, measured
-# by benchmarks/data_path.py (benchmarks/results/data_path.md: 1 thread, no workers, a contended machine).
-LOAD_PER_COMPUTE: dict[str, float] = {"train": 0.07, "embed": 0.08}
+# by benchmarks/data_path.py (benchmarks/results/data_path.md: two contended runs, 1 thread, no workers).
+LOAD_PER_COMPUTE: dict[str, float] = {"train": 0.09, "embed": 0.08}
 MAX_WORKERS = 8  # each worker holds a copy of the dataset and its decoders; more rarely feeds a device faster
 AUTO = "auto"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
