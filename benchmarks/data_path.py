@@ -56,7 +56,7 @@ import fashion_retrieval  # noqa: F401 - offline defaults before timm is importe
 from fashion_retrieval.cli import config_dir
 from fashion_retrieval.features.fingerprint import module_digest
 from fashion_retrieval.io import atomic_open
-from fashion_retrieval.machine import data_path_rule, usable_cores
+from fashion_retrieval.machine import data_path_rule, register_resolvers, usable_cores
 from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.models.inference import embed_loader
 
@@ -71,6 +71,7 @@ HEADER = (
 
 def compose_quickstart(data_dir: Path, output_dir: Path) -> DictConfig:
     """The quickstart's config on ``data_dir``, with the Hydra runtime set so every interpolation resolves."""
+    register_resolvers()
     overrides = ["experiment=quickstart", f"paths.data_dir={data_dir}", "logger=none"]
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)

@@ -126,7 +126,8 @@ def auto_workers(stage: StageKind, *, _root_: Any) -> int:
 
 
 def register_resolvers() -> None:
-    """Make ``${auto_workers:train}`` / ``${auto_workers:embed}`` resolvable in every config."""
+    """Make ``${auto_workers:train}`` / ``${auto_workers:embed}`` resolvable (the CLI's job module calls it;
+    code that composes the configs itself calls it first)."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("auto_workers"):

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 import fashion_retrieval  # noqa: F401 - offline defaults before timm/transformers/wandb are imported
+from fashion_retrieval.machine import register_resolvers
+
+register_resolvers()  # ${auto_workers:...}: the tests compose configs without the CLI
 
 
 @pytest.fixture(scope="session")

@@ -18,9 +18,13 @@ import sys
 
 from omegaconf import DictConfig
 
+from fashion_retrieval.machine import register_resolvers
 from fashion_retrieval.pipelines.registry import STAGES
 
 log = logging.getLogger(__name__)
+# ${auto_workers:...} in the configs: here, not in the package's __init__, so --help does not import
+# omegaconf; every Hydra run and every launcher's worker process (unpickling StageTask) imports this module.
+register_resolvers()
 
 
 def in_multirun() -> bool:
