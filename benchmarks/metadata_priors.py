@@ -25,10 +25,10 @@ import numpy as np
 
 from fashion_retrieval.data import catalogue as challenge_format
 from fashion_retrieval.data.catalogue import UNKNOWN_SECTION, code_numbers, load_catalogue
+from fashion_retrieval.index.eligibility import Eligibility
 from fashion_retrieval.index.faiss_index import PAD_SCORE
 from fashion_retrieval.rerank.chain import GalleryMetadata, RerankChain, RerankContext
 from fashion_retrieval.rerank.priors import ArticlePrefixBonus, TimestampPrior
-from fashion_retrieval.rerank.section import Eligibility
 from fashion_retrieval.synthetic.difficulty import colour_histogram, packshot_histogram
 
 CHAINS: Mapping[str, list] = {

@@ -134,7 +134,7 @@ def test_trainer_check_names_every_key_of_the_wrong_type():
 
 def test_documented_dict_overrides_compose_and_reach_the_slot_settings():
     # The CLI's override syntax, as docs/reranking.md shows it; {} defaults rejected new keys (struct).
-    from fashion_retrieval.pipelines.bundle_search import slot_settings
+    from fashion_retrieval.search.bundles import slot_settings
 
     cfg = compose_config(["retrieval.category_caps={DRESS: 3, SHOES: 2}", "retrieval.label_weights={top: 2}"])
     settings = slot_settings(cfg)

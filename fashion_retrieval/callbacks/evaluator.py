@@ -14,8 +14,8 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from fashion_retrieval.evaluation.ranking import rank_embeddings, restrict_to_seen, score_ranking
+from fashion_retrieval.index.eligibility import gallery_section_array
 from fashion_retrieval.models.module import GALLERY_LOADER, QUERY_LOADER
-from fashion_retrieval.rerank.section import gallery_section_array
 
 log = logging.getLogger(__name__)
 

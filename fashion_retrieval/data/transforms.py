@@ -38,12 +38,19 @@ def load_rgb(path: str, max_pixels: int | None = None) -> np.ndarray:
         data = Path(path).read_bytes()
     except OSError as error:
         raise ImageReadError(path, str(error.strerror or error)) from error
+    return decode_rgb(data, path, max_pixels)
+
+
+def decode_rgb(data: bytes, name: str, max_pixels: int | None = None) -> np.ndarray:
+    """The encoded image ``data`` (JPEG, PNG, WebP... what OpenCV decodes) as an ``(H, W, 3) uint8`` RGB
+    array; ImageReadError naming ``name`` when it is empty, not an image, a truncated JPEG or over
+    ``max_pixels`` (see :func:`load_rgb`, which reads files through it)."""
     problem = "the file is empty" if not data else image_bytes_problem(data, max_pixels)
     if problem is not None:
-        raise ImageReadError(path, problem)
+        raise ImageReadError(name, problem)
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise ImageReadError(path, "truncated or not an image")
+        raise ImageReadError(name, "truncated or not an image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fashion_retrieval.data.transforms import load_rgb
 from fashion_retrieval.detection.cache import DetectionCache
 from fashion_retrieval.detection.geometry import pad_and_clip, select_detections
@@ -82,6 +84,24 @@ def finalize_detections(
     return [pad_and_clip(d, settings.padding, width, height) for d in selected]
 
 
+def detect_images(
+    detector: Detector, images: Sequence[np.ndarray], image_ids: Sequence[str], settings: CropSettings
+) -> tuple[list[list[Detection]], int]:
+    """The final detections of decoded ``(H, W, 3)`` uint8 RGB ``images`` in one detector call: selected,
+    padded, clipped, with ``settings.fallback`` where nothing passed; and how many fell back."""
+    results, fallbacks = [], 0
+    for image, image_id, detections in zip(images, image_ids, detector.detect(images, image_ids)):
+        height, width = image.shape[:2]
+        final = finalize_detections(detections, width, height, settings)
+        if not final and settings.fallback is not None:
+            fallbacks += 1
+            final = finalize_detections(
+                settings.fallback.detect([image], [image_id])[0], width, height, settings
+            )
+        results.append(final)
+    return results, fallbacks
+
+
 def detect_crops(
     detector: Detector,
     image_paths: Sequence[str],
@@ -109,14 +129,9 @@ def detect_crops(
         batch = missing[start : start + settings.batch_size]
         images = [load_rgb(image_paths[p]) for p in batch]
         ids = [image_ids[p] for p in batch]
-        for position, image, image_id, detections in zip(batch, images, ids, detector.detect(images, ids)):
-            height, width = image.shape[:2]
-            final = finalize_detections(detections, width, height, settings)
-            if not final and settings.fallback is not None:
-                fallbacks += 1
-                final = finalize_detections(
-                    settings.fallback.detect([image], [image_id])[0], width, height, settings
-                )
+        found, fell_back = detect_images(detector, images, ids, settings)
+        fallbacks += fell_back
+        for position, image_id, final in zip(batch, ids, found):
             results[position] = final
             if cache is not None:
                 cache.put(image_id, final, digests[position])

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from fashion_retrieval.evaluation.metrics import GroundTruth, retrieval_metrics
+from fashion_retrieval.index.eligibility import search_within_sections
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
-from fashion_retrieval.rerank.section import search_within_sections
 
 
 def restrict_to_seen(

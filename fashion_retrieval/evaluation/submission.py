@@ -8,13 +8,17 @@ bundle over all ground-truth pairs.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from fashion_retrieval.data.catalogue import Catalogue
 from fashion_retrieval.evaluation.metrics import GroundTruth, hit_matrix, metrics_from_hits
+from fashion_retrieval.index.eligibility import popular_within_section
 from fashion_retrieval.io import atomic_open
 
 __all__ = [
@@ -26,6 +30,7 @@ __all__ = [
     "score_submission",
     "validate_submission",
     "write_submission",
+    "write_test_submission",
 ]
 
 BUNDLE_COLUMN = "bundle_asset_id"
@@ -33,6 +38,8 @@ PRODUCT_COLUMN = "product_asset_id"
 COLUMNS = (BUNDLE_COLUMN, PRODUCT_COLUMN)
 DEFAULT_K = 15
 MAX_EXAMPLES = 5
+
+log = logging.getLogger(__name__)
 
 PairSource = pd.DataFrame | str | os.PathLike[str]
 
@@ -80,6 +87,43 @@ def write_submission(
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COLUMNS)
         writer.writerows(rows)
+
+
+def write_test_submission(
+    path: str | Path,
+    catalogue: Catalogue,
+    product_ids: Sequence[str],
+    bundle_ids: Sequence[str],
+    ranked: np.ndarray,
+    gallery_sections: np.ndarray,
+    k: int,
+) -> int:
+    """Write the submission of every test bundle of ``catalogue``, in the test file's order: the searched
+    ``bundle_ids`` with their ``(Q, k)`` int indices ``ranked`` into ``product_ids`` (``G`` ids, the index's),
+    and each test bundle without a photo with its section's most popular products
+    (:func:`~fashion_retrieval.index.eligibility.popular_within_section`; ``gallery_sections (G,)`` int).
+    Returns the number of bundles written."""
+    if (ranked < 0).any():
+        raise ValueError(f"fewer than {k} products are eligible for some bundle; the catalogue is too small")
+    rows = dict(zip(bundle_ids, np.asarray(ranked)))
+    popularity = catalogue.product_match_counts()
+    sections = catalogue.bundle_sections()
+    for bundle in catalogue.test_bundle_ids:
+        if bundle not in rows:
+            rows[bundle] = popular_within_section(popularity, gallery_sections, sections[bundle], k)
+            if (rows[bundle] < 0).any():
+                raise ValueError(f"{bundle}: fewer than {k} products of its section {sections[bundle]}")
+    filled = len(catalogue.test_bundle_ids) - len(bundle_ids)
+    if filled:
+        log.warning(
+            "submission: %d test bundle(s) without a photo got their section's %d most popular products",
+            filled,
+            k,
+        )
+    ids = np.asarray(product_ids)
+    order = list(catalogue.test_bundle_ids)
+    write_submission(path, order, [ids[rows[b]].tolist() for b in order], k=k)
+    return len(order)
 
 
 def read_pairs(source: PairSource, what: str = "submission") -> pd.DataFrame:

@@ -16,7 +16,7 @@ Example::
     embeddings, ids = load_features(directory)
 """
 
-from fashion_retrieval.features.cache import FeatureCache, ensure_features, image_features
+from fashion_retrieval.features.cache import FeatureCache, ensure_features, feature_cache, image_features
 from fashion_retrieval.features.fingerprint import (
     describe_dataset,
     feature_settings,
@@ -32,6 +32,7 @@ __all__ = [
     "ShardWriter",
     "describe_dataset",
     "ensure_features",
+    "feature_cache",
     "feature_settings",
     "image_features",
     "iter_shards",

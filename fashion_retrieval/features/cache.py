@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -235,3 +237,24 @@ def image_features(
     if list(found) != list(ids):
         raise ValueError(f"feature cache {directory} does not hold these items in order")
     return features
+
+
+def feature_cache(cfg: DictConfig) -> FeatureCache:
+    """The ``features:`` cache of ``cfg``, extracting with its ``trainer:`` config (devices, strategy,
+    precision)."""
+    features = cfg.features
+    options = OmegaConf.to_container(cfg.trainer, resolve=True)
+    assert isinstance(options, dict)
+    # Nested objects (a profiler) are built; the Trainer itself is built by the cache, with its writer.
+    trainer_options = {
+        key: instantiate(value) if isinstance(value, dict) and "_target_" in value else value
+        for key, value in options.items()
+        if key != "_target_"
+    }
+    return FeatureCache(
+        features.cache_dir,
+        shard_size=int(features.shard_size),
+        batch_size=int(features.batch_size),
+        num_workers=int(features.num_workers),
+        trainer_options=trainer_options,
+    )

@@ -25,10 +25,10 @@ from fashion_retrieval.data.datamodule import ChallengeDataModule
 from fashion_retrieval.evaluation.ranking import evaluate_embeddings
 from fashion_retrieval.evaluation.real_photos import PhotoEncoder, real_photo_scores, real_photo_settings
 from fashion_retrieval.features import FeatureCache, image_features
+from fashion_retrieval.index.eligibility import gallery_section_array
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.inference import embed_loader
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.rerank.section import gallery_section_array
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from fashion_retrieval.data.datamodule import ChallengeDataModule
+from fashion_retrieval.index.eligibility import gallery_section_array
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.io import atomic_open, atomic_path
 from fashion_retrieval.models.inference import embed_loader
@@ -34,10 +35,9 @@ from fashion_retrieval.models.onnx_encoder import (
     sidecar_metadata,
     sidecar_path,
 )
-from fashion_retrieval.pipelines.bundle_search import search_bundles
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.pipelines.infer import load_for_search
-from fashion_retrieval.rerank.section import gallery_section_array
+from fashion_retrieval.search.bundles import search_bundles
+from fashion_retrieval.search.loading import load_for_search
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def export_onnx(cfg: DictConfig, context: RunContext) -> dict[str, float]:
             "export-onnx exports the PyTorch model and checks it against PyTorch: encoder.backend=torch"
         )
     checkpoint = context.checkpoint(cfg)
-    encoder, datamodule, index = load_for_search(cfg, context)
+    encoder, datamodule, index = load_for_search(cfg, checkpoint)
     path = Path(cfg.export_onnx.path)
     data = cfg.data
     sizes = {"query": data.query_size, "gallery": data.gallery_size, "crop": data.get("crop_size")}

@@ -11,71 +11,20 @@ import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from fashion_retrieval.data.datamodule import ChallengeDataModule
-from fashion_retrieval.features import FeatureCache, iter_shards, read_manifest
-from fashion_retrieval.index.export import export_catalogue, export_catalogue_shards
+from fashion_retrieval.features import FeatureCache, feature_cache, iter_shards, read_manifest
+from fashion_retrieval.index.export import export_catalogue_shards
 from fashion_retrieval.index.factory import IndexSpec
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.locks import is_launch_leader
 from fashion_retrieval.models.encoder import ImageEncoder
-from fashion_retrieval.models.inference import embed_loader
 from fashion_retrieval.models.onnx_encoder import load_search_encoder
 from fashion_retrieval.pipelines.context import RunContext
+from fashion_retrieval.search.loading import build_index, datamodule_for, log_index
 
 log = logging.getLogger(__name__)
-
-
-def datamodule_for(cfg: DictConfig, encoder: ImageEncoder) -> ChallengeDataModule:
-    """The data config with the normalisation the trained encoder expects."""
-    datamodule: ChallengeDataModule = instantiate(cfg.data)
-    datamodule.setup()
-    return datamodule
-
-
-def _log_index(index: EmbeddingIndex, spec: IndexSpec, index_dir: Path) -> None:
-    log.info(
-        "index: %d products, dim %d, %s built in %.1f s, written to %s",
-        len(index),
-        index.dim,
-        spec.index_type,
-        index.build_seconds,
-        index_dir,
-    )
-
-
-def build_index(
-    encoder: ImageEncoder, datamodule: ChallengeDataModule, checkpoint: Path, index_dir: Path, spec: IndexSpec
-) -> EmbeddingIndex:
-    """Embed the catalogue with ``encoder`` (from ``checkpoint``) in memory, save a ``spec`` index in
-    ``index_dir``."""
-    embeddings = embed_loader(encoder, datamodule.gallery_dataloader(), description="embedding the catalogue")
-    index = export_catalogue(
-        index_dir, embeddings, datamodule.gallery_ids, checkpoint, spec, datamodule.gallery_paths
-    )
-    _log_index(index, spec, index_dir)
-    return index
-
-
-def feature_cache(cfg: DictConfig) -> FeatureCache:
-    """The ``features:`` cache, extracting with the ``trainer:`` config (devices, strategy, precision)."""
-    features = cfg.features
-    options = OmegaConf.to_container(cfg.trainer, resolve=True)
-    assert isinstance(options, dict)
-    # Nested objects (a profiler) are built; the Trainer itself is built by the cache, with its writer.
-    trainer_options = {
-        key: instantiate(value) if isinstance(value, dict) and "_target_" in value else value
-        for key, value in options.items()
-        if key != "_target_"
-    }
-    return FeatureCache(
-        features.cache_dir,
-        shard_size=int(features.shard_size),
-        batch_size=int(features.batch_size),
-        num_workers=int(features.num_workers),
-        trainer_options=trainer_options,
-    )
 
 
 def build_index_sharded(
@@ -102,7 +51,7 @@ def build_index_sharded(
         spec,
         datamodule.gallery_paths,
     )
-    _log_index(index, spec, index_dir)
+    log_index(index, spec, index_dir)
     return index
 
 

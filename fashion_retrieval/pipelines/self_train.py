@@ -16,8 +16,6 @@ only) and scores each pass against their truth: the way to measure it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,91 +23,21 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_retrieval.evaluation.metrics import GroundTruth, retrieval_metrics
+from fashion_retrieval.evaluation.submission import write_test_submission
+from fashion_retrieval.index.eligibility import gallery_section_array
 from fashion_retrieval.io import write_json
-from fashion_retrieval.pipelines.bundle_search import bundle_prior_data, search_bundles_scored
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.pipelines.infer import load_for_search, write_test_submission
 from fashion_retrieval.rerank.bundle_priors import (
     BundlePriorData,
     CoOccurrence,
     SimilarBundles,
     bundle_prior_steps,
-    pseudo_statistics,
 )
-from fashion_retrieval.rerank.section import gallery_section_array
+from fashion_retrieval.search.bundles import bundle_prior_data, search_bundles_scored
+from fashion_retrieval.search.loading import load_for_search
+from fashion_retrieval.search.self_training import configured_passes, pseudo_precision
 
 log = logging.getLogger(__name__)
-
-Search = Callable[[BundlePriorData], tuple[np.ndarray, np.ndarray]]
-
-
-def confident_pairs(
-    ranked: np.ndarray, scores: np.ndarray, confidence: float, max_per_bundle: int
-) -> list[list[int]]:
-    """Each bundle's confident predictions: slots of ``ranked (Q, k)`` whose ``scores (Q, k)`` reach
-    ``confidence`` (``nan`` never does), best score first (ties: better slot), at most ``max_per_bundle``.
-    Returns ``Q`` lists of gallery indices."""
-    ranked = np.asarray(ranked, dtype=np.int64)
-    scores = np.asarray(scores, dtype=np.float64)
-    kept: list[list[int]] = []
-    for ids, values in zip(ranked, scores):
-        passing = np.flatnonzero((ids >= 0) & (np.nan_to_num(values, nan=-np.inf) >= confidence))
-        order = passing[np.argsort(-values[passing], kind="stable")]
-        kept.append([int(p) for p in ids[order[:max_per_bundle]]])
-    return kept
-
-
-def self_training_passes(
-    search: Search,
-    base: BundlePriorData,
-    sections: Sequence[int],
-    num_products: int,
-    confidence: float,
-    max_per_bundle: int,
-    passes: int,
-) -> tuple[np.ndarray, np.ndarray, dict[str, list[int]], list[dict[str, float]]]:
-    """``passes`` searches that each add pseudo pairs, then the final search.
-
-    ``search(prior_data) -> (ranked (Q, k), scores (Q, k))`` over the query bundles ``base.query_ids``
-    (sections ``(Q,)``); ``base``: the known (training) bundles. Returns the final ``ranked``, ``scores``,
-    the pseudo pairs (bundle id -> gallery indices) and one log row per pass.
-    """
-    pseudo: dict[str, list[int]] = {}
-    rows: list[dict[str, float]] = []
-    data = base
-    for number in range(1, passes + 1):
-        ranked, scores = search(data)
-        added = 0
-        for bundle, products in zip(
-            base.query_ids, confident_pairs(ranked, scores, confidence, max_per_bundle)
-        ):
-            known = pseudo.setdefault(bundle, [])
-            new = [p for p in products if p not in known]
-            known += new
-            added += len(new)
-        total = sum(len(products) for products in pseudo.values())
-        bundles = sum(bool(products) for products in pseudo.values())
-        rows.append({"pass": number, "added": added, "pseudo_pairs": total, "pseudo_bundles": bundles})
-        log.info("self-train pass %d: %d pseudo pairs added, %d in %d bundles", number, added, total, bundles)
-        extra = pseudo_statistics(base.query_ids, pseudo, sections, num_products, base.query_embeddings)
-        data = replace(base, statistics=base.statistics.extended(extra))
-    ranked, scores = search(data)
-    return ranked, scores, pseudo, rows
-
-
-def configured_passes(
-    settings: DictConfig, search: Search, base: BundlePriorData, sections: Sequence[int], num_products: int
-) -> tuple[np.ndarray, np.ndarray, dict[str, list[int]], list[dict[str, float]]]:
-    """:func:`self_training_passes` with the confidence, cap and passes of ``settings`` (``self_train:``)."""
-    return self_training_passes(
-        search,
-        base,
-        sections,
-        num_products,
-        float(settings.confidence),
-        int(settings.max_per_bundle),
-        int(settings.passes),
-    )
 
 
 def self_train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
@@ -125,7 +53,7 @@ def self_train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
             "self-train feeds pseudo pairs to the co-occurrence and similar-bundle priors, and this reranker "
             "has neither: use reranker=bundle_priors (or add their steps)"
         )
-    encoder, datamodule, index = load_for_search(cfg, context)
+    encoder, datamodule, index = load_for_search(cfg, context.checkpoint(cfg))
     if split == "test":
         gallery_sections = gallery_section_array(datamodule.gallery_ids, datamodule.cat.product_sections())
     else:
@@ -162,19 +90,14 @@ def self_train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     else:
         k = int(cfg.retrieval.k)
         write_test_submission(
-            settings.submission_path, datamodule.cat, index, queries.bundle_ids, ranked, gallery_sections, k
+            settings.submission_path,
+            datamodule.cat,
+            index.ids,
+            queries.bundle_ids,
+            ranked,
+            gallery_sections,
+            k,
         )
         log.info("self-train: wrote %s", settings.submission_path)
     write_json(Path(settings.log_path), {"split": split, "passes": rows, "metrics": metrics})
     return metrics
-
-
-def pseudo_precision(
-    pseudo: dict[str, list[int]], bundle_ids: Sequence[str], truth: Sequence[Sequence[int]]
-) -> float:
-    """Share of pseudo pairs that are true (validation only; ``nan`` without pseudo pairs)."""
-    truth_of = dict(zip(bundle_ids, truth))
-    pairs = [(b, p) for b, products in pseudo.items() for p in products]
-    if not pairs:
-        return float("nan")
-    return sum(p in truth_of[b] for b, p in pairs) / len(pairs)

@@ -15,7 +15,7 @@
    was computed from) instead of the cached features: issue 7's speed and equality check.
 4. The validation bundles' crop features go through the query head, the catalogue's through the catalogue
    head (none for the residual adapter), and the search runs through
-   :func:`~fashion_retrieval.pipelines.bundle_search.search_bundles_scored`: the reranker chain, bundle
+   :func:`~fashion_retrieval.search.bundles.search_bundles_scored`: the reranker chain, bundle
    priors and slot rules apply as in ``validate``, and so do its metrics (``val_<name>/recall@15``...).
    With ``adapter.self_train`` the self-training passes (``self_train:``) run on top, on validation.
 5. Real photos (``real/val_<name>/...``, :mod:`fashion_retrieval.evaluation.real_photos`): queries (the
@@ -45,25 +45,24 @@ from fashion_retrieval.callbacks.epoch_timer import EpochTimer
 from fashion_retrieval.data.datamodule import ChallengeDataModule, QuerySet
 from fashion_retrieval.detection.types import Detector
 from fashion_retrieval.detection.zones import WholeImageDetector
+from fashion_retrieval.evaluation.bundle_metrics import validation_metrics
 from fashion_retrieval.evaluation.real_photos import PhotoEncoder, real_photo_scores, real_photo_settings
-from fashion_retrieval.features import FeatureCache, load_features, read_manifest
+from fashion_retrieval.features import FeatureCache, feature_cache, load_features, read_manifest
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.io import atomic_path
 from fashion_retrieval.models.adapter_module import FeatureAdapterModule, FrozenFeatureExtractor
 from fashion_retrieval.models.checkpoint import load_checkpoint, load_encoder
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.ensemble import EnsembleEncoder
-from fashion_retrieval.pipelines.bundle_search import (
+from fashion_retrieval.pipelines.context import RunContext
+from fashion_retrieval.rerank.bundle_priors import BundlePriorData, bundle_prior_steps
+from fashion_retrieval.search.bundles import (
     bundle_prior_data,
     detect_garments,
     search_bundles_scored,
 )
-from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.pipelines.index import feature_cache
-from fashion_retrieval.pipelines.self_train import configured_passes, pseudo_precision
-from fashion_retrieval.pipelines.validate import validation_metrics
-from fashion_retrieval.rerank.bundle_priors import BundlePriorData, bundle_prior_steps
-from fashion_retrieval.rerank.garments import GarmentQueries
+from fashion_retrieval.search.garments import GarmentQueries
+from fashion_retrieval.search.self_training import configured_passes, pseudo_precision
 
 log = logging.getLogger(__name__)
 

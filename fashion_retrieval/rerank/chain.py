@@ -25,8 +25,8 @@ import numpy as np
 
 from fashion_retrieval.data.catalogue import Catalogue, code_numbers
 from fashion_retrieval.detection.types import Box
+from fashion_retrieval.index.eligibility import Eligibility, search_eligible
 from fashion_retrieval.index.faiss_index import PAD_SCORE, EmbeddingIndex
-from fashion_retrieval.rerank.section import Eligibility, search_eligible
 
 
 def check_factor(step: str, name: str, value: float) -> float:
@@ -190,9 +190,9 @@ class RerankChain:
         k: int,
         context: RerankContext | None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """:func:`~fashion_retrieval.rerank.section.search_eligible` of ``max(depth, k)`` candidates per query
-        ``(Q, D)``, re-ranked, then the first ``k``: ``(Q, k)`` int64 (``-1``-padded) and float32. Without
-        steps, exactly ``search_eligible(..., k)`` (``context`` may then be ``None``)."""
+        """:func:`~fashion_retrieval.index.eligibility.search_eligible` of ``max(depth, k)`` candidates per
+        query ``(Q, D)``, re-ranked, then the first ``k``: ``(Q, k)`` int64 (``-1``-padded) and float32.
+        Without steps, exactly ``search_eligible(..., k)`` (``context`` may then be ``None``)."""
         if not self.steps:
             return search_eligible(index, queries, eligibility, k)
         if context is None:

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from fashion_retrieval.detection.types import Box
+from fashion_retrieval.index.eligibility import Eligibility, keep_allowed
 from fashion_retrieval.rerank.chain import RerankContext, check_factor, resort
 from fashion_retrieval.rerank.colour import colour_similarity, image_hsv, stripe_histograms
-from fashion_retrieval.rerank.section import Eligibility, keep_allowed
 
 
 def gate_passes(candidates: np.ndarray, context: RerankContext) -> np.ndarray:
@@ -21,7 +21,7 @@ def gate_passes(candidates: np.ndarray, context: RerankContext) -> np.ndarray:
 
 class SectionFilter:
     """Drops candidates of another section than their query's (unknown sections pass): the hard rule of
-    :class:`~fashion_retrieval.rerank.section.Eligibility`, applied to candidates. The pipeline's search
+    :class:`~fashion_retrieval.index.eligibility.Eligibility`, applied to candidates. The pipeline's search
     already enforces it, so there it only matters for candidates that come from elsewhere."""
 
     def __call__(

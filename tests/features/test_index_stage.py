@@ -21,8 +21,8 @@ from fashion_retrieval.io import contents_digest, file_digest
 from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.generate import generate
-from fashion_retrieval.pipelines.index import datamodule_for, index
-from fashion_retrieval.pipelines.infer import load_or_build_index
+from fashion_retrieval.pipelines.index import index
+from fashion_retrieval.search.loading import datamodule_for, load_or_build_index
 
 ENCODER = {
     "_target_": "fashion_retrieval.models.encoder.ImageEncoder",

@@ -15,8 +15,9 @@ import pytest
 from fashion_retrieval.data.catalogue import TEST_TRUTH_FILE
 from fashion_retrieval.evaluation.submission import validate_submission
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.pipelines.self_train import confident_pairs, self_train, self_training_passes
+from fashion_retrieval.pipelines.self_train import self_train
 from fashion_retrieval.rerank.bundle_priors import BundlePriorData, BundleStatistics
+from fashion_retrieval.search.self_training import confident_pairs, self_training_passes
 from tests.test_configs import compose_config
 
 

@@ -30,7 +30,7 @@ from fashion_retrieval.pipelines.train_adapter import (
     load_head,
     train_adapter,
 )
-from fashion_retrieval.rerank.garments import GarmentQueries
+from fashion_retrieval.search.garments import GarmentQueries
 
 
 def unit_rows(values: list[list[float]]) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
+from fashion_retrieval.index.eligibility import Eligibility
 from fashion_retrieval.index.faiss_index import PAD_SCORE
 from fashion_retrieval.rerank.bundle_priors import (
     BundlePriorData,
@@ -26,7 +27,6 @@ from fashion_retrieval.rerank.bundle_priors import (
     similar_bundle_bonus,
 )
 from fashion_retrieval.rerank.chain import RerankChain, RerankContext
-from fashion_retrieval.rerank.section import Eligibility
 from tests.test_configs import compose_config
 
 G = 12

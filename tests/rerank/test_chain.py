@@ -8,10 +8,10 @@ import pytest
 from hydra.utils import instantiate
 from PIL import Image
 
+from fashion_retrieval.index.eligibility import UNKNOWN_SECTION, Eligibility, search_eligible
 from fashion_retrieval.index.faiss_index import PAD_SCORE, EmbeddingIndex
 from fashion_retrieval.rerank.chain import GalleryMetadata, RerankChain, RerankContext, affinity, resort
 from fashion_retrieval.rerank.colour import bhattacharyya, colour_similarity, stripe_histograms
-from fashion_retrieval.rerank.section import UNKNOWN_SECTION, Eligibility, search_eligible
 from fashion_retrieval.rerank.steps import CategoryGate, ColourBonus, MetadataPrior, SectionFilter
 from tests.test_configs import compose_config
 

@@ -12,9 +12,9 @@ import pytest
 from hydra.utils import instantiate
 
 from fashion_retrieval.data.catalogue import load_catalogue
+from fashion_retrieval.index.eligibility import Eligibility
 from fashion_retrieval.rerank.chain import GalleryMetadata, RerankChain, RerankContext, resort
 from fashion_retrieval.rerank.priors import DAY_MS, ArticlePrefixBonus, TimestampPrior, timestamp_factor
-from fashion_retrieval.rerank.section import Eligibility
 from tests.test_configs import compose_config
 
 Q, N, G = 5, 8, 20
@@ -186,7 +186,7 @@ def test_configs_build_the_priors() -> None:
 def test_garment_crops_get_their_bundles_metadata() -> None:
     from fashion_retrieval.detection.types import Detection
     from fashion_retrieval.index.faiss_index import EmbeddingIndex
-    from fashion_retrieval.rerank.garments import GarmentQueries, SlotSettings, rank_bundles
+    from fashion_retrieval.search.garments import GarmentQueries, SlotSettings, rank_bundles
 
     seen: list[RerankContext] = []
 

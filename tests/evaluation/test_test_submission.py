@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 
 from fashion_retrieval.data.catalogue import load_catalogue
-from fashion_retrieval.evaluation.submission import read_pairs, validate_submission
-from fashion_retrieval.index.faiss_index import EmbeddingIndex
-from fashion_retrieval.pipelines.infer import write_test_submission
-from fashion_retrieval.rerank.section import gallery_section_array
+from fashion_retrieval.evaluation.submission import read_pairs, validate_submission, write_test_submission
+from fashion_retrieval.index.eligibility import gallery_section_array
 from tests.data.test_catalogue import PRODUCTS, write_dataset
 
 
@@ -31,12 +29,11 @@ def test_a_test_bundle_without_a_photo_still_gets_k_products(
     )
     catalogue = load_catalogue(root, missing_images="skip")
     assert catalogue.searchable_test_bundle_ids == ["B_00000000000c"]
-    index = EmbeddingIndex(np.eye(4, dtype=np.float32), PRODUCTS)
     sections = gallery_section_array(PRODUCTS, catalogue.product_sections())
     path = tmp_path / "submission.csv"
     with caplog.at_level(logging.WARNING):
         written = write_test_submission(
-            path, catalogue, index, ["B_00000000000c"], np.array([[3, 0]]), sections, 2
+            path, catalogue, PRODUCTS, ["B_00000000000c"], np.array([[3, 0]]), sections, 2
         )
     assert written == 2 and "1 test bundle(s) without a photo" in caplog.text
     validate_submission(

@@ -4,6 +4,9 @@
   products whose section is unknown, i.e. never seen in a training match).
 * Category (optional): a garment crop only receives products of the categories its detector label maps
   to (a shoe crop never returns a coat).
+
+It sits with the index, below re-ranking and search: the re-ranking chain's steps, the training evaluator
+and :mod:`fashion_retrieval.search` all apply the same constraints to FAISS candidates.
 """
 
 from __future__ import annotations
@@ -12,9 +15,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fashion_retrieval.data.catalogue import UNKNOWN_SECTION
 from fashion_retrieval.index.faiss_index import PAD_SCORE, EmbeddingIndex
 
-UNKNOWN_SECTION = -1
+__all__ = [
+    "UNKNOWN_SECTION",
+    "Eligibility",
+    "gallery_section_array",
+    "keep_allowed",
+    "popular_within_section",
+    "search_eligible",
+    "search_within_sections",
+]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ bundles) and ``validate`` (validation bundles).
 ``detector=none`` embeds each bundle photo whole, at the query size. Any other detector turns each photo
 into garment crops (cached on disk), embeds every crop at the crop size, searches it within the bundle's
 section and its label's categories, and shares the ``k`` slots among the crops
-(:mod:`fashion_retrieval.rerank.garments`). Either way the re-ranking chain (``reranker``) re-ranks each
+(:mod:`fashion_retrieval.search.garments`). Either way the re-ranking chain (``reranker``) re-ranks each
 query's first ``reranker.depth`` candidates before the first ``k`` are kept. Bundle priors in the chain
 (:mod:`fashion_retrieval.rerank.bundle_priors`) learn from the training bundles: for ``val`` only the data
 module's training split, for ``test`` every training match.
@@ -24,6 +24,7 @@ from fashion_retrieval.data.datamodule import ChallengeDataModule, QuerySet
 from fashion_retrieval.detection.crops import CropSettings, detect_crops_cached
 from fashion_retrieval.detection.types import Detector
 from fashion_retrieval.detection.zones import WholeImageDetector
+from fashion_retrieval.index.eligibility import UNKNOWN_SECTION, Eligibility
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.inference import embed_loader
@@ -34,14 +35,13 @@ from fashion_retrieval.rerank.bundle_priors import (
     bundle_prior_steps,
 )
 from fashion_retrieval.rerank.chain import GalleryMetadata, RerankChain, RerankContext
-from fashion_retrieval.rerank.garments import (
+from fashion_retrieval.search.garments import (
     GarmentQueries,
     SlotSettings,
     category_codes,
     rank_bundles_scored,
 )
-from fashion_retrieval.rerank.section import UNKNOWN_SECTION, Eligibility
-from fashion_retrieval.rerank.slots import merge_garment_lists, slot_scores
+from fashion_retrieval.search.slots import merge_garment_lists, slot_scores
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def search_bundles_scored(
     crop_embedder: Callable[[GarmentQueries], np.ndarray] | None = None,
 ) -> tuple[QuerySet, np.ndarray, np.ndarray]:
     """:func:`search_bundles` plus each slot's ``(Q, k)`` float32 score (see
-    :func:`~fashion_retrieval.rerank.garments.rank_bundles_scored`). ``prior_data``: the known bundles for
+    :func:`~fashion_retrieval.search.garments.rank_bundles_scored`). ``prior_data``: the known bundles for
     the chain's bundle priors (self-training adds pseudo pairs); default :func:`bundle_prior_data`.
     ``crop_embedder``: ``crops -> (N, D)`` float32 L2-normalised crop embeddings in place of ``encoder``'s
     (``train-adapter``: cached backbone features through a trained query head); needs a crop detector."""

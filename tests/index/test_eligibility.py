@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 
-from fashion_retrieval.index.faiss_index import PAD_SCORE, EmbeddingIndex
-from fashion_retrieval.rerank.section import (
+from fashion_retrieval.index.eligibility import (
     UNKNOWN_SECTION,
     Eligibility,
     keep_allowed,
     search_eligible,
     search_within_sections,
 )
+from fashion_retrieval.index.faiss_index import PAD_SCORE, EmbeddingIndex
 
 
 def reference_filter(candidates, query_sections, gallery_sections, k):
@@ -72,7 +72,7 @@ def test_eligibility_pads_when_nothing_qualifies():
 
 
 def test_popular_within_section_ranks_by_popularity_in_the_bundle_section() -> None:
-    from fashion_retrieval.rerank.section import popular_within_section
+    from fashion_retrieval.index.eligibility import popular_within_section
 
     popularity = np.array([5, 9, 1, 0, 7, 7])
     sections = np.array([1, 2, 1, UNKNOWN_SECTION, 1, 1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fashion_retrieval.rerank.slots import (
+from fashion_retrieval.search.slots import (
     SlotConstraints,
     allocate_quotas,
     merge_by_score,

@@ -215,15 +215,27 @@ def merge_garment_lists(
     raise ValueError(f"unknown merge strategy {strategy!r}; choose from {list(MERGE_STRATEGIES)}")
 
 
+def _best_per_crop(slots: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``(k, C)`` float64: each slot product's score in each crop's list, ``-inf`` where absent."""
+    slots = np.asarray(slots, dtype=np.int64)
+    found = (np.asarray(ids)[None] == slots[:, None, None]) & (slots[:, None, None] >= 0)  # (k, C, K)
+    return np.where(found, np.asarray(scores, dtype=np.float64)[None], -np.inf).max(axis=2, initial=-np.inf)
+
+
 def slot_scores(slots: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Each slot product's best score over the crops that found it: ``slots (k,)``, ``ids``/``scores
     (C, K)`` -> ``(k,)`` float32, ``nan`` for padding and products no crop list holds."""
-    slots = np.asarray(slots, dtype=np.int64)
-    found = (np.asarray(ids)[None] == slots[:, None, None]) & (slots[:, None, None] >= 0)  # (k, C, K)
-    best = np.where(found, np.asarray(scores, dtype=np.float64)[None], -np.inf).max(
-        axis=(1, 2), initial=-np.inf
-    )
+    best = _best_per_crop(slots, ids, scores).max(axis=1, initial=-np.inf)
     return np.where(np.isfinite(best), best, np.nan).astype(np.float32)
+
+
+def slot_sources(slots: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The crop that found each slot product: ``slots (k,)``, ``ids``/``scores (C, K)`` -> ``(k,)`` int64
+    row of ``ids`` whose list gives the product its :func:`slot_scores` score (ties: the first crop), ``-1``
+    for padding and products no crop list holds."""
+    best = _best_per_crop(slots, ids, scores)
+    rows = np.argmax(best, axis=1) if best.shape[1] else np.zeros(len(best), dtype=np.int64)
+    return np.where(np.isfinite(best.max(axis=1, initial=-np.inf)), rows, -1).astype(np.int64)
 
 
 def _first_distinct(candidates: np.ndarray, k: int, constraints: SlotConstraints | None = None) -> np.ndarray:

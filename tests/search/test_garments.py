@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from fashion_retrieval.detection.types import Detection
+from fashion_retrieval.index.eligibility import UNKNOWN_SECTION
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.rerank.chain import RerankChain
-from fashion_retrieval.rerank.garments import (
+from fashion_retrieval.rerank.steps import CategoryGate
+from fashion_retrieval.search.garments import (
     GarmentQueries,
     SlotSettings,
     category_codes,
@@ -19,8 +21,6 @@ from fashion_retrieval.rerank.garments import (
     rank_bundles,
     unmapped_categories,
 )
-from fashion_retrieval.rerank.section import UNKNOWN_SECTION
-from fashion_retrieval.rerank.steps import CategoryGate
 
 
 def test_crops_are_flattened_by_bundle_in_score_order() -> None:
@@ -67,7 +67,7 @@ def test_unmapped_categories_stay_reachable_under_the_mask_and_are_counted(
     queries = GarmentQueries.from_detections(["a.jpg"], [[Detection((0, 0, 4, 4), 0.9, "outerwear")]])
     crops = unit(np.array([[0, 1, 0.2]]))  # looks like the jumpsuit, detected as outerwear
     label_categories = {"outerwear": ["COAT"], "footwear": ["SHOES"]}
-    with caplog.at_level(logging.WARNING, logger="fashion_retrieval.rerank.garments"):
+    with caplog.at_level(logging.WARNING, logger="fashion_retrieval.search.garments"):
         ranked = rank_bundles(
             crops,
             queries,

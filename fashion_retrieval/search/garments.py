@@ -14,10 +14,16 @@ import numpy as np
 from fashion_retrieval.data.catalogue import list_examples
 from fashion_retrieval.detection.types import Box, Detection
 from fashion_retrieval.detection.zones import WHOLE_LABEL
+from fashion_retrieval.index.eligibility import Eligibility, search_eligible
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.rerank.chain import GalleryMetadata, RerankChain, RerankContext
-from fashion_retrieval.rerank.section import Eligibility, search_eligible
-from fashion_retrieval.rerank.slots import MergeStrategy, SlotConstraints, merge_garment_lists, slot_scores
+from fashion_retrieval.search.slots import (
+    MergeStrategy,
+    SlotConstraints,
+    merge_garment_lists,
+    slot_scores,
+    slot_sources,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,11 +158,11 @@ class SlotSettings:
     """How crops share a bundle's slots.
 
     ``k`` slots per bundle; ``per_crop_k`` products searched per crop (default ``k``); ``strategy`` one of
-    :data:`fashion_retrieval.rerank.slots.MERGE_STRATEGIES`; ``category_mask`` restricts each crop to its
+    :data:`fashion_retrieval.search.slots.MERGE_STRATEGIES`; ``category_mask`` restricts each crop to its
     label's categories; ``label_weights`` weigh crops by label for ``quota`` (default 1).
     ``category_caps``: the most products of a category (by name) in the ``k`` slots, ``default_category_cap``
     for the others (``None``: uncapped); ``one_per_article``: at most one product per article (needs
-    ``GalleryMetadata.articles``). See :class:`fashion_retrieval.rerank.slots.SlotConstraints`.
+    ``GalleryMetadata.articles``). See :class:`fashion_retrieval.search.slots.SlotConstraints`.
     """
 
     k: int = 15
@@ -188,7 +194,14 @@ def rank_bundles(*args: Any, **kwargs: Any) -> np.ndarray:
     return rank_bundles_scored(*args, **kwargs)[0]
 
 
-def rank_bundles_scored(
+def rank_bundles_scored(*args: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rank_bundles_sourced` without the crops: ``(Q, k)`` int64 gallery indices and ``(Q, k)``
+    float32 scores."""
+    ranked, scores, _ = rank_bundles_sourced(*args, **kwargs)
+    return ranked, scores
+
+
+def rank_bundles_sourced(
     crop_embeddings: np.ndarray,
     queries: GarmentQueries,
     num_bundles: int,
@@ -202,7 +215,7 @@ def rank_bundles_scored(
     gallery: GalleryMetadata | None = None,
     bundle_timestamps: np.ndarray | None = None,
     bundle_codes: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Search every crop, re-rank its candidates and merge each bundle's lists.
 
     Args:
@@ -219,7 +232,9 @@ def rank_bundles_scored(
     Returns:
         ``(Q, k)`` int64 gallery indices, ``-1``-padded where the eligible catalogue is too small, and
         ``(Q, k)`` float32 their best score over the bundle's crops (the re-ranking chain's scale when it
-        has steps, else cosine; ``nan`` for padding and for free slots filled outside the crops' lists).
+        has steps, else cosine; ``nan`` for padding and for free slots filled outside the crops' lists),
+        and ``(Q, k)`` int64 the crop (row of ``queries``) whose list gave each slot its score (``-1``
+        where the score is ``nan``).
     """
     if len(crop_embeddings) != len(queries):
         raise ValueError(f"{len(crop_embeddings)} embeddings for {len(queries)} crops")
@@ -259,6 +274,7 @@ def rank_bundles_scored(
     constraints = settings.constraints(codes, code_of, gallery)
     result = np.full((num_bundles, settings.k), -1, dtype=np.int64)
     scores = np.full((num_bundles, settings.k), np.nan, dtype=np.float32)
+    sources = np.full((num_bundles, settings.k), -1, dtype=np.int64)
     # Crops are grouped by bundle (GarmentQueries keeps them in bundle order).
     bounds = np.searchsorted(queries.bundle_rows, np.arange(num_bundles + 1))
     for bundle, (start, stop) in enumerate(itertools.pairwise(bounds)):
@@ -272,6 +288,8 @@ def rank_bundles_scored(
                 constraints,
             )
             scores[bundle] = slot_scores(result[bundle], crop_ids[start:stop], crop_scores[start:stop])
+            found = slot_sources(result[bundle], crop_ids[start:stop], crop_scores[start:stop])
+            sources[bundle] = np.where(found >= 0, found + start, -1)
     short = np.flatnonzero((result < 0).any(axis=1) & (bounds[1:] > bounds[:-1]))
     if mask is not None and len(short):
         # The categories of a bundle's labels hold fewer than k products of its section: the free slots go
@@ -288,7 +306,7 @@ def rank_bundles_scored(
             extra = merge_garment_lists(extra_ids[rows], extra_scores[rows], 2 * settings.k, "score")
             result[bundle] = fill_free_slots(result[bundle], extra)
         log.info("%d bundles had fewer than %d products in their crops' categories", len(short), settings.k)
-    return result, scores
+    return result, scores, sources
 
 
 def fill_free_slots(ranked: np.ndarray, extra: np.ndarray) -> np.ndarray:
