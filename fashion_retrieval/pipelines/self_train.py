@@ -24,7 +24,6 @@ from omegaconf import DictConfig
 
 from fashion_retrieval.evaluation.metrics import GroundTruth, retrieval_metrics
 from fashion_retrieval.evaluation.submission import write_test_submission
-from fashion_retrieval.index.eligibility import gallery_section_array
 from fashion_retrieval.io import write_json
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.rerank.bundle_priors import (
@@ -33,8 +32,8 @@ from fashion_retrieval.rerank.bundle_priors import (
     SimilarBundles,
     bundle_prior_steps,
 )
-from fashion_retrieval.search.bundles import bundle_prior_data, search_bundles_scored
-from fashion_retrieval.search.loading import load_for_search
+from fashion_retrieval.search.bundles import bundle_prior_data
+from fashion_retrieval.search.retriever import Retriever
 from fashion_retrieval.search.self_training import configured_passes, pseudo_precision
 
 log = logging.getLogger(__name__)
@@ -53,19 +52,15 @@ def self_train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
             "self-train feeds pseudo pairs to the co-occurrence and similar-bundle priors, and this reranker "
             "has neither: use reranker=bundle_priors (or add their steps)"
         )
-    encoder, datamodule, index = load_for_search(cfg, context.checkpoint(cfg))
-    if split == "test":
-        gallery_sections = gallery_section_array(datamodule.gallery_ids, datamodule.cat.product_sections())
-    else:
-        gallery_sections = datamodule.gallery_section_array()
+    retriever = Retriever.from_config(cfg, context.checkpoint(cfg))
+    datamodule = retriever.datamodule
     queries = datamodule.query_set(split)
-    base = bundle_prior_data(cfg, encoder, datamodule, split, any(prior.needs_embeddings for prior in priors))
+    needs_embeddings = any(prior.needs_embeddings for prior in priors)
+    base = bundle_prior_data(cfg, retriever.encoder, datamodule, split, needs_embeddings)
 
     def search(data: BundlePriorData) -> tuple[np.ndarray, np.ndarray]:
-        _, ranked, scores = search_bundles_scored(
-            cfg, encoder, datamodule, index, split, gallery_sections, data
-        )
-        return ranked, scores
+        found = retriever.search_split(split, data)
+        return found.ranked, found.scores
 
     ranked, _, pseudo, rows = configured_passes(
         settings, search, base, queries.sections, len(datamodule.gallery_ids)
@@ -92,10 +87,10 @@ def self_train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         write_test_submission(
             settings.submission_path,
             datamodule.cat,
-            index.ids,
+            retriever.product_ids,
             queries.bundle_ids,
             ranked,
-            gallery_sections,
+            retriever.known_sections,
             k,
         )
         log.info("self-train: wrote %s", settings.submission_path)

@@ -15,7 +15,7 @@
    was computed from) instead of the cached features: issue 7's speed and equality check.
 4. The validation bundles' crop features go through the query head, the catalogue's through the catalogue
    head (none for the residual adapter), and the search runs through
-   :func:`~fashion_retrieval.search.bundles.search_bundles_scored`: the reranker chain, bundle
+   :meth:`~fashion_retrieval.search.retriever.Retriever.search_split`: the reranker chain, bundle
    priors and slot rules apply as in ``validate``, and so do its metrics (``val_<name>/recall@15``...).
    With ``adapter.self_train`` the self-training passes (``self_train:``) run on top, on validation.
 5. Real photos (``real/val_<name>/...``, :mod:`fashion_retrieval.evaluation.real_photos`): queries (the
@@ -56,12 +56,9 @@ from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.ensemble import EnsembleEncoder
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.rerank.bundle_priors import BundlePriorData, bundle_prior_steps
-from fashion_retrieval.search.bundles import (
-    bundle_prior_data,
-    detect_garments,
-    search_bundles_scored,
-)
+from fashion_retrieval.search.bundles import bundle_prior_data, detect_garments
 from fashion_retrieval.search.garments import GarmentQueries
+from fashion_retrieval.search.retriever import Retriever
 from fashion_retrieval.search.self_training import configured_passes, pseudo_precision
 
 log = logging.getLogger(__name__)
@@ -401,41 +398,30 @@ def train_adapter(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     real = real_photo_scores(
         real_photo_settings(cfg), photo_encoder, f"val_{cfg.validate.name}", context.output_dir
     )
-    # Only the training split tells product sections here: validation must not read its own matches.
-    gallery_sections = datamodule.gallery_section_array()
+    # Validation: only the training split tells product sections (Retriever.search_split).
+    retriever = Retriever(cfg, encoder, datamodule, index, crop_embedder=embed_crops)
     if not cfg.adapter.self_train:
-        queries, ranked, _ = search_bundles_scored(
-            cfg, encoder, datamodule, index, "val", gallery_sections, crop_embedder=embed_crops
-        )
-        return {**metrics, **validation_metrics(cfg, datamodule, queries, ranked), **real}
-    return {
-        **metrics,
-        **self_train_on_validation(cfg, encoder, datamodule, index, gallery_sections, embed_crops),
-        **real,
-    }
+        found = retriever.search_split("val")
+        return {**metrics, **validation_metrics(cfg, datamodule, found.queries, found.ranked), **real}
+    return {**metrics, **self_train_on_validation(cfg, retriever), **real}
 
 
-def self_train_on_validation(
-    cfg: DictConfig,
-    encoder: ImageEncoder,
-    datamodule: ChallengeDataModule,
-    index: EmbeddingIndex,
-    gallery_sections: np.ndarray,
-    embed_crops: Callable[[GarmentQueries], np.ndarray],
-) -> dict[str, float]:
-    """The ``self_train:`` passes on the validation bundles with the adapted search (priors from the
-    training split plus the confident validation predictions, never the validation matches)."""
+def self_train_on_validation(cfg: DictConfig, retriever: Retriever) -> dict[str, float]:
+    """The ``self_train:`` passes on the validation bundles with the adapted search of ``retriever``
+    (priors from the training split plus the confident validation predictions, never the validation
+    matches)."""
     priors = bundle_prior_steps(instantiate(cfg.reranker))
     if not priors:
         raise ValueError("adapter.self_train feeds the bundle priors: use reranker=bundle_priors or similar")
-    base = bundle_prior_data(cfg, encoder, datamodule, "val", any(p.needs_embeddings for p in priors))
+    datamodule = retriever.datamodule
+    base = bundle_prior_data(
+        cfg, retriever.encoder, datamodule, "val", any(p.needs_embeddings for p in priors)
+    )
     queries = datamodule.query_set("val")
 
     def search(data: BundlePriorData) -> tuple[np.ndarray, np.ndarray]:
-        _, ranked, scores = search_bundles_scored(
-            cfg, encoder, datamodule, index, "val", gallery_sections, data, crop_embedder=embed_crops
-        )
-        return ranked, scores
+        found = retriever.search_split("val", data)
+        return found.ranked, found.scores
 
     ranked, _, pseudo, _ = configured_passes(
         cfg.self_train, search, base, queries.sections, len(datamodule.gallery_ids)

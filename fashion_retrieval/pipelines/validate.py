@@ -13,19 +13,14 @@ from omegaconf import DictConfig
 from fashion_retrieval.evaluation.bundle_metrics import validation_metrics
 from fashion_retrieval.evaluation.real_photos import PhotoEncoder, real_photo_scores, real_photo_settings
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.search.bundles import search_bundles
-from fashion_retrieval.search.loading import load_for_search
+from fashion_retrieval.search.retriever import Retriever
 
 
 def validate(cfg: DictConfig, context: RunContext) -> dict[str, float]:
-    encoder, datamodule, index = load_for_search(cfg, context.checkpoint(cfg))
+    retriever = Retriever.from_config(cfg, context.checkpoint(cfg))
     # Only the training split tells product sections here: validation must not read its own matches.
-    queries, ranked = search_bundles(
-        cfg, encoder, datamodule, index, "val", datamodule.gallery_section_array()
-    )
-    metrics = validation_metrics(cfg, datamodule, queries, ranked)
+    found = retriever.search_split("val")
+    metrics = validation_metrics(cfg, retriever.datamodule, found.queries, found.ranked)
     row = f"val_{cfg.validate.name}"
-    return {
-        **metrics,
-        **real_photo_scores(real_photo_settings(cfg), PhotoEncoder(encoder), row, context.output_dir),
-    }
+    photo_encoder = PhotoEncoder(retriever.encoder)
+    return {**metrics, **real_photo_scores(real_photo_settings(cfg), photo_encoder, row, context.output_dir)}
