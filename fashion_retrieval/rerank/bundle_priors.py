@@ -2,7 +2,7 @@
 similar bundles (re-ranking steps; the chain's contract is in :mod:`fashion_retrieval.rerank.chain`).
 
 Known bundles are the training bundles (for validation: the training split only, never the validation
-bundles' own matches), plus, in self-training (:mod:`fashion_retrieval.pipelines.self_train`), test bundles
+bundles' own matches), plus, in self-training (:mod:`fashion_retrieval.search.self_training`), test bundles
 with their confident predictions as pseudo pairs. Every prior multiplies a candidate's score by
 ``1 + weight x bonus`` with ``bonus`` in ``[0, 1]``:
 

@@ -288,15 +288,20 @@ class Retriever:
 
     # -- public searches ----------------------------------------------------------------------------------
     def search(
-        self, images: Sequence[Image], sections: Sequence[int] | None = None, k: int | None = None
+        self,
+        images: Sequence[Image],
+        sections: Sequence[int] | None = None,
+        k: int | None = None,
+        rerank: bool = True,
     ) -> list[SearchResult]:
         """Rank the catalogue for each photo.
 
         ``images``: file paths, encoded bytes (JPEG, PNG, WebP...) or ``(H, W, 3)`` uint8 RGB arrays;
         bytes and files are refused before decoding when truncated or over ``data.max_image_pixels``.
         ``sections``: each photo's section (``None``: unknown, every product is eligible). ``k``: products
-        per photo (default ``retrieval.k``). The bundle priors know every training bundle; URL metadata
-        priors see no metadata. A chain with a colour step needs file paths (it reads the photo).
+        per photo (default ``retrieval.k``). ``rerank``: apply the re-ranking chain (``False``: the plain
+        search). The bundle priors know every training bundle; URL metadata priors see no metadata. A chain
+        with a colour step needs file paths (it reads the photo).
         """
         clock = self._start()
         names = [
@@ -304,8 +309,10 @@ class Retriever:
         ]
         if sections is not None and len(sections) != len(images):
             raise ValueError(f"{len(sections)} sections for {len(images)} images")
-        if any(isinstance(step, ColourBonus) for step in self.reranker.steps) and not all(
-            isinstance(image, (str, Path)) for image in images
+        if (
+            rerank
+            and any(isinstance(step, ColourBonus) for step in self.reranker.steps)
+            and not all(isinstance(image, (str, Path)) for image in images)
         ):
             raise ValueError(
                 "the reranker's colour step reads query photos from files: pass paths, or switch it off "
@@ -328,7 +335,7 @@ class Retriever:
         with clock("embed"):
             embeddings = self._embed_arrays(arrays, crops)
         prior_data = None
-        if self.priors:
+        if rerank and self.priors:
             photos = None
             if any(prior.needs_embeddings for prior in self.priors):
                 with clock("embed"):
@@ -342,14 +349,17 @@ class Retriever:
             gallery_sections = self._configured_sections(self.known_sections)
         metadata = np.full(len(names), np.nan), np.full(len(names), -1, dtype=np.int64)
         ranked, scores, sources = self._rank(
-            embeddings, crops, query_sections, gallery_sections, metadata, prior_data, k, clock
+            embeddings, crops, query_sections, gallery_sections, metadata, prior_data, k, clock, rerank
         )
         return self._results(names, crops, ranked, scores, sources, clock.timings())
 
-    def search_bundles(self, bundle_ids: Sequence[str], k: int | None = None) -> list[SearchResult]:
+    def search_bundles(
+        self, bundle_ids: Sequence[str], k: int | None = None, rerank: bool = True
+    ) -> list[SearchResult]:
         """Rank the catalogue for bundles of the dataset (their photos, sections and URL metadata), with
         what ``infer`` knows: the sections and bundle priors of every training match (so a validation
-        bundle's own matches are known here: score validation with ``validate``). ``k`` as :meth:`search`."""
+        bundle's own matches are known here: score validation with ``validate``). ``k``, ``rerank`` as
+        :meth:`search`."""
         rows = self.catalogue.bundles.set_index("bundle_asset_id")
         unknown = [b for b in bundle_ids if b not in rows.index]
         if unknown:
@@ -362,12 +372,13 @@ class Retriever:
             None,
         )
         prior_data = None
-        if self.priors:
+        if rerank and self.priors:
             photos = None
             if any(prior.needs_embeddings for prior in self.priors):
                 photos = bundle_photo_embeddings(self.encoder, self.datamodule, list(bundle_ids), self.views)
             prior_data = BundlePriorData(self._known_statistics(), list(bundle_ids), photos)
-        found = self._search_query_set(queries, self._configured_sections(self.known_sections), prior_data, k)
+        gallery_sections = self._configured_sections(self.known_sections)
+        found = self._search_query_set(queries, gallery_sections, prior_data, k, rerank)
         return self._results(
             queries.bundle_ids, found.crops, found.ranked, found.scores, found.sources, found.timings
         )
@@ -452,6 +463,7 @@ class Retriever:
         gallery_sections: np.ndarray,
         prior_data: BundlePriorData | None,
         k: int | None = None,
+        rerank: bool = True,
     ) -> RankedQueries:
         """Dataset photos through the data module's loaders (and the detection cache)."""
         clock = self._start()
@@ -487,7 +499,15 @@ class Retriever:
             code_numbers(self.catalogue.bundle_codes(queries.bundle_ids)),
         )
         ranked, scores, sources = self._rank(
-            embeddings, crops, np.asarray(queries.sections), gallery_sections, metadata, prior_data, k, clock
+            embeddings,
+            crops,
+            np.asarray(queries.sections),
+            gallery_sections,
+            metadata,
+            prior_data,
+            k,
+            clock,
+            rerank,
         )
         return RankedQueries(queries, ranked, scores, sources, crops, clock.timings())
 
@@ -501,13 +521,16 @@ class Retriever:
         prior_data: BundlePriorData | None,
         k: int | None,
         clock: _Clock,
+        rerank: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(Q, k)`` ranked gallery indices, scores and source crops of ``Q`` photos from the ``(N, D)``
-        embeddings of their ``crops`` (whole-photo search: one per photo, in photo order)."""
+        embeddings of their ``crops`` (whole-photo search: one per photo, in photo order); through the
+        re-ranking chain unless ``rerank`` is false."""
         settings = self.settings if k is None else replace(self.settings, k=int(k))
         if settings.k < 1:
             raise ValueError(f"k must be a positive number of products, got {settings.k}")
-        if self.priors:
+        chain = self.reranker if rerank else RerankChain()
+        if rerank and self.priors:
             if prior_data is None:
                 raise ValueError("the reranker's bundle priors need their known bundles (prior_data)")
             bind_bundle_priors(self.reranker, prior_data)
@@ -516,7 +539,7 @@ class Retriever:
         rerank_before = clock.seconds["rerank"]
         if self.whole_photos:
             ranked, scores = self._rank_whole(
-                embeddings, crops, query_sections, gallery_sections, metadata, settings
+                embeddings, crops, query_sections, gallery_sections, metadata, settings, chain
             )
             photos = np.arange(len(query_sections))[:, None]
             sources = np.where(np.isfinite(scores) & (ranked >= 0), photos, -1)
@@ -531,7 +554,7 @@ class Retriever:
                 self.categories,
                 self.detector.label_categories,
                 settings,
-                self.reranker,
+                chain,
                 self.gallery,
                 bundle_timestamps=timestamps,
                 bundle_codes=codes,
@@ -548,11 +571,13 @@ class Retriever:
         gallery_sections: np.ndarray,
         metadata: tuple[np.ndarray, np.ndarray],
         settings: SlotSettings,
+        chain: RerankChain,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Whole-photo search: one list per photo, re-ranked, under the slot rules when there are any."""
+        """Whole-photo search: one list per photo, re-ranked by ``chain``, under the slot rules when there
+        are any."""
         eligibility = Eligibility(query_sections, gallery_sections)
         context = None
-        if self.reranker:
+        if chain:
             context = RerankContext(
                 eligibility,
                 crops.paths,
@@ -564,10 +589,10 @@ class Retriever:
             )
         constraints = settings.constraints(*category_codes(self.categories), self.gallery)
         if constraints is None:
-            return self.reranker.search(self.index, embeddings, eligibility, settings.k, context)
+            return chain.search(self.index, embeddings, eligibility, settings.k, context)
         # Diverse slots: the photo's list is one "crop" list, searched deeper so the rules have room.
         depth = max(settings.k, settings.per_crop_k or 2 * settings.k)
-        ids, all_scores = self.reranker.search(self.index, embeddings, eligibility, depth, context)
+        ids, all_scores = chain.search(self.index, embeddings, eligibility, depth, context)
         ranked = np.stack(
             [
                 merge_garment_lists(i[None], s[None], settings.k, constraints=constraints)

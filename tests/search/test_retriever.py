@@ -3,6 +3,7 @@ crops; photos given as paths, bytes or arrays rank like the dataset's bundles; r
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -78,6 +79,22 @@ def test_k_and_unknown_sections(run_retriever) -> None:
         run_retriever.search([path], k=0)
     with pytest.raises(ValueError, match="1 sections for 2 images"):
         run_retriever.search([path, path], sections=[1])
+
+
+def test_reranking_can_be_switched_off_per_call(run_retriever) -> None:
+    cfg = copy.deepcopy(run_retriever.cfg)
+    colour = {"_target_": "fashion_retrieval.rerank.steps.ColourBonus", "weight": 1.0, "gated": False}
+    cfg.reranker = {"_target_": "fashion_retrieval.rerank.chain.RerankChain", "depth": 30, "steps": [colour]}
+    retriever = Retriever(cfg, run_retriever.encoder, run_retriever.datamodule, run_retriever.index)
+    bundles = retriever.catalogue.searchable_test_bundle_ids
+    plain = ranked_lists(run_retriever.search_bundles(bundles))
+    assert ranked_lists(retriever.search_bundles(bundles, rerank=False)) == plain
+    reranked = retriever.search_bundles(bundles)
+    assert ranked_lists(reranked) != plain and reranked[0].timings.rerank > 0
+    path = run_retriever.catalogue.bundles["image_path"].iloc[0]
+    with pytest.raises(ValueError, match="colour step reads query photos from files"):
+        retriever.search([Path(path).read_bytes()])
+    assert len(retriever.search([Path(path).read_bytes()], rerank=False)[0].products) == 15
 
 
 def test_bad_photos_and_bundle_ids_are_refused_by_name(run_retriever, tmp_path) -> None:
