@@ -19,6 +19,7 @@ from fashion_retrieval.search.garments import (
     fill_free_slots,
     label_category_mask,
     rank_bundles,
+    rank_bundles_sourced,
     unmapped_categories,
 )
 
@@ -106,6 +107,23 @@ def test_each_crop_finds_its_garment_and_the_bundle_gets_both() -> None:
         crops, queries, 1, np.array([1]), index, sections, categories, label_categories, settings
     )
     assert ranked.tolist() == [[3, 1, 0, 4]]  # shoe crop: 3 then 0; coat crop: 1 then 4; never 2 (section)
+    _, _, sources = rank_bundles_sourced(
+        crops, queries, 1, np.array([1]), index, sections, categories, label_categories, settings
+    )
+    assert sources.tolist() == [[0, 1, 0, 1]]  # the crop whose list holds each product: shoe 0, coat 1
+    twice = GarmentQueries.from_detections(["a.jpg", "b.jpg"], detections * 2)
+    _, _, sources = rank_bundles_sourced(
+        np.concatenate([crops, crops]),
+        twice,
+        2,
+        np.array([1, 1]),
+        index,
+        sections,
+        categories,
+        label_categories,
+        settings,
+    )
+    assert sources.tolist() == [[0, 1, 0, 1], [2, 3, 2, 3]]  # rows of all the crops, not of the bundle's
     unmasked = SlotSettings(k=4, strategy="round_robin", category_mask=False)
     ranked = rank_bundles(
         crops, queries, 1, np.array([1]), index, sections, categories, label_categories, unmasked

@@ -13,6 +13,7 @@ from fashion_retrieval.search.slots import (
     merge_round_robin,
     merge_with_quotas,
     slot_scores,
+    slot_sources,
 )
 
 
@@ -177,3 +178,35 @@ def test_slot_scores_are_the_best_over_crops() -> None:
     ids = np.array([[5, 1], [5, 2]])
     scores = np.array([[0.2, 0.1], [0.9, 0.3]])
     np.testing.assert_allclose(slot_scores(np.array([5, 2, 9, -1]), ids, scores), [0.9, 0.3, np.nan, np.nan])
+
+
+def reference_sources(slots: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> list[int]:
+    """The crop of each slot's best score, by loops (first crop on ties; -1: no crop lists it)."""
+    sources = []
+    for product in slots.tolist():
+        best, source = -np.inf, -1
+        for crop, (row, values) in enumerate(zip(ids.tolist(), scores.tolist())):
+            for candidate, score in zip(row, values):
+                if product >= 0 and candidate == product and score > best:
+                    best, source = score, crop
+        sources.append(source)
+    return sources
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_slot_sources_match_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 12, size=(4, 6))
+    scores = rng.choice([0.1, 0.5, 0.9], size=(4, 6))  # ties between crops
+    slots = np.concatenate([rng.permutation(14)[:9] - 1, [-1]])  # -1 padding, 12 and 13 in no list
+    sources = slot_sources(slots, ids, scores)
+    assert sources.tolist() == reference_sources(slots, ids, scores)
+    found = sources >= 0
+    np.testing.assert_array_equal(found, ~np.isnan(slot_scores(slots, ids, scores)))
+
+
+def test_slot_sources_name_the_crop_that_gave_the_score() -> None:
+    ids = np.array([[5, 1], [5, 2]])
+    scores = np.array([[0.2, 0.1], [0.9, 0.3]])
+    assert slot_sources(np.array([5, 1, 2, 9, -1]), ids, scores).tolist() == [1, 0, 1, -1, -1]
+    assert slot_sources(np.array([3]), np.empty((0, 2), np.int64), np.empty((0, 2))).tolist() == [-1]
