@@ -2,7 +2,7 @@
 pseudo pairs, search again; write the last search's submission and a log of each pass.
 
 Confidence: a slot's re-ranked score, the best over the bundle's crops that found the product, on the
-chain's scale (``(cosine + 1) / 2`` times the steps' factors; ``rank_bundles_scored``). A slot at or above
+chain's scale (``(cosine + 1) / 2`` times the steps' factors; ``rank_bundles_sourced``). A slot at or above
 ``self_train.confidence`` is a pseudo pair (at most ``max_per_bundle`` per bundle and pass, best scores
 first). Pseudo pairs only grow: each pass adds the confident predictions not kept yet, and a bundle's own
 pseudo pairs never vote for it (the priors leave it out). Only the co-occurrence and similar-bundle priors

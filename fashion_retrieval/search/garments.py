@@ -190,15 +190,8 @@ class SlotSettings:
 
 
 def rank_bundles(*args: Any, **kwargs: Any) -> np.ndarray:
-    """:func:`rank_bundles_scored` without the scores: ``(Q, k)`` int64 gallery indices."""
-    return rank_bundles_scored(*args, **kwargs)[0]
-
-
-def rank_bundles_scored(*args: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`rank_bundles_sourced` without the crops: ``(Q, k)`` int64 gallery indices and ``(Q, k)``
-    float32 scores."""
-    ranked, scores, _ = rank_bundles_sourced(*args, **kwargs)
-    return ranked, scores
+    """:func:`rank_bundles_sourced` without the scores and crops: ``(Q, k)`` int64 gallery indices."""
+    return rank_bundles_sourced(*args, **kwargs)[0]
 
 
 def rank_bundles_sourced(

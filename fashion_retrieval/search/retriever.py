@@ -18,6 +18,7 @@ bundle priors are bound per call (a server runs one per worker process).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -70,8 +71,10 @@ log = logging.getLogger(__name__)
 RUN_CONFIG_FILE = "config_resolved.yaml"
 BEST_CHECKPOINT = "checkpoints/best.ckpt"
 STAGES = ("decode", "detect", "embed", "search", "rerank")
-# What a stored config may not ask Hydra to do besides building a class (docs/security.md).
+# Keys that make Hydra build something: never in an override of a stored config (docs/security.md).
 HYDRA_BUILD_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
+# Besides `_target_` (a class of ours) and `_partial_`, a stored config may not steer how Hydra builds.
+REFUSED_BUILD_KEYS = ("_args_", "_recursive_", "_convert_")
 # The config sections a Retriever builds objects from.
 BUILT_SECTIONS = ("data", "detector", "reranker", "crops", "index")
 
@@ -189,21 +192,33 @@ class _TimedChain(RerankChain):
 # -- configs from run directories -------------------------------------------------------------------------
 def check_built_targets(node: object, where: str) -> None:
     """Raise ValueError unless every ``_target_`` under ``node`` names a class of ``fashion_retrieval`` and
-    no other Hydra key asks for more than building it (``_partial_`` is allowed: still our class)."""
+    no other Hydra key asks for more than building it (``_partial_`` is allowed: still our class). Only
+    modules of this package are imported to check that a target is a class."""
     if isinstance(node, Mapping):
         target = node.get("_target_")
-        if target is not None and not (isinstance(target, str) and target.startswith("fashion_retrieval.")):
-            raise ValueError(
-                f"{where}._target_ = {target!r}: a run directory's config may only build classes of "
-                "fashion_retrieval (docs/security.md)"
-            )
+        if target is not None:
+            ours = isinstance(target, str) and target.startswith("fashion_retrieval.")
+            if not ours or not isinstance(_located(target), type):
+                raise ValueError(
+                    f"{where}._target_ = {target!r}: a run directory's config may only build classes of "
+                    "fashion_retrieval (docs/security.md)"
+                )
         for key, value in node.items():
-            if key in HYDRA_BUILD_KEYS[2:]:
+            if key in REFUSED_BUILD_KEYS:
                 raise ValueError(f"{where}.{key}: a run directory's config may not set Hydra's {key}")
             check_built_targets(value, f"{where}.{key}")
     elif isinstance(node, list):
         for position, value in enumerate(node):
             check_built_targets(value, f"{where}[{position}]")
+
+
+def _located(target: str) -> object:
+    """The attribute a dotted ``module.name`` path names, ``None`` when there is none."""
+    module, _, name = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
 
 
 def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
@@ -281,8 +296,9 @@ class Retriever:
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = ()) -> Retriever:
-        """Load a run directory: its config (:func:`load_run_config`, with ``overrides`` such as
-        ``detector=...`` values or ``retrieval.k=10``), ``checkpoints/best.ckpt`` and ``index/``."""
+        """Load a run directory: its config (:func:`load_run_config`, with plain-value ``overrides`` such as
+        ``retrieval.k=10`` or ``crops.max_crops=3``; choosing another config group, ``detector=yolo``,
+        needs a composed config and :meth:`from_config`), ``checkpoints/best.ckpt`` and ``index/``."""
         cfg = load_run_config(run_dir, overrides)
         return cls.from_config(cfg, Path(run_dir) / BEST_CHECKPOINT)
 

@@ -4,7 +4,7 @@ pairs, pass after pass (the loop of the ``self-train`` stage and of ``train-adap
 
 Confidence: a slot's re-ranked score, the best over the bundle's crops that found the product, on the
 chain's scale (``(cosine + 1) / 2`` times the steps' factors;
-:func:`~fashion_retrieval.search.garments.rank_bundles_scored`).
+:func:`~fashion_retrieval.search.garments.rank_bundles_sourced`).
 """
 
 from __future__ import annotations

@@ -162,6 +162,14 @@ def test_a_run_config_builds_only_our_classes(tiny_run, tmp_path) -> None:
     bad = copy_run_config(run_dir, tmp_path / "bad", foreign_step)
     with pytest.raises(ValueError, match=r"reranker\.steps\.evil\._target_ = 'os\.system'"):
         load_run_config(bad)
+    for target in ("fashion_retrieval.io.atomic_open", "fashion_retrieval.nowhere.Thing"):  # not classes
+
+        def own_function(content: dict, target: str = target) -> None:
+            content["detector"]["_target_"] = target
+
+        odd = copy_run_config(run_dir, tmp_path / target, own_function)
+        with pytest.raises(ValueError, match=f"detector._target_ = '{target}'"):
+            load_run_config(odd)
     with pytest.raises(ValueError, match="names what Hydra would build"):
         load_run_config(run_dir, ["detector._target_=os.system"])
     with pytest.raises(FileNotFoundError, match="a run directory"):
