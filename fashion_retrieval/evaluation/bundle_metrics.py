@@ -8,7 +8,8 @@ import logging
 import numpy as np
 from omegaconf import DictConfig
 
-from fashion_retrieval.data.datamodule import ChallengeDataModule, QuerySet
+from fashion_retrieval.data.catalogue import QuerySet
+from fashion_retrieval.data.datamodule import ChallengeDataModule
 from fashion_retrieval.evaluation.metrics import (
     GroundTruth,
     flatten_groups,

@@ -14,7 +14,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fashion_retrieval.data.datamodule import ChallengeDataModule, QuerySet
+from fashion_retrieval.data.datamodule import ChallengeDataModule
 from fashion_retrieval.detection.crops import CropSettings, detect_crops_cached
 from fashion_retrieval.detection.types import Detector
 from fashion_retrieval.models.encoder import ImageEncoder
@@ -66,9 +66,7 @@ def bundle_photo_embeddings(
     encoder: ImageEncoder, datamodule: ChallengeDataModule, bundle_ids: list[str], views: list[str]
 ) -> np.ndarray:
     """``(B, D)`` float32 whole-photo embeddings of bundles (at the query size, as ``detector=none``)."""
-    rows = datamodule.cat.bundles.set_index("bundle_asset_id").loc[bundle_ids]
-    paths = [str(p) for p in rows["image_path"]]
-    photos = QuerySet(list(bundle_ids), paths, [int(s) for s in rows["bundle_id_section"]], None)
+    photos = datamodule.cat.bundle_queries(bundle_ids, with_truth=False)
     return embed_loader(encoder, datamodule.query_set_dataloader(photos), views=views)
 
 

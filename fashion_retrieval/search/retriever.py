@@ -32,14 +32,14 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fashion_retrieval.data.catalogue import code_numbers
-from fashion_retrieval.data.datamodule import ChallengeDataModule, QuerySet
+from fashion_retrieval.data.catalogue import QuerySet, code_numbers
+from fashion_retrieval.data.datamodule import ChallengeDataModule
 from fashion_retrieval.data.datasets import region
 from fashion_retrieval.data.transforms import apply, crop_fraction, decode_rgb, eval_transform, load_rgb
 from fashion_retrieval.detection.crops import CropSettings, detect_images
 from fashion_retrieval.detection.types import Box, Detection
 from fashion_retrieval.detection.zones import WholeImageDetector
-from fashion_retrieval.index.eligibility import UNKNOWN_SECTION, Eligibility, gallery_section_array
+from fashion_retrieval.index.eligibility import UNKNOWN_SECTION, Eligibility
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.inference import TEST_TIME_VIEWS, check_views, embed_loader, embed_views
@@ -279,7 +279,7 @@ class Retriever:
         self.gallery = GalleryMetadata.from_catalogue(self.catalogue) if needs_gallery else None
         self.product_ids = list(index.ids)
         self.categories = list(self.catalogue.products["product_description"])
-        self.known_sections = gallery_section_array(self.product_ids, self.catalogue.product_sections())
+        self.known_sections = self.catalogue.section_array()
         self._prior_data: dict[str, BundlePriorData] = {}
         self._known: BundleStatistics | None = None
 
@@ -376,17 +376,11 @@ class Retriever:
         what ``infer`` knows: the sections and bundle priors of every training match (so a validation
         bundle's own matches are known here: score validation with ``validate``). ``k``, ``rerank`` as
         :meth:`search`."""
-        rows = self.catalogue.bundles.set_index("bundle_asset_id")
-        unknown = [b for b in bundle_ids if b not in rows.index]
+        known = self.catalogue.bundle_paths()
+        unknown = [b for b in bundle_ids if b not in known]
         if unknown:
-            raise KeyError(f"unknown bundle id(s) {unknown[:5]} (not in bundles_dataset.csv)")
-        rows = rows.loc[list(bundle_ids)]
-        queries = QuerySet(
-            list(bundle_ids),
-            [str(p) for p in rows["image_path"]],
-            [int(s) for s in rows["bundle_id_section"]],
-            None,
-        )
+            raise KeyError(f"unknown bundle id(s) {unknown[:5]}: not in bundles_dataset.csv, or no photo")
+        queries = self.catalogue.bundle_queries(bundle_ids, with_truth=False)
         prior_data = None
         if rerank and self.priors:
             photos = None
