@@ -21,7 +21,6 @@ from omegaconf import DictConfig
 from torch import nn
 
 from fashion_retrieval.data.datamodule import ChallengeDataModule
-from fashion_retrieval.index.eligibility import gallery_section_array
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.io import atomic_open, atomic_path
 from fashion_retrieval.models.inference import embed_loader
@@ -36,8 +35,8 @@ from fashion_retrieval.models.onnx_encoder import (
     sidecar_path,
 )
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.search.bundles import search_bundles
 from fashion_retrieval.search.loading import load_for_search
+from fashion_retrieval.search.retriever import Retriever
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +59,8 @@ def parity_metrics(
         candidate, datamodule.gallery_dataloader(), description="embedding the catalogue (ONNX)"
     )
     onnx_index = EmbeddingIndex(onnx_catalogue, datamodule.gallery_ids, spec=instantiate(cfg.index.spec))
-    sections = gallery_section_array(datamodule.gallery_ids, datamodule.cat.product_sections())
-    _, torch_ranked = search_bundles(cfg, reference, datamodule, index, "test", sections)
-    _, onnx_ranked = search_bundles(cfg, candidate, datamodule, onnx_index, "test", sections)
+    torch_ranked = Retriever(cfg, reference, datamodule, index).search_split("test").ranked
+    onnx_ranked = Retriever(cfg, candidate, datamodule, onnx_index).search_split("test").ranked
     k = int(cfg.retrieval.k)
     return {
         "onnx/min_cosine": float(cosines.min()),

@@ -250,9 +250,10 @@ class Retriever:
     """A trained run's search, loaded once (module docstring; docs/search.md).
 
     ``cfg``: the run's config (``data``, ``detector``, ``crops``, ``reranker``, ``retrieval``, ``index``);
-    ``encoder``: the trained model; ``datamodule``: the catalogue it searches (set up); ``index``: its
-    products, in catalogue order. ``crop_embedder``: ``crops -> (N, D)`` float32 L2-normalised embeddings
-    in place of ``encoder``'s for dataset bundles (``train-adapter``: cached features through a head).
+    ``encoder``: the trained model (or its ONNX export, ``encoder.backend=onnx``); ``datamodule``: the
+    catalogue it searches (set up); ``index``: its products, in catalogue order. ``crop_embedder``:
+    ``crops -> (N, D)`` float32 L2-normalised embeddings in place of ``encoder``'s for dataset bundles
+    (``train-adapter``: cached features through a head).
     """
 
     def __init__(
