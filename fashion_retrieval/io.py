@@ -79,6 +79,12 @@ def file_digest(path: str | os.PathLike[str]) -> str:
 # A name read from data that may become a file name: letters, digits, ``_``, ``-`` and ``.``, starting with
 # a letter or digit (so never ``.``, ``..``, a hidden file or an option), at most 128 characters. The
 # challenge's ids (``I_``/``B_`` + 12 hex) are such names; a slash or a backslash is not (docs/security.md).
+# A run directory's resolved config: written by the run machinery, read by `report`, `reproduce` and the
+# Retriever (which sits below both, hence here).
+RUN_CONFIG_FILE = "config_resolved.yaml"
+# The keys with which a config asks Hydra to build or call something: never taken from files or from overrides
+# recorded in them (docs/security.md).
+HYDRA_BUILD_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 

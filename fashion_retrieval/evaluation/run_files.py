@@ -1,5 +1,5 @@
 """The files of a run directory that stages and tables read: ``metrics.json`` (flat: name -> number), the
-resolved config and the failure record. The run machinery (``fashion_retrieval/runs/``) writes them; they
+resolved config (its name, `io.RUN_CONFIG_FILE`, sits in io.py for the Retriever below) and the failure record. The run machinery (``fashion_retrieval/runs/``) writes them; they
 live here, below the stages, so ``report`` and ``self-train`` read them without importing ``runs/``."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 METRICS_FILE = "metrics.json"
-CONFIG_FILE = "config_resolved.yaml"
 FAILURE_FILE = "failure.json"
 
 

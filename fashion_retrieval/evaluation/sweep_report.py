@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from fashion_retrieval.evaluation.run_files import CONFIG_FILE, FAILURE_FILE, METRICS_FILE, read_metrics
-from fashion_retrieval.io import atomic_open, atomic_path
+from fashion_retrieval.evaluation.run_files import FAILURE_FILE, METRICS_FILE, read_metrics
+from fashion_retrieval.io import RUN_CONFIG_FILE, atomic_open, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def find_run_dirs(root: str | Path) -> list[Path]:
     found: list[Path] = []
     for current, subdirs, files in os.walk(root):
         here = Path(current)
-        if CONFIG_FILE in files and here != Path(root):
+        if RUN_CONFIG_FILE in files and here != Path(root):
             found.append(here)
             subdirs.clear()
             continue
@@ -76,7 +76,7 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
 
 def read_run(run_dir: Path, root: Path, metric: str) -> RunRow:
     """The row of one run directory; failed when it recorded a failure or never wrote ``metrics.json``."""
-    config = flatten(yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {})
+    config = flatten(yaml.safe_load((run_dir / RUN_CONFIG_FILE).read_text()) or {})
     # The run's own path appears in every output-derived value; blank it so only choices differ.
     own_path = str(run_dir.resolve())
     config = {key: value for key, value in config.items() if own_path not in str(value)}

@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from fashion_retrieval.evaluation.run_files import CONFIG_FILE, METRICS_FILE, read_metrics
+from fashion_retrieval.evaluation.run_files import METRICS_FILE, read_metrics
 from fashion_retrieval.evaluation.sweep_report import flatten
-from fashion_retrieval.io import atomic_open, write_json
+from fashion_retrieval.io import HYDRA_BUILD_KEYS, RUN_CONFIG_FILE, atomic_open, write_json
 from fashion_retrieval.runs.provenance import PROVENANCE_FILE, git_state
 from fashion_retrieval.runs.renamed import rename_override
 
@@ -38,7 +38,6 @@ DEFAULT_IGNORE = ("*seconds*", "*per_second*")
 # Override keys that only steer a sweep: dropped, so the rerun is a single local run.
 SWEEP_GROUPS = ("hparams_search", "launcher")
 COMPARISON_MD = "reproduce.md"
-HYDRA_BUILD_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
 COMPARISON_JSON = "reproduce.json"
 
 
@@ -112,7 +111,7 @@ def read_recipe(run_dir: str | Path, subcommands: Sequence[str]) -> Recipe:
         )
     job_names = [o.split("=", 1)[1] for o in overrides.get("hydra", []) if o.startswith("hydra.job.name=")]
     subcommand = job_names[-1] if job_names and job_names[-1] in subcommands else "run"
-    config_path = run_dir / CONFIG_FILE
+    config_path = run_dir / RUN_CONFIG_FILE
     config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
     paths = config.get("paths") or {}
     return Recipe(
@@ -145,7 +144,7 @@ def git_warnings(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[s
 def read_config(run_dir: Path) -> dict[str, Any]:
     """The run's resolved config, flattened, with its own directory written ``<run dir>``: output paths
     differ between a run and its rerun by construction."""
-    path = run_dir / CONFIG_FILE
+    path = run_dir / RUN_CONFIG_FILE
     config = flatten(yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
     own = str(config.get("paths.output_dir") or run_dir)  # as the run wrote it (maybe relative)
     return {

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from fashion_retrieval.evaluation.run_files import CONFIG_FILE
-from fashion_retrieval.io import atomic_open, write_json
+from fashion_retrieval.io import RUN_CONFIG_FILE, atomic_open, write_json
 from fashion_retrieval.locks import directory_lock, is_launch_leader
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.registry import DISTRIBUTED_STAGES, READER_DATA_STAGES, STAGE_NAMES, stage
@@ -58,7 +57,7 @@ def run_stages(cfg: DictConfig, stages: Sequence[str]) -> float | None:
 
 
 def _run_as_leader(cfg: DictConfig, stages: Sequence[str], output_dir: Path) -> float | None:
-    with atomic_open(invocation_file(output_dir, CONFIG_FILE, stages), "w") as handle:
+    with atomic_open(invocation_file(output_dir, RUN_CONFIG_FILE, stages), "w") as handle:
         handle.write(OmegaConf.to_yaml(cfg, resolve=True))
     write_json(invocation_file(output_dir, PROVENANCE_FILE, stages), provenance(cfg, stages))
     context = RunContext(output_dir=output_dir)

@@ -41,6 +41,7 @@ from fashion_retrieval.detection.types import Box, Detection
 from fashion_retrieval.detection.zones import WholeImageDetector
 from fashion_retrieval.index.eligibility import UNKNOWN_SECTION, Eligibility
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.io import HYDRA_BUILD_KEYS, RUN_CONFIG_FILE
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.inference import TEST_TIME_VIEWS, check_views, embed_loader, embed_views
 from fashion_retrieval.rerank.bundle_priors import (
@@ -68,11 +69,8 @@ from fashion_retrieval.search.slots import merge_garment_lists, slot_scores
 
 log = logging.getLogger(__name__)
 
-RUN_CONFIG_FILE = "config_resolved.yaml"
 BEST_CHECKPOINT = "checkpoints/best.ckpt"
 STAGES = ("decode", "detect", "embed", "search", "rerank")
-# Keys that make Hydra build something: never in an override of a stored config (docs/security.md).
-HYDRA_BUILD_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
 # Besides `_target_` (a class of ours) and `_partial_`, a stored config may not steer how Hydra builds.
 REFUSED_BUILD_KEYS = ("_args_", "_recursive_", "_convert_")
 # The config sections a Retriever builds objects from.

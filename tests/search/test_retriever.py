@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from fashion_retrieval.data.transforms import ImageReadError
+from fashion_retrieval.io import RUN_CONFIG_FILE
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.infer import infer
-from fashion_retrieval.search.retriever import RUN_CONFIG_FILE, Retriever, SearchResult, load_run_config
+from fashion_retrieval.search.retriever import Retriever, SearchResult, load_run_config
 from tests.test_configs import compose_config
 
 
