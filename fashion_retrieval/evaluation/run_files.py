@@ -1,6 +1,7 @@
 """The files of a run directory that stages and tables read: ``metrics.json`` (flat: name -> number), the
-resolved config (its name, `io.RUN_CONFIG_FILE`, sits in io.py for the Retriever below) and the failure record. The run machinery (``fashion_retrieval/runs/``) writes them; they
-live here, below the stages, so ``report`` and ``self-train`` read them without importing ``runs/``."""
+resolved config (its name, ``io.RUN_CONFIG_FILE``, sits in io.py for the Retriever below) and the failure
+record. The run machinery (``fashion_retrieval/runs/``) writes them; they live here, below the stages, so
+``report`` and ``self-train`` read them without importing ``runs/``."""
 
 from __future__ import annotations
 
