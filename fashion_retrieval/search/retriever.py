@@ -219,6 +219,30 @@ def _located(target: str) -> object:
         return None
 
 
+# `data:` keys of run directories made before issue 16 split the data module (docs/configs.md): the four
+# detector keys became one `detected_garments` block.
+LEGACY_DETECTED_GARMENT_KEYS = {
+    "garment_detector": "detector",
+    "garment_crops": "crops",
+    "detected_garment_iou": "min_iou",
+    "detection_cache": "cache",
+}
+DETECTED_GARMENTS_TARGET = "fashion_retrieval.detection.garment_matching.DetectedGarments"
+
+
+def upgrade_data_section(content: dict, path: Path) -> dict:
+    """``content`` (a stored resolved config) with a pre-issue-16 ``data:`` section rewritten to today's
+    keys, so run directories made before the data module's split still load; unchanged otherwise."""
+    data = content.get("data")
+    if not isinstance(data, dict) or not any(key in data for key in LEGACY_DETECTED_GARMENT_KEYS):
+        return content
+    block = {new: data[old] for old, new in LEGACY_DETECTED_GARMENT_KEYS.items() if old in data}
+    data = {key: value for key, value in data.items() if key not in LEGACY_DETECTED_GARMENT_KEYS}
+    data["detected_garments"] = {"_target_": DETECTED_GARMENTS_TARGET, **block}
+    log.info("%s: data.%s read as data.detected_garments (renamed by issue 16)", path, "/".join(block))
+    return {**content, "data": data}
+
+
 def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
     """The resolved config of a run directory (``config_resolved.yaml``, read as plain YAML data) with
     ``overrides`` (``key=value`` dotlist, plain values only) applied, and ``index.dir`` pointed at the
@@ -234,7 +258,7 @@ def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictC
     building = [o for o in overrides if any(key in o for key in HYDRA_BUILD_KEYS)]
     if building:
         raise ValueError(f"override {building[0]!r} names what Hydra would build; give plain values only")
-    cfg = OmegaConf.create(content)
+    cfg = OmegaConf.create(upgrade_data_section(content, path))
     cfg.index.dir = str(run_dir / "index")
     cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     assert isinstance(cfg, DictConfig)

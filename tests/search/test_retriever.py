@@ -16,7 +16,13 @@ from fashion_retrieval.data.transforms import ImageReadError
 from fashion_retrieval.io import RUN_CONFIG_FILE
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.infer import infer
-from fashion_retrieval.search.retriever import Retriever, SearchResult, load_run_config
+from fashion_retrieval.search.retriever import (
+    DETECTED_GARMENTS_TARGET,
+    Retriever,
+    SearchResult,
+    load_run_config,
+    upgrade_data_section,
+)
 from tests.test_configs import compose_config
 
 
@@ -186,3 +192,18 @@ def test_a_moved_run_directory_still_loads(tiny_run, tmp_path) -> None:
     assert retriever.cfg.index.dir == str(moved / "index")
     bundles = retriever.catalogue.searchable_test_bundle_ids
     assert ranked_lists(retriever.search_bundles(bundles)) == submission_lists(run_dir / "submission.csv")
+
+
+def test_a_data_section_from_before_the_split_reads_as_detected_garments(tmp_path: Path) -> None:
+    legacy = {"garment_detector": None, "detected_garment_iou": 0.3, "detection_cache": "c"}
+    old = {"data": {"batch_size": 4, **legacy}}
+    new = upgrade_data_section(old, tmp_path / RUN_CONFIG_FILE)
+    assert new["data"] == {
+        "batch_size": 4,
+        "detected_garments": {
+            "_target_": DETECTED_GARMENTS_TARGET,
+            **{"detector": None, "min_iou": 0.3, "cache": "c"},
+        },
+    }
+    assert old["data"]["detected_garment_iou"] == 0.3  # the stored config is not edited in place
+    assert upgrade_data_section(new, tmp_path) is new
