@@ -119,6 +119,11 @@ STAGES: tuple[Stage, ...] = (
         "search",
     ),
     Stage(
+        "serve",
+        "search as a service: HTTP API and web page over run_dir= on serve.host:serve.port (docs/serving.md)",
+        "search",
+    ),
+    Stage(
         "baselines",
         "score random, colour-histogram and pretrained-backbone retrieval on validation",
         "evaluation",

@@ -1,0 +1,425 @@
+"""What ``serve`` answers, without HTTP: a run's :class:`~fashion_retrieval.search.retriever.Retriever`
+loaded once, with its variants for the detectors and re-ranking a request may choose, the catalogue's
+product facts, the ground truth the dataset gives, and the run's description (docs/serving.md).
+
+A :class:`SearchService` holds nothing a request changes except through :meth:`SearchService.search_photo`
+and :meth:`SearchService.search_bundle`, which take its lock: a ``Retriever`` searches one call at a time
+(its chain's bundle priors and clock are bound per call), and torch already spreads one search over the
+cores. More parallel searches come from more worker processes (``serve.workers``), each with its own
+service.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+import fashion_retrieval
+from fashion_retrieval.data.transforms import ImageReadError
+from fashion_retrieval.io import is_safe_name
+from fashion_retrieval.search.retriever import (
+    BEST_CHECKPOINT,
+    BUILT_SECTIONS,
+    Crop,
+    Retriever,
+    SearchResult,
+    check_built_targets,
+    load_run_config,
+)
+from fashion_retrieval.serving.schemas import Options
+
+log = logging.getLogger(__name__)
+
+# The detectors a request may name, by the class the config builds.
+DETECTOR_TARGETS = {
+    "fashion_retrieval.detection.zones.WholeImageDetector": "none",
+    "fashion_retrieval.detection.zones.ZoneDetector": "zones",
+    "fashion_retrieval.detection.yolo.YoloDetector": "yolo",
+}
+# Detectors that need no weights: always offered beside the run's own.
+BUILTIN_DETECTORS = ("none", "zones")
+# Command-line keys that configure the service itself, not the run's search.
+SERVICE_KEYS = ("run_dir", "serve", "hydra")
+# Formats an upload may have (OpenCV decodes them; the header check knows them) and well-known others,
+# refused by name rather than as "not an image".
+UPLOAD_FORMATS = ("JPEG", "PNG", "WebP")
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif")
+PROVENANCE_FILE = "provenance.json"
+METRICS_FILE = "metrics.json"
+
+
+class ServiceError(Exception):
+    """A request the service refuses: ``status`` (an HTTP 4xx code) and a message naming the problem."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """Everything a worker process needs to build the same service: the search config, the checkpoint,
+    the run directory it came from (``None``: a composed config with ``ckpt_path``) and the ``serve:``
+    settings (limits)."""
+
+    config: DictConfig
+    checkpoint: Path
+    run_dir: Path | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        """Write as plain YAML (resolved values), read back by :meth:`load`."""
+        content = {
+            "config": OmegaConf.to_container(self.config, resolve=True),
+            "checkpoint": str(self.checkpoint),
+            "run_dir": None if self.run_dir is None else str(self.run_dir),
+            "settings": self.settings,
+        }
+        path.write_text(yaml.safe_dump(content, sort_keys=False))
+
+    @classmethod
+    def load(cls, path: Path) -> ServiceSpec:
+        """Read :meth:`save`'s file as data: only classes of this project are built from it."""
+        content = yaml.safe_load(path.read_text())
+        if not isinstance(content, dict) or not isinstance(content.get("config"), dict):
+            raise ValueError(f"{path}: not a service spec (a mapping with a 'config' mapping)")  # noqa: TRY004
+        config = OmegaConf.create(content["config"])
+        for section in BUILT_SECTIONS:
+            check_built_targets(OmegaConf.to_container(config.get(section) or {}), f"{path}: {section}")
+        run_dir = content.get("run_dir")
+        settings = content.get("settings") or {}
+        return cls(config, Path(content["checkpoint"]), None if run_dir is None else Path(run_dir), settings)
+
+
+def override_keys(overrides: Sequence[str]) -> list[str]:
+    """The config keys named by command-line overrides (``detector=yolo`` -> ``detector``,
+    ``+a.b=1`` -> ``a.b``), those of the service itself (``serve.*``, ``run_dir``, ``hydra.*``) left out."""
+    keys = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key.split(".", 1)[0] not in SERVICE_KEYS:
+            keys.append(key)
+    return keys
+
+
+def service_spec(composed: DictConfig, overrides: Sequence[str]) -> ServiceSpec:
+    """What ``serve`` searches with. With ``run_dir``: that run's config (read as data,
+    :func:`~fashion_retrieval.search.retriever.load_run_config`) with every key named on the command line
+    taken from the composed config (so ``detector=yolo detector.weights=...`` or ``encoder.backend=onnx``
+    change the run's search), and its best checkpoint unless ``ckpt_path`` is given. Without: the composed
+    config itself, which needs ``ckpt_path`` (and ``index.dir`` for an index built elsewhere)."""
+    settings = OmegaConf.to_container(composed.serve, resolve=True) if "serve" in composed else {}
+    assert isinstance(settings, dict)
+    run_dir = composed.get("run_dir")
+    if not run_dir:
+        if not composed.get("ckpt_path"):
+            raise ValueError("serve needs run_dir=<a run directory>, or ckpt_path=... (and index.dir=...)")
+        return ServiceSpec(composed, Path(composed.ckpt_path), None, settings)
+    config = load_run_config(run_dir)
+    for key in override_keys(overrides):
+        value = OmegaConf.select(composed, key, throw_on_missing=True)
+        if isinstance(value, DictConfig):
+            value = OmegaConf.to_container(value, resolve=True)
+        OmegaConf.update(config, key, value, merge=False, force_add=True)
+    checkpoint = Path(composed.ckpt_path) if composed.get("ckpt_path") else Path(run_dir) / BEST_CHECKPOINT
+    return ServiceSpec(config, checkpoint, Path(run_dir), settings)
+
+
+def image_format(data: bytes) -> str | None:
+    """The format of encoded image ``data`` from its first bytes: ``JPEG``, ``PNG``, ``WebP``, ``GIF``,
+    ``HEIF/AVIF``, ``BMP``, ``TIFF``, or ``None`` (not an image format we know)."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        return "HEIF/AVIF"
+    if data[:2] == b"BM":
+        return "BMP"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    return None
+
+
+def upload_problem(data: bytes) -> tuple[int, str] | None:
+    """``(HTTP status, message)`` when ``data`` is not an upload to decode (empty, not an image, a format
+    other than :data:`UPLOAD_FORMATS`); ``None`` when it may be decoded (its header is checked then)."""
+    if not data:
+        return 400, "the uploaded image is empty (0 bytes)"
+    found = image_format(data)
+    if found is None:
+        return 400, "the upload is not an image (expected JPEG, PNG or WebP)"
+    if found not in UPLOAD_FORMATS:
+        return 415, f"{found} images are not supported: send a JPEG, PNG or WebP photo"
+    return None
+
+
+def detector_name(detector_config: Mapping[str, Any] | DictConfig) -> str:
+    """``none``, ``zones`` or ``yolo`` for a ``detector:`` config (its class's name when it is another)."""
+    target = str(detector_config.get("_target_", ""))
+    return DETECTOR_TARGETS.get(target, target.rsplit(".", 1)[-1])
+
+
+def builtin_detector(name: str) -> DictConfig:
+    """The package's ``conf/detector/<name>.yaml`` (a detector that needs no weights)."""
+    path = Path(fashion_retrieval.__file__).parent / "conf" / "detector" / f"{name}.yaml"
+    config = OmegaConf.load(path)
+    assert isinstance(config, DictConfig)
+    return config
+
+
+def json_score(value: float) -> float | None:
+    """A score for JSON: ``None`` for a slot filled outside the crops' lists (NaN is not JSON)."""
+    return None if math.isnan(value) else value
+
+
+def crop_json(crop: Crop | None) -> dict[str, Any] | None:
+    if crop is None:
+        return None
+    return {"box": None if crop.box is None else list(crop.box), "label": crop.label, "score": crop.score}
+
+
+class SearchService:
+    """A run's search behind one lock (module docstring).
+
+    ``retriever``: the run's (its detector and re-ranking are the defaults); the variants for the other
+    detectors (``none``, ``zones`` and the run's own) and for re-ranking off share its encoder, index and
+    catalogue. ``run_dir``: where ``/info`` reads the run's commit and validation metrics.
+    """
+
+    def __init__(self, retriever: Retriever, run_dir: Path | None = None, checkpoint: Path | None = None):
+        self.run_dir = run_dir
+        self.checkpoint = checkpoint
+        self.lock = threading.Lock()
+        cfg = retriever.cfg
+        self.default_detector = detector_name(cfg.detector)
+        self.rerank_steps = list((cfg.reranker.get("steps") or {}).keys())
+        detectors = {self.default_detector: cfg.detector}
+        for name in BUILTIN_DETECTORS:
+            detectors.setdefault(name, builtin_detector(name))
+        self.retrievers: dict[tuple[str, bool], Retriever] = {}
+        for name, detector in detectors.items():
+            for rerank in (True, False) if self.rerank_steps else (False,):
+                if name == self.default_detector and rerank == bool(self.rerank_steps):
+                    self.retrievers[name, rerank] = retriever
+                    continue
+                variant = copy.deepcopy(cfg)
+                variant.detector = detector
+                if not rerank:
+                    variant.reranker.steps = {}
+                self.retrievers[name, rerank] = Retriever(
+                    variant, retriever.encoder, retriever.datamodule, retriever.index
+                )
+        self.retriever = retriever
+        catalogue = retriever.catalogue
+        products = catalogue.products
+        self.products = {
+            pid: {"category": category, "section": int(section), "path": Path(path)}
+            for pid, category, section, path in zip(
+                retriever.product_ids,
+                retriever.categories,
+                retriever.known_sections.tolist(),
+                products.set_index("product_asset_id").loc[retriever.product_ids, "image_path"],
+            )
+        }
+        bundles = catalogue.bundles
+        self.bundle_paths = dict(zip(bundles["bundle_asset_id"], map(Path, bundles["image_path"])))
+        self.bundle_sections = {b: int(s) for b, s in catalogue.bundle_sections().items()}
+        self.splits = {
+            "val": list(retriever.datamodule.val_bundle_ids),
+            "test": list(catalogue.searchable_test_bundle_ids),
+        }
+        self.truth = self._truth()
+
+    @classmethod
+    def from_spec(cls, spec: ServiceSpec) -> SearchService:
+        """Load the spec's encoder, index, detectors, re-ranking chain and catalogue (once)."""
+        retriever = Retriever.from_config(spec.config, spec.checkpoint)
+        return cls(retriever, spec.run_dir, spec.checkpoint)
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = ()) -> SearchService:
+        """A run directory's service (``overrides``: plain ``key=value`` values, as
+        :meth:`~fashion_retrieval.search.retriever.Retriever.from_run_dir`)."""
+        return cls(Retriever.from_run_dir(run_dir, overrides), Path(run_dir), Path(run_dir) / BEST_CHECKPOINT)
+
+    def _truth(self) -> dict[str, list[str]]:
+        """Ground-truth products of the validation bundles (training matches held out by the data module)
+        and, when the dataset ships it (``evaluate.truth_path``, synthetic data), of the test bundles."""
+        truth = self.retriever.catalogue.products_of(self.splits["val"])
+        truth_path = self.retriever.cfg.get("evaluate", {}).get("truth_path")
+        if truth_path and Path(truth_path).is_file():
+            pairs = pd.read_csv(truth_path, dtype=str, usecols=["bundle_asset_id", "product_asset_id"])
+            for bundle, rows in pairs.groupby("bundle_asset_id", sort=False):
+                truth.setdefault(str(bundle), list(rows["product_asset_id"]))
+        return truth
+
+    # -- look-ups -----------------------------------------------------------------------------------------
+    @staticmethod
+    def checked_id(kind: str, asset_id: str) -> str:
+        """``asset_id`` when it is a safe name (:data:`fashion_retrieval.io.SAFE_NAME`), else a 400."""
+        if not is_safe_name(asset_id):
+            raise ServiceError(400, f"{kind} id {asset_id[:80]!r} is not a valid id (letters, digits, _ . -)")
+        return asset_id
+
+    def product(self, product_id: str) -> dict[str, Any]:
+        """A product's facts, or a 404 naming the id."""
+        found = self.products.get(self.checked_id("product", product_id))
+        if found is None:
+            raise ServiceError(404, f"unknown product id {product_id!r}")
+        return {
+            "product_asset_id": product_id,
+            "category": found["category"],
+            "section": found["section"],
+            "image_url": f"/products/{product_id}/image",
+        }
+
+    def product_image(self, product_id: str) -> Path:
+        self.product(product_id)
+        return self.products[product_id]["path"]
+
+    def bundle_image(self, bundle_id: str) -> Path:
+        path = self.bundle_paths.get(self.checked_id("bundle", bundle_id))
+        if path is None:
+            raise ServiceError(404, f"unknown bundle id {bundle_id!r}")
+        return path
+
+    def random_bundle(self, split: str, rng: random.Random) -> str:
+        if split not in self.splits:
+            raise ServiceError(400, f"split must be one of {sorted(self.splits)}, got {split!r}")
+        if not self.splits[split]:
+            raise ServiceError(404, f"the dataset has no {split} bundles with a photo")
+        return rng.choice(self.splits[split])
+
+    def info(self) -> dict[str, Any]:
+        """The model, index, dataset, commit and validation metrics of the run (``/info``)."""
+        cfg = self.retriever.cfg
+        backbone = OmegaConf.select(cfg, "model.encoder.backbone.model_name") or OmegaConf.select(
+            cfg, "model.encoder.backbone.name"
+        )
+        metrics: dict[str, float] = {}
+        commit = None
+        if self.run_dir is not None:
+            if (self.run_dir / METRICS_FILE).is_file():
+                recorded = json.loads((self.run_dir / METRICS_FILE).read_text())
+                metrics = {k: v for k, v in recorded.items() if k.startswith("val")}
+            if (self.run_dir / PROVENANCE_FILE).is_file():
+                commit = (json.loads((self.run_dir / PROVENANCE_FILE).read_text()).get("git") or {}).get(
+                    "commit"
+                )
+        index = self.retriever.index
+        return {
+            "run_dir": None if self.run_dir is None else str(self.run_dir),
+            "checkpoint": None if self.checkpoint is None else str(self.checkpoint),
+            "model": {
+                "backbone": backbone,
+                "embedding_dim": index.dim,
+                "backend": OmegaConf.select(cfg, "encoder.backend", default="torch"),
+            },
+            "index": {"type": index.spec.index_type if index.spec else None, "size": len(index)},
+            "dataset": {
+                "data_dir": str(cfg.data.data_dir),
+                "products": len(self.products),
+                "bundles": len(self.bundle_paths),
+                "val_bundles": len(self.splits["val"]),
+                "test_bundles": len(self.splits["test"]),
+                "sections": sorted(set(self.bundle_sections.values())),
+            },
+            "commit": commit,
+            "metrics": metrics,
+            "detectors": sorted({name for name, _ in self.retrievers}),
+            "default_detector": self.default_detector,
+            "reranker": self.rerank_steps,
+        }
+
+    # -- searches -----------------------------------------------------------------------------------------
+    def _variant(self, options: Options) -> tuple[str, bool, Retriever]:
+        name = options.detector or self.default_detector
+        rerank = options.rerank and bool(self.rerank_steps)
+        retriever = self.retrievers.get((name, rerank))
+        if retriever is None:
+            offered = sorted({n for n, _ in self.retrievers})
+            raise ServiceError(400, f"detector {name!r} is not loaded; this service offers {offered}")
+        return name, rerank, retriever
+
+    def search_photo(self, data: bytes, options: Options) -> dict[str, Any]:
+        """Rank the catalogue for an uploaded photo (encoded bytes, decoded in memory)."""
+        problem = upload_problem(data)
+        if problem is not None:
+            raise ServiceError(*problem)
+        name, rerank, retriever = self._variant(options)
+        sections = None if options.section is None else [options.section]
+        try:
+            with self.lock:
+                (result,) = retriever.search([data], sections=sections, k=options.k)
+        except ImageReadError as error:
+            raise ServiceError(400, f"the uploaded image: {error.reason}") from error
+        return self._answer(result, name, rerank, options, bundle_id=None)
+
+    def search_bundle(self, bundle_id: str, options: Options) -> dict[str, Any]:
+        """Rank the catalogue for a bundle of the dataset, with what ``infer`` knows (its section and URL
+        metadata, every training match). ``options.section`` must be the bundle's, if given."""
+        self.bundle_image(bundle_id)
+        own = self.bundle_sections[bundle_id]
+        if options.section is not None and options.section != own:
+            raise ServiceError(
+                400, f"bundle {bundle_id} is in section {own}; a section option applies to uploaded photos"
+            )
+        name, rerank, retriever = self._variant(options)
+        with self.lock:
+            (result,) = retriever.search_bundles([bundle_id], k=options.k)
+        return self._answer(result, name, rerank, options, bundle_id=bundle_id)
+
+    def _answer(
+        self,
+        result: SearchResult,
+        detector: str,
+        rerank: bool,
+        options: Options,
+        bundle_id: str | None,
+    ) -> dict[str, Any]:
+        truth = self.truth.get(bundle_id) if bundle_id is not None else None
+        hits = set(truth or ())
+        timings = {stage: seconds * 1000 for stage, seconds in vars(result.timings).items()}
+        timings["total"] = result.timings.total * 1000
+        return {
+            "query": bundle_id or "upload",
+            "bundle_id": bundle_id,
+            "image_url": None if bundle_id is None else f"/bundles/{bundle_id}/image",
+            "k": options.k,
+            "section": self.bundle_sections[bundle_id] if bundle_id is not None else options.section,
+            "detector": detector,
+            "rerank": rerank,
+            "products": [
+                {
+                    "product_asset_id": product.product_id,
+                    "score": json_score(product.score),
+                    "category": product.category,
+                    "section": product.section,
+                    "image_url": f"/products/{product.product_id}/image",
+                    "crop": crop_json(product.crop),
+                    "hit": None if truth is None else product.product_id in hits,
+                }
+                for product in result.products
+            ],
+            "crops": [crop_json(crop) for crop in result.crops],
+            "truth": truth,
+            "timings_ms": timings,
+        }
