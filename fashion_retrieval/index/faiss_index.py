@@ -279,8 +279,13 @@ class EmbeddingIndex:
         expected_checkpoint_sha256: str | None = None,
         spec: IndexSpec | None = None,
         expected_catalogue_sha256: str | None = None,
+        mmap: bool = False,
     ) -> EmbeddingIndex:
         """Read an index written by ``save``; ValueError/FileNotFoundError name the offending file.
+
+        ``mmap``: map the stored vectors of a flat-codes index (flat, and the codes of PQ/SQ types) from the
+        file instead of copying them into memory (FAISS's ``IO_FLAG_MMAP_IFC``): read-only, and processes
+        that serve the same file share its pages (docs/serving.md).
 
         ``expected_*`` and ``spec`` (same type and build parameters; its search-time parameters and device
         are applied) raise ``IndexMismatchError`` for an index built by another model, from other catalogue
@@ -313,7 +318,7 @@ class EmbeddingIndex:
                 f"the images now: {expected_catalogue_sha256})"
             )
         try:
-            cpu_index = faiss.read_index(str(source / INDEX_FILE))
+            cpu_index = faiss.read_index(str(source / INDEX_FILE), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
         except RuntimeError as error:
             raise ValueError(f"cannot read FAISS index {source / INDEX_FILE}: {error}") from error
         ids = _read_json(source / IDS_FILE)

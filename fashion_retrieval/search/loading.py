@@ -58,7 +58,8 @@ def load_or_build_index(
     cfg: DictConfig, encoder: ImageEncoder, datamodule: ChallengeDataModule, checkpoint: Path
 ) -> EmbeddingIndex:
     """Reuse ``index.dir`` when it holds the configured index type built from this very checkpoint and the
-    catalogue images as they are now (their content digest), else build it."""
+    catalogue images as they are now (their content digest), else build it. ``index.mmap`` (set by
+    ``serve``): map the stored index instead of reading it into memory."""
     index_dir = Path(cfg.index.dir)
     spec = instantiate(cfg.index.spec)
     if (index_dir / META_FILE).is_file():
@@ -68,6 +69,7 @@ def load_or_build_index(
                 expected_checkpoint_sha256=file_digest(checkpoint),
                 spec=spec,
                 expected_catalogue_sha256=contents_digest(datamodule.gallery_paths),
+                mmap=bool(cfg.index.get("mmap", False)),
             )
         except IndexMismatchError as error:
             log.info("search: %s; rebuilding", error)

@@ -128,6 +128,29 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == sorted([INDEX_FILE, IDS_FILE, META_FILE])
 
 
+def anonymous_memory_kib() -> int:
+    """This process's resident memory not backed by a file (``RssAnon``, Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+    pytest.skip("no RssAnon in /proc/self/status (not Linux)")
+
+
+def test_a_memory_mapped_flat_index_searches_alike_without_copying_its_vectors(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    gallery, queries = normalised(rng, 20_000, 256), normalised(rng, 7, 256)  # 20 MB of vectors
+    EmbeddingIndex(gallery, make_ids(20_000)).save(tmp_path / "idx")
+    del gallery
+    before = anonymous_memory_kib()
+    mapped = EmbeddingIndex.load(tmp_path / "idx", mmap=True)
+    mapped_growth = anonymous_memory_kib() - before
+    read = EmbeddingIndex.load(tmp_path / "idx")
+    for a, b in zip(mapped.search(queries, 15), read.search(queries, 15), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # The vectors stay in the file's pages (shared by every process mapping it), not in private memory.
+    assert mapped_growth < 5_000 and anonymous_memory_kib() - before > 15_000
+
+
 def test_save_rejects_unserialisable_metadata_before_writing(tmp_path: Path) -> None:
     index = EmbeddingIndex(np.eye(2, dtype=np.float32), ["a", "b"])
     with pytest.raises(ValueError, match="JSON-serialisable"):
