@@ -83,7 +83,10 @@ class ServiceSpec:
     def save(self, path: Path) -> None:
         """Write as plain YAML (resolved values), read back by :meth:`load`."""
         content = {
-            "config": OmegaConf.to_container(self.config, resolve=True),
+            # Hydra's own node describes the job that wrote the spec, not the search.
+            "config": OmegaConf.to_container(
+                OmegaConf.masked_copy(self.config, [k for k in self.config if k != "hydra"]), resolve=True
+            ),
             "checkpoint": str(self.checkpoint),
             "run_dir": None if self.run_dir is None else str(self.run_dir),
             "settings": self.settings,
@@ -127,15 +130,19 @@ def service_spec(composed: DictConfig, overrides: Sequence[str]) -> ServiceSpec:
     if not run_dir:
         if not composed.get("ckpt_path"):
             raise ValueError("serve needs run_dir=<a run directory>, or ckpt_path=... (and index.dir=...)")
-        return ServiceSpec(composed, Path(composed.ckpt_path), None, settings)
-    config = load_run_config(run_dir)
-    for key in override_keys(overrides):
-        value = OmegaConf.select(composed, key, throw_on_missing=True)
-        if isinstance(value, DictConfig):
-            value = OmegaConf.to_container(value, resolve=True)
-        OmegaConf.update(config, key, value, merge=False, force_add=True)
-    checkpoint = Path(composed.ckpt_path) if composed.get("ckpt_path") else Path(run_dir) / BEST_CHECKPOINT
-    return ServiceSpec(config, checkpoint, Path(run_dir), settings)
+        config, checkpoint = composed, Path(composed.ckpt_path)
+    else:
+        config = load_run_config(run_dir)
+        for key in override_keys(overrides):
+            value = OmegaConf.select(composed, key, throw_on_missing=True)
+            if isinstance(value, DictConfig):
+                value = OmegaConf.to_container(value, resolve=True)
+            OmegaConf.update(config, key, value, merge=False, force_add=True)
+        checkpoint = (
+            Path(composed.ckpt_path) if composed.get("ckpt_path") else Path(run_dir) / BEST_CHECKPOINT
+        )
+    OmegaConf.update(config, "index.mmap", bool(settings.get("mmap_index", False)), force_add=True)
+    return ServiceSpec(config, checkpoint, None if not run_dir else Path(run_dir), settings)
 
 
 def image_format(data: bytes) -> str | None:
