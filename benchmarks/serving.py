@@ -1,0 +1,250 @@
+"""Serving figures (issue 17, section 4): cold start, per-query latency over HTTP, throughput, soak.
+
+    python benchmarks/serving.py --run-dir outputs/quickstart/run/<timestamp> \
+        --yolo-weights outputs/detection/<run>/detector/best.pt --output benchmarks/results/serving.md
+
+Each server is the real command (``fashion-retrieval serve run_dir=... serve.port=...``) in a subprocess on
+loopback; clients are ``httpx`` clients with keep-alive, uploading the photos of the dataset's test
+bundles (multipart, as the web page does) in turn.
+
+* cold start: from starting the process to the first answered ``POST /search`` (imports, Hydra, loading
+  the checkpoint, index, catalogue and detectors, the first forward pass);
+* latency: ``--queries`` sequential uploads per detector (``none`` and ``zones`` on the plain server,
+  ``yolo`` on one started with ``detector=yolo detector.weights=...``), p50/p95/p99 of the client's
+  round trip, and the server's own median total (``timings_ms.total``);
+* throughput: 1, 4 and 16 concurrent clients, each query a new upload, stopped at ``--throughput-queries``
+  answers or ``--throughput-seconds``, whichever first;
+* soak: ``--soak-seconds`` of 4 clients alternating ``none`` and ``zones``; errors counted, the server's
+  resident set (``VmRSS``) read at start and end.
+
+The backend is the run's (``encoder.backend``, torch unless given in ``--extra``); ONNX needs its export
+(docs/onnx.md) and is measured by passing ``--extra encoder.backend=onnx encoder.onnx_path=...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set of process ``pid`` in MiB (``VmRSS``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def percentiles(seconds: Sequence[float]) -> dict[str, float]:
+    values = np.asarray(seconds) * 1000
+    return {f"p{q}": float(np.percentile(values, q)) for q in (50, 95, 99)}
+
+
+class Server:
+    """``fashion-retrieval serve`` in a subprocess; :meth:`start` returns the cold start in seconds."""
+
+    def __init__(self, run_dir: Path, extra: Sequence[str], workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / f"serve_{self.port}.log"
+        self.command = [
+            sys.executable,
+            "-m",
+            "fashion_retrieval.cli",
+            "serve",
+            f"run_dir={run_dir}",
+            f"serve.port={self.port}",
+            f"detection_cache={workdir / 'detection_cache'}",
+            f"hydra.run.dir={workdir / f'serve_{self.port}'}",
+            *extra,
+        ]
+        self.process: subprocess.Popen | None = None
+
+    def start(self, photo: bytes, timeout: float = 900) -> float:
+        start = time.perf_counter()
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited: {self.log.read_text()[-3000:]}")
+            try:
+                answer = httpx.post(f"{self.url}/search", files={"image": ("q.jpg", photo)}, timeout=120)
+                if answer.status_code == 200:
+                    return time.perf_counter() - start
+            except httpx.TransportError:
+                pass
+            if time.perf_counter() - start > timeout:
+                raise RuntimeError(f"serve did not answer in {timeout} s")
+            time.sleep(0.05)
+
+    def rss(self) -> float:
+        assert self.process is not None
+        return rss_mib(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=60)
+
+
+def query(client: httpx.Client, url: str, photo: bytes, detector: str) -> tuple[float, float]:
+    """(client round trip, server total) in seconds for one upload; raises on a non-200 answer."""
+    start = time.perf_counter()
+    answer = client.post(f"{url}/search", files={"image": ("q.jpg", photo)}, data={"detector": detector})
+    elapsed = time.perf_counter() - start
+    answer.raise_for_status()
+    return elapsed, answer.json()["timings_ms"]["total"] / 1000
+
+
+def latency(url: str, photos: list[bytes], detector: str, count: int) -> dict[str, float]:
+    with httpx.Client(timeout=120) as client:
+        query(client, url, photos[0], detector)  # warm: the first call of a detector loads nothing more
+        rounds = [query(client, url, photos[i % len(photos)], detector) for i in range(count)]
+    return {
+        **percentiles([r for r, _ in rounds]),
+        "server_p50": float(statistics.median(s for _, s in rounds) * 1000),
+        "queries": count,
+    }
+
+
+def load(
+    url: str,
+    photos: list[bytes],
+    clients: int,
+    max_queries: int,
+    max_seconds: float,
+    detectors: Sequence[str],
+) -> dict[str, float]:
+    """``clients`` threads uploading until ``max_queries`` answers or ``max_seconds``."""
+    lock = threading.Lock()
+    times: list[float] = []
+    errors: list[str] = []
+    issued = 0
+    deadline = time.perf_counter() + max_seconds
+
+    def client_loop(worker: int) -> None:
+        nonlocal issued
+        with httpx.Client(timeout=300) as client:
+            while time.perf_counter() < deadline:
+                with lock:
+                    if issued >= max_queries:
+                        return
+                    number = issued
+                    issued += 1
+                try:
+                    elapsed, _ = query(
+                        client, url, photos[number % len(photos)], detectors[number % len(detectors)]
+                    )
+                    with lock:
+                        times.append(elapsed)
+                except Exception as error:  # counted, the soak goes on
+                    with lock:
+                        errors.append(repr(error))
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client_loop, args=(w,)) for w in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    return {
+        "clients": clients,
+        "answered": len(times),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else "",
+        "seconds": wall,
+        "queries_per_second": len(times) / wall,
+        **percentiles(times or [float("nan")]),
+    }
+
+
+def bundle_photos(run_dir: Path, count: int) -> list[bytes]:
+    config = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
+    data_dir = Path(config["data"]["data_dir"])
+    test = pd.read_csv(data_dir / "bundles_product_match_test.csv", dtype=str)["bundle_asset_id"].unique()
+    bundles = pd.read_csv(data_dir / "bundles_dataset.csv", dtype=str).set_index("bundle_asset_id")
+    paths = [data_dir / "images" / "bundles" / f"{b}.jpg" for b in test if b in bundles.index]
+    return [p.read_bytes() for p in paths if p.is_file()][:count]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--yolo-weights", type=Path, help="a YOLO best.pt: adds the yolo rows")
+    parser.add_argument("--extra", nargs="*", default=[], help="more overrides for every server")
+    parser.add_argument("--queries", type=int, default=200, help="sequential queries per detector")
+    parser.add_argument("--throughput-queries", type=int, default=200)
+    parser.add_argument("--throughput-seconds", type=float, default=60)
+    parser.add_argument("--soak-seconds", type=float, default=300)
+    parser.add_argument("--workdir", type=Path, default=Path("outputs/benchmarks/serving"))
+    parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    photos = bundle_photos(args.run_dir, 100)
+    results: dict[str, object] = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "command": " ".join(sys.argv),
+        "photos": len(photos),
+    }
+    server = Server(args.run_dir, args.extra, args.workdir)
+    try:
+        results["cold_start_s"] = server.start(photos[0])
+        results["rss_after_start_mib"] = server.rss()
+        print(json.dumps(results), flush=True)
+        results["latency"] = {d: latency(server.url, photos, d, args.queries) for d in ("none", "zones")}
+        print(json.dumps(results["latency"]), flush=True)
+        results["throughput"] = [
+            load(server.url, photos, c, args.throughput_queries, args.throughput_seconds, ["none"])
+            for c in (1, 4, 16)
+        ]
+        print(json.dumps(results["throughput"]), flush=True)
+        soak_start = server.rss()
+        soak = load(server.url, photos, 4, 10**9, args.soak_seconds, ["none", "zones"])
+        results["soak"] = {**soak, "rss_start_mib": soak_start, "rss_end_mib": server.rss()}
+        print(json.dumps(results["soak"]), flush=True)
+    finally:
+        server.stop()
+    if args.yolo_weights is not None:
+        yolo = Server(
+            args.run_dir,
+            [*args.extra, "detector=yolo", f"detector.weights={args.yolo_weights}"],
+            args.workdir,
+        )
+        try:
+            results["cold_start_yolo_s"] = yolo.start(photos[0])
+            results["latency"]["yolo"] = latency(yolo.url, photos, "yolo", args.queries)  # type: ignore[index]
+            print(json.dumps(results["latency"]), flush=True)  # type: ignore[index]
+        finally:
+            yolo.stop()
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
