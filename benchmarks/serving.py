@@ -9,14 +9,16 @@ bundles (multipart, as the web page does) in turn.
 
 * cold start: from starting the process to the first answered ``POST /search`` (imports, Hydra, loading
   the checkpoint, index, catalogue and detectors, the first forward pass);
-* latency: ``--queries`` sequential uploads per detector (``none`` and ``zones`` on the plain server,
-  ``yolo`` on one started with ``detector=yolo detector.weights=...``), p50/p95/p99 of the client's
-  round trip, and the server's own median total (``timings_ms.total``);
-* throughput: 1, 4 and 16 concurrent clients, each query a new upload, stopped at ``--throughput-queries``
-  answers or ``--throughput-seconds``, whichever first;
-* soak: ``--soak-seconds`` of 4 clients alternating ``none`` and ``zones``; errors counted, the server's
-  resident set (``VmRSS``) read at start and end.
+* latency: ``--queries`` sequential uploads per detector on one server (``none``, ``zones``, and ``yolo``
+  when ``--yolo-weights`` starts it with ``detector=yolo detector.weights=...``), the detectors
+  interleaved query by query so each sees the same load; p50/p95/p99 of the client's round trip and the
+  server's median per stage (``timings_ms``);
+* throughput (plain server): 1, 4 and 16 concurrent clients, each query a new upload, stopped at
+  ``--throughput-queries`` answers or ``--throughput-seconds``, whichever first;
+* soak (plain server): ``--soak-seconds`` of 4 clients alternating ``none`` and ``zones``; errors counted,
+  the server's resident set (``VmRSS``) read at start and end.
 
+``--parts`` measures a subset (``latency``, ``throughput``, ``soak``).
 The backend is the run's (``encoder.backend``, torch unless given in ``--extra``); ONNX needs its export
 (docs/onnx.md) and is measured by passing ``--extra encoder.backend=onnx encoder.onnx_path=...``.
 """
@@ -40,6 +42,8 @@ import httpx
 import numpy as np
 import pandas as pd
 import yaml
+
+PARTS = ("latency", "throughput", "soak")
 
 
 def free_port() -> int:
@@ -108,23 +112,35 @@ class Server:
             self.process.wait(timeout=60)
 
 
-def query(client: httpx.Client, url: str, photo: bytes, detector: str) -> tuple[float, float]:
-    """(client round trip, server total) in seconds for one upload; raises on a non-200 answer."""
+def query(client: httpx.Client, url: str, photo: bytes, detector: str) -> tuple[float, dict[str, float]]:
+    """(client round trip in seconds, the server's ``timings_ms``) of one upload; raises unless 200."""
     start = time.perf_counter()
     answer = client.post(f"{url}/search", files={"image": ("q.jpg", photo)}, data={"detector": detector})
     elapsed = time.perf_counter() - start
     answer.raise_for_status()
-    return elapsed, answer.json()["timings_ms"]["total"] / 1000
+    return elapsed, answer.json()["timings_ms"]
 
 
-def latency(url: str, photos: list[bytes], detector: str, count: int) -> dict[str, float]:
+def latency(url: str, photos: list[bytes], detectors: Sequence[str], count: int) -> dict[str, dict]:
+    """``count`` sequential uploads per detector, the detectors interleaved query by query (so each
+    sees the same load from the rest of the machine): client p50/p95/p99 and the server's median per
+    stage, in ms."""
+    rounds: dict[str, list[tuple[float, dict[str, float]]]] = {d: [] for d in detectors}
     with httpx.Client(timeout=120) as client:
-        query(client, url, photos[0], detector)  # warm: the first call of a detector loads nothing more
-        rounds = [query(client, url, photos[i % len(photos)], detector) for i in range(count)]
+        for detector in detectors:
+            query(client, url, photos[0], detector)  # the first call of a detector pays its warm-up
+        for i in range(count):
+            for detector in detectors:
+                rounds[detector].append(query(client, url, photos[i % len(photos)], detector))
     return {
-        **percentiles([r for r, _ in rounds]),
-        "server_p50": float(statistics.median(s for _, s in rounds) * 1000),
-        "queries": count,
+        detector: {
+            **percentiles([elapsed for elapsed, _ in found]),
+            "server_median_ms": {
+                stage: float(statistics.median(t[stage] for _, t in found)) for stage in found[0][1]
+            },
+            "queries": count,
+        }
+        for detector, found in rounds.items()
     }
 
 
@@ -171,6 +187,7 @@ def load(
     wall = time.perf_counter() - start
     return {
         "clients": clients,
+        "detectors": list(detectors),
         "answered": len(times),
         "errors": len(errors),
         "first_error": errors[0] if errors else "",
@@ -201,6 +218,9 @@ def main() -> None:
     parser.add_argument("--throughput-seconds", type=float, default=60)
     parser.add_argument("--soak-seconds", type=float, default=300)
     parser.add_argument("--workdir", type=Path, default=Path("outputs/benchmarks/serving"))
+    parser.add_argument(
+        "--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure (default: all)"
+    )
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -211,36 +231,39 @@ def main() -> None:
         "command": " ".join(sys.argv),
         "photos": len(photos),
     }
-    server = Server(args.run_dir, args.extra, args.workdir)
-    try:
-        results["cold_start_s"] = server.start(photos[0])
-        results["rss_after_start_mib"] = server.rss()
-        print(json.dumps(results), flush=True)
-        results["latency"] = {d: latency(server.url, photos, d, args.queries) for d in ("none", "zones")}
-        print(json.dumps(results["latency"]), flush=True)
-        results["throughput"] = [
-            load(server.url, photos, c, args.throughput_queries, args.throughput_seconds, ["none"])
-            for c in (1, 4, 16)
-        ]
-        print(json.dumps(results["throughput"]), flush=True)
-        soak_start = server.rss()
-        soak = load(server.url, photos, 4, 10**9, args.soak_seconds, ["none", "zones"])
-        results["soak"] = {**soak, "rss_start_mib": soak_start, "rss_end_mib": server.rss()}
-        print(json.dumps(results["soak"]), flush=True)
-    finally:
-        server.stop()
-    if args.yolo_weights is not None:
-        yolo = Server(
-            args.run_dir,
-            [*args.extra, "detector=yolo", f"detector.weights={args.yolo_weights}"],
-            args.workdir,
-        )
+    if {"throughput", "soak"} & set(args.parts):
+        server = Server(args.run_dir, args.extra, args.workdir)
         try:
-            results["cold_start_yolo_s"] = yolo.start(photos[0])
-            results["latency"]["yolo"] = latency(yolo.url, photos, "yolo", args.queries)  # type: ignore[index]
-            print(json.dumps(results["latency"]), flush=True)  # type: ignore[index]
+            results["cold_start_s"] = server.start(photos[0])
+            results["rss_after_start_mib"] = server.rss()
+            print(json.dumps(results), flush=True)
+            if "throughput" in args.parts:
+                results["throughput"] = [
+                    load(server.url, photos, c, args.throughput_queries, args.throughput_seconds, ["none"])
+                    for c in (1, 4, 16)
+                ]
+                print(json.dumps(results["throughput"]), flush=True)
+            if "soak" in args.parts:
+                soak_start = server.rss()
+                soak = load(server.url, photos, 4, 10**9, args.soak_seconds, ["none", "zones"])
+                results["soak"] = {**soak, "rss_start_mib": soak_start, "rss_end_mib": server.rss()}
+                print(json.dumps(results["soak"]), flush=True)
         finally:
-            yolo.stop()
+            server.stop()
+    if "latency" in args.parts:
+        # With YOLO weights the server offers none, zones and yolo: all three measured side by side.
+        detectors = ["none", "zones"]
+        extra = list(args.extra)
+        if args.yolo_weights is not None:
+            detectors.append("yolo")
+            extra += ["detector=yolo", f"detector.weights={args.yolo_weights}"]
+        server = Server(args.run_dir, extra, args.workdir)
+        try:
+            results["cold_start_latency_server_s"] = server.start(photos[0])
+            results["latency"] = latency(server.url, photos, detectors, args.queries)
+            print(json.dumps(results["latency"]), flush=True)
+        finally:
+            server.stop()
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
