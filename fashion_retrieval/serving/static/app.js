@@ -113,10 +113,8 @@ function show(result) {
   photo.onload = () => drawBoxes(result.crops);
   photo.src = result.image_url || photoUrl;
   if (photo.complete && photo.naturalWidth) drawBoxes(result.crops);
-  const rows = Object.entries(result.timings_ms).map(
-    ([stage, ms]) => `<tr><td>${stage}</td><td>${ms.toFixed(1)} ms</td></tr>`,
-  );
-  $("timings").querySelector("tbody").innerHTML = rows.join("");
+  const stages = Object.entries(result.timings_ms).map(([stage, ms]) => `${stage} ${ms.toFixed(1)} ms`);
+  $("timings").textContent = `Server time: ${stages.join(" · ")}`;
   const hits = result.products.filter((p) => p.hit).length;
   $("truth").textContent = result.truth
     ? `${hits} of the bundle's ${result.truth.length} products found`
