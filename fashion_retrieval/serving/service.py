@@ -123,8 +123,9 @@ def service_spec(composed: DictConfig, overrides: Sequence[str]) -> ServiceSpec:
     :func:`~fashion_retrieval.search.retriever.load_run_config`) with every key named on the command line
     taken from the composed config (so ``detector=yolo detector.weights=...`` or ``encoder.backend=onnx``
     change the run's search), and its best checkpoint unless ``ckpt_path`` is given. Without: the composed
-    config itself, which needs ``ckpt_path`` (and ``index.dir`` for an index built elsewhere). Either way
-    ``index.mmap`` follows ``serve.mmap_index`` and the data loaders run in process (``data.num_workers=0``)."""
+    config itself, which needs ``ckpt_path`` (and ``index.dir`` for an index built elsewhere). Either
+    way ``index.mmap`` follows ``serve.mmap_index`` and the data loaders run in process
+    (``data.num_workers=0``)."""
     settings = OmegaConf.to_container(composed.serve, resolve=True) if "serve" in composed else {}
     assert isinstance(settings, dict)
     run_dir = composed.get("run_dir")

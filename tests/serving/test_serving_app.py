@@ -189,6 +189,6 @@ def test_serve_takes_the_run_config_with_the_command_line_keys(tiny_run) -> None
     # The run's own data, not the composed config's.
     assert spec.config.data.data_dir != str(workdir / "nowhere")
     assert spec.checkpoint == run_dir / "checkpoints/best.ckpt" and spec.settings["port"] == 9000
-    assert spec.config.index.mmap is True
+    assert spec.config.index.mmap is True and spec.config.data.num_workers == 0
     with pytest.raises(ValueError, match="serve needs run_dir"):
         service_spec(compose_config(["experiment=tiny"]), [])
