@@ -1,6 +1,7 @@
 """What ``serve`` answers, without HTTP: a run's :class:`~fashion_retrieval.search.retriever.Retriever`
-loaded once, with its variants for the detectors and re-ranking a request may choose, the catalogue's
-product facts, the ground truth the dataset gives, and the run's description (docs/serving.md).
+loaded once, with its variants for the detectors a request may choose (re-ranking is per call), the
+catalogue's product facts, the ground truth the dataset gives, and the run's description
+(docs/serving.md).
 
 A :class:`SearchService` holds nothing a request changes except through :meth:`SearchService.search_photo`
 and :meth:`SearchService.search_bundle`, which take its lock: a ``Retriever`` searches one call at a time
@@ -211,9 +212,9 @@ def crop_json(crop: Crop | None) -> dict[str, Any] | None:
 class SearchService:
     """A run's search behind one lock (module docstring).
 
-    ``retriever``: the run's (its detector and re-ranking are the defaults); the variants for the other
-    detectors (``none``, ``zones`` and the run's own) and for re-ranking off share its encoder, index and
-    catalogue. ``run_dir``: where ``/info`` reads the run's commit and validation metrics.
+    ``retriever``: the run's (its detector is the default); the variants for the other detectors (``none``,
+    ``zones``) share its encoder, index and catalogue; re-ranking is switched off per call. ``run_dir``:
+    where ``/info`` reads the run's commit and validation metrics.
     """
 
     def __init__(self, retriever: Retriever, run_dir: Path | None = None, checkpoint: Path | None = None):
@@ -226,19 +227,16 @@ class SearchService:
         detectors = {self.default_detector: cfg.detector}
         for name in BUILTIN_DETECTORS:
             detectors.setdefault(name, builtin_detector(name))
-        self.retrievers: dict[tuple[str, bool], Retriever] = {}
+        self.retrievers: dict[str, Retriever] = {}
         for name, detector in detectors.items():
-            for rerank in (True, False) if self.rerank_steps else (False,):
-                if name == self.default_detector and rerank == bool(self.rerank_steps):
-                    self.retrievers[name, rerank] = retriever
-                    continue
-                variant = copy.deepcopy(cfg)
-                variant.detector = detector
-                if not rerank:
-                    variant.reranker.steps = {}
-                self.retrievers[name, rerank] = Retriever(
-                    variant, retriever.encoder, retriever.datamodule, retriever.index
-                )
+            if name == self.default_detector:
+                self.retrievers[name] = retriever
+                continue
+            variant = copy.deepcopy(cfg)
+            variant.detector = detector
+            self.retrievers[name] = Retriever(
+                variant, retriever.encoder, retriever.datamodule, retriever.index
+            )
         self.retriever = retriever
         catalogue = retriever.catalogue
         products = catalogue.products
@@ -356,20 +354,21 @@ class SearchService:
             },
             "commit": commit,
             "metrics": metrics,
-            "detectors": sorted({name for name, _ in self.retrievers}),
+            "detectors": sorted(self.retrievers),
             "default_detector": self.default_detector,
             "reranker": self.rerank_steps,
         }
 
     # -- searches -----------------------------------------------------------------------------------------
     def _variant(self, options: Options) -> tuple[str, bool, Retriever]:
+        """The detector's name, whether re-ranking runs, and the retriever of that detector."""
         name = options.detector or self.default_detector
-        rerank = options.rerank and bool(self.rerank_steps)
-        retriever = self.retrievers.get((name, rerank))
+        retriever = self.retrievers.get(name)
         if retriever is None:
-            offered = sorted({n for n, _ in self.retrievers})
-            raise ServiceError(400, f"detector {name!r} is not loaded; this service offers {offered}")
-        return name, rerank, retriever
+            raise ServiceError(
+                400, f"detector {name!r} is not loaded; this service offers {sorted(self.retrievers)}"
+            )
+        return name, options.rerank and bool(self.rerank_steps), retriever
 
     def search_photo(self, data: bytes, options: Options) -> dict[str, Any]:
         """Rank the catalogue for an uploaded photo (encoded bytes, decoded in memory)."""
@@ -380,7 +379,7 @@ class SearchService:
         sections = None if options.section is None else [options.section]
         try:
             with self.lock:
-                (result,) = retriever.search([data], sections=sections, k=options.k)
+                (result,) = retriever.search([data], sections=sections, k=options.k, rerank=rerank)
         except ImageReadError as error:
             raise ServiceError(400, f"the uploaded image: {error.reason}") from error
         return self._answer(result, name, rerank, options, bundle_id=None)
@@ -396,7 +395,7 @@ class SearchService:
             )
         name, rerank, retriever = self._variant(options)
         with self.lock:
-            (result,) = retriever.search_bundles([bundle_id], k=options.k)
+            (result,) = retriever.search_bundles([bundle_id], k=options.k, rerank=rerank)
         return self._answer(result, name, rerank, options, bundle_id=bundle_id)
 
     def _answer(

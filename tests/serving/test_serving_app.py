@@ -52,7 +52,7 @@ def test_an_upload_ranks_like_the_retriever_and_draws_its_crops(client, tiny_ser
     answer = upload(client, data, k="5", detector="zones")
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    (expected,) = tiny_service.retrievers["zones", False].search([data], k=5)
+    (expected,) = tiny_service.retrievers["zones"].search([data], k=5)
     assert [p["product_asset_id"] for p in body["products"]] == [p.product_id for p in expected.products]
     assert body["detector"] == "zones" and body["bundle_id"] is None and body["truth"] is None
     assert {c["label"] for c in body["crops"]} >= {"upper", "lower"}
