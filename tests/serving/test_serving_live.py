@@ -25,6 +25,25 @@ def good_query(url: str, photo: Path) -> None:
     assert len(answer.json()["products"]) == 3
 
 
+def read_response(client: socket.socket) -> str:
+    """An HTTP response read whole (its headers and ``Content-Length`` bytes of body), as text."""
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < content_length(data):
+        chunk = client.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+
+
+def content_length(data: bytes) -> int:
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
 def test_the_command_answers_a_photo_and_a_bundle(served, query_photo, tiny_service) -> None:
     good_query(served, query_photo)
     bundle = tiny_service.splits["test"][0]
