@@ -32,6 +32,8 @@ RERANKER_STEPS = {
     "timestamp": "[timestamp]",
     "bundle_priors": "[bundle_priors]",
 }
+# Settings of stages added after the snapshot (issue 17's `serve`): new keys, not moved ones.
+ADDED_AFTER_SNAPSHOT = re.compile(r"run_dir|serve\..+")
 
 
 def flat(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -49,7 +51,7 @@ def resolved(overrides: list[str]) -> dict[str, Any]:
     order of the re-ranking steps (the chain runs them in key order)."""
     cfg = compose_config(overrides, output_dir="/snapshot/run")
     plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
-    found = flat(plain)
+    found = {k: v for k, v in flat(plain).items() if not ADDED_AFTER_SNAPSHOT.fullmatch(k)}
     found["reranker.steps.__order__"] = list(plain["reranker"]["steps"])
     cwd = str(Path.cwd())
     return {k: v.replace(cwd, "<cwd>") if isinstance(v, str) else v for k, v in found.items()}
