@@ -132,13 +132,20 @@ def test_a_mistyped_subcommand_exits_2_with_a_suggestion(
 def test_an_old_config_name_exits_2_naming_the_new_one(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(
-            ["train-adapter", "head=residual_adapter", "dataset.root=/x", "experiment=seed_convnext_triplet"]
+            [
+                "train-adapter",
+                "head=residual_adapter",
+                "dataset.root=/x",
+                "experiment=seed_convnext_triplet",
+                "data.gallery_size=[64,48]",
+            ]
         )
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert "head=residual_adapter  ->  adapter=residual_adapter" in error
     assert "dataset.root=/x  ->  reader.root=/x" in error
     assert "experiment=seed_convnext_triplet  ->  experiment=hackathon/convnext_triplet" in error
+    assert "data.gallery_size=[64,48]  ->  data.catalogue_size=[64,48]" in error
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,9 @@ from test_configs import compose_config
 SNAPSHOT = json.loads((Path(__file__).parent / "config_snapshots" / "before_issue16.json").read_text())
 # Top-level keys and experiments renamed by issue 16 (docs/configs.md "Renamed"): old -> new.
 RENAMED_KEYS = {"head": "adapter", "dataset": "reader"}
+# Whole dotted keys renamed by issue 16: "catalogue" is the challenge's product set (docs/architecture.md,
+# "Glossary").
+RENAMED_DOTTED_KEYS = {"data.gallery_size": "data.catalogue_size"}
 RENAMED_EXPERIMENTS = {
     "seed_convnext_triplet": "hackathon/convnext_triplet",
     "seed_fashionclip_infonce": "hackathon/fashionclip_infonce",
@@ -69,6 +72,8 @@ def active_steps(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def renamed_key(key: str) -> str:
+    if key in RENAMED_DOTTED_KEYS:
+        return RENAMED_DOTTED_KEYS[key]
     first, dot, rest = key.partition(".")
     return RENAMED_KEYS.get(first, first) + dot + rest
 

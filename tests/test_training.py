@@ -29,7 +29,7 @@ from fashion_retrieval.pipelines.train import train
 
 SMALL_DATA = [
     "data.query_size=[64,48]",
-    "data.gallery_size=[48,32]",
+    "data.catalogue_size=[48,32]",
     "data.batch_size=4",
     "data.eval_batch_size=32",
     "data.num_workers=0",

@@ -145,7 +145,7 @@ class ChallengeDataModule(pl.LightningDataModule):
         self,
         data_dir: str,
         query_size: Sequence[int] = (192, 128),
-        gallery_size: Sequence[int] = (128, 96),
+        catalogue_size: Sequence[int] = (128, 96),
         batch_size: int = 12,
         max_products_per_bundle: int | None = 6,
         eval_batch_size: int = 64,
@@ -406,7 +406,7 @@ class ChallengeDataModule(pl.LightningDataModule):
                 self.training_query_size, QUERY_AUGMENTATION, hp.augment_strength, hp.domain_randomization
             ),
             train_transform(
-                hp.gallery_size, GALLERY_AUGMENTATION, hp.augment_strength, hp.domain_randomization
+                hp.catalogue_size, GALLERY_AUGMENTATION, hp.augment_strength, hp.domain_randomization
             ),
             max_products=hp.max_products_per_bundle,
             query_crop=hp.query_crop,
@@ -468,14 +468,14 @@ class ChallengeDataModule(pl.LightningDataModule):
     @property
     def crop_size(self) -> Sequence[int]:
         """``(H, W)`` of garment crops: ``crop_size``, else the packshot size (a crop shows one garment)."""
-        return self.hparams.crop_size or self.hparams.gallery_size
+        return self.hparams.crop_size or self.hparams.catalogue_size
 
     def crop_dataloader(self, paths: Sequence[str], boxes: Sequence[Box | None]) -> DataLoader:
         """Regions of photos (detected garments; ``None``: the whole photo) at :attr:`crop_size`, in order."""
         return self._eval_loader(paths, self.crop_size, boxes=boxes)
 
     def gallery_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.gallery_paths, self.hparams.gallery_size)
+        return self._eval_loader(self.gallery_paths, self.hparams.catalogue_size)
 
     def mining_query_loader(self) -> DataLoader:
         """The training bundle photos with the eval transform, in :meth:`training_bundles` order."""

@@ -92,9 +92,9 @@ def export_onnx(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     encoder, datamodule, index = load_for_search(cfg, checkpoint)
     path = Path(cfg.export_onnx.path)
     data = cfg.data
-    sizes = {"query": data.query_size, "gallery": data.gallery_size, "crop": data.get("crop_size")}
+    sizes = {"query": data.query_size, "catalogue": data.catalogue_size, "crop": data.get("crop_size")}
     with atomic_path(path) as tmp:
-        export_encoder_onnx(encoder, tmp, data.gallery_size or encoder.native_input_size)
+        export_encoder_onnx(encoder, tmp, data.catalogue_size or encoder.native_input_size)
         metadata = sidecar_metadata(encoder, tmp, checkpoint, sizes)
         metrics = parity_metrics(cfg, encoder, OnnxEncoder(tmp, metadata), datamodule, index)
         log.info("export-onnx parity: %s", json.dumps(metrics))

@@ -119,7 +119,7 @@ def adapter_datamodule(cfg: DictConfig, encoder: ImageEncoder) -> ChallengeDataM
     """``data:``'s module with packshots and crops at :func:`feature_input_size` (bundle photos, which only
     the similar-bundle prior embeds, keep ``data.query_size``)."""
     size = list(feature_input_size(cfg, encoder))
-    datamodule: ChallengeDataModule = instantiate(cfg.data, gallery_size=size, crop_size=size)
+    datamodule: ChallengeDataModule = instantiate(cfg.data, catalogue_size=size, crop_size=size)
     datamodule.setup()
     return datamodule
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 RENAMED_KEYS = {
     "head": "adapter",
     "dataset": "reader",
+    "data.gallery_size": "data.catalogue_size",
 }
 # Old `experiment=` option -> new option.
 RENAMED_EXPERIMENTS = {

@@ -46,7 +46,7 @@ def datamodule(tmp_path_factory: pytest.TempPathFactory) -> ChallengeDataModule:
     out: Path = tmp_path_factory.mktemp("micro_mining")
     generate_dataset(MICRO, out, num_workers=1)
     return ChallengeDataModule(
-        str(out), query_size=(48, 32), gallery_size=(32, 24), batch_size=4, eval_batch_size=16,
+        str(out), query_size=(48, 32), catalogue_size=(32, 24), batch_size=4, eval_batch_size=16,
         val_fraction=0.2, mined_negatives=2, mask_same_article=True,
     )  # fmt: skip
 
@@ -179,7 +179,7 @@ def test_a_resumed_fit_replays_batches_and_negatives(datamodule, tmp_path):
         pl.seed_everything(seed)
         module = Recorder()
         data = ChallengeDataModule(
-            str(datamodule.data_dir), query_size=(48, 32), gallery_size=(32, 24), batch_size=4,
+            str(datamodule.data_dir), query_size=(48, 32), catalogue_size=(32, 24), batch_size=4,
             num_workers=2, val_fraction=0.2, seed=3, same_category_negatives=1, mined_negatives=1,
         )  # fmt: skip
         trainer = pl.Trainer(

@@ -36,7 +36,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make(data_dir: Path, **overrides) -> ChallengeDataModule:
     kwargs = dict(
         query_size=(48, 32),
-        gallery_size=(32, 24),
+        catalogue_size=(32, 24),
         batch_size=4,
         max_products_per_bundle=2,
         eval_batch_size=16,

@@ -62,7 +62,7 @@ def stage_config(workspace: tuple[Path, Path, Path], name: str, *overrides: str)
             f"features.cache_dir={root / 'cache'}",
             "features.shard_size=50",
             "data.num_workers=0",
-            "data.gallery_size=[48,32]",
+            "data.catalogue_size=[48,32]",
             *overrides,
         ],
         output_dir=str(root / "outputs"),

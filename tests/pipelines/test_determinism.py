@@ -16,7 +16,7 @@ from fashion_retrieval.pipelines.train import train
 from fashion_retrieval.runs.reproduce import DEFAULT_IGNORE, compare_metrics, reproduced_ok
 
 DETERMINISTIC = ["experiment=tiny", "trainer.deterministic=true", "logger=none"]
-SMALL = ["data.query_size=[64,48]", "data.gallery_size=[48,32]", "data.batch_size=4"]
+SMALL = ["data.query_size=[64,48]", "data.catalogue_size=[48,32]", "data.batch_size=4"]
 
 
 def tiny_config(overrides: list[str], data_dir: Path, output_dir: Path) -> DictConfig:

@@ -205,7 +205,7 @@ def test_crops_and_packshots_default_to_the_native_input_size(
     cfg = adapter_config(tiny_data, tmp_path, tmp_path / "logs", "none", f"adapter.image_size={size}")
     encoder = frozen_encoder(cfg)
     expected = expected or encoder.native_input_size
-    assert expected != (64, 48)  # differs from data.gallery_size, so the test can fail
+    assert expected != (64, 48)  # differs from data.catalogue_size, so the test can fail
     datamodule = adapter_datamodule(cfg, encoder)
     packshots = next(iter(datamodule.gallery_dataloader()))["image"]
     photo = str(datamodule.cat.bundles["image_path"].iloc[0])

@@ -103,7 +103,7 @@ def test_boxes_lie_in_the_collage_and_cover_the_matches(collage):
 def test_the_training_data_module_reads_it(collage):
     _, out = collage
     module = ChallengeDataModule(
-        str(out), query_size=(48, 32), gallery_size=(32, 24), batch_size=2, num_workers=0, val_fraction=0.2
+        str(out), query_size=(48, 32), catalogue_size=(32, 24), batch_size=2, num_workers=0, val_fraction=0.2
     )
     module.setup()
     batch = next(iter(module.train_dataloader()))
