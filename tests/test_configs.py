@@ -145,10 +145,10 @@ def test_documented_dict_overrides_compose_and_reach_the_slot_settings():
 
 
 MODELS = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
-# Experiments the docs pair with another model= (README: quickstart model=convnext_tiny; docs/adapters.md:
-# winning_recipe with Lite2 or ensemble_lite; issue 16: tiny model=fashion_clip). Experiments that tune one
-# backbone's internals (frozen block names, CLIP's trainable_blocks) are for the model they select
-# (docs/configs.md "Experiments and models").
+# Experiments the docs pair with another model= (docs/training.md: quickstart model=convnext_tiny;
+# docs/adapters.md: winning_recipe with Lite2 or ensemble_lite; issue 16: tiny model=fashion_clip).
+# Experiments that tune one backbone's internals (frozen block names, CLIP's trainable_blocks) are for the
+# model they select (docs/configs.md "Experiments and models").
 MODEL_AGNOSTIC_EXPERIMENTS = ["quickstart", "tiny", "winning_recipe"]
 # Keys of an instantiated node that are Hydra's, not the target's arguments.
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ARCHITECTURE = (ROOT / "docs" / "architecture.md").read_text()
 README = (ROOT / "README.md").read_text()
 PACKAGE = ROOT / "fashion_retrieval"
-CONF = PACKAGE / "conf"
+CONF = ROOT / "conf"
 
 
 def package_dirs() -> list[str]:
