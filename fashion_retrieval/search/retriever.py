@@ -220,13 +220,14 @@ def _located(target: str) -> object:
 
 
 # `data:` keys of run directories made before issue 16 split the data module (docs/configs.md): the four
-# detector keys became one `detected_garments` block.
+# detector keys became one `detected_garments` block, and `gallery_size` is `catalogue_size`.
 LEGACY_DETECTED_GARMENT_KEYS = {
     "garment_detector": "detector",
     "garment_crops": "crops",
     "detected_garment_iou": "min_iou",
     "detection_cache": "cache",
 }
+LEGACY_DATA_KEYS = {"gallery_size": "catalogue_size"}
 DETECTED_GARMENTS_TARGET = "fashion_retrieval.detection.garment_matching.DetectedGarments"
 
 
@@ -234,12 +235,18 @@ def upgrade_data_section(content: dict, path: Path) -> dict:
     """``content`` (a stored resolved config) with a pre-issue-16 ``data:`` section rewritten to today's
     keys, so run directories made before the data module's split still load; unchanged otherwise."""
     data = content.get("data")
-    if not isinstance(data, dict) or not any(key in data for key in LEGACY_DETECTED_GARMENT_KEYS):
+    if not isinstance(data, dict) or not any(
+        key in data for key in (*LEGACY_DETECTED_GARMENT_KEYS, *LEGACY_DATA_KEYS)
+    ):
         return content
     block = {new: data[old] for old, new in LEGACY_DETECTED_GARMENT_KEYS.items() if old in data}
-    data = {key: value for key, value in data.items() if key not in LEGACY_DETECTED_GARMENT_KEYS}
-    data["detected_garments"] = {"_target_": DETECTED_GARMENTS_TARGET, **block}
-    log.info("%s: data.%s read as data.detected_garments (renamed by issue 16)", path, "/".join(block))
+    renamed = [old for old in LEGACY_DATA_KEYS if old in data]
+    data = {LEGACY_DATA_KEYS.get(k, k): v for k, v in data.items() if k not in LEGACY_DETECTED_GARMENT_KEYS}
+    if block:
+        data["detected_garments"] = {"_target_": DETECTED_GARMENTS_TARGET, **block}
+        log.info("%s: data.%s read as data.detected_garments (renamed by issue 16)", path, "/".join(block))
+    for old in renamed:
+        log.info("%s: data.%s read as data.%s (renamed by issue 16)", path, old, LEGACY_DATA_KEYS[old])
     return {**content, "data": data}
 
 

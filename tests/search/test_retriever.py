@@ -207,3 +207,10 @@ def test_a_data_section_from_before_the_split_reads_as_detected_garments(tmp_pat
     }
     assert old["data"]["detected_garment_iou"] == 0.3  # the stored config is not edited in place
     assert upgrade_data_section(new, tmp_path) is new
+
+
+def test_a_data_section_from_before_the_rename_reads_gallery_size_as_catalogue_size(tmp_path: Path) -> None:
+    old = {"data": {"batch_size": 4, "gallery_size": [64, 48]}}
+    new = upgrade_data_section(old, tmp_path / RUN_CONFIG_FILE)
+    assert new["data"] == {"batch_size": 4, "catalogue_size": [64, 48]}
+    assert old["data"]["gallery_size"] == [64, 48]  # the stored config is not edited in place
