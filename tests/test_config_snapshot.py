@@ -36,7 +36,12 @@ RERANKER_STEPS = {
     "bundle_priors": "[bundle_priors]",
 }
 # Settings of stages added after the snapshot (issue 17's `serve`): new keys, not moved ones.
-ADDED_AFTER_SNAPSHOT = re.compile(r"run_dir|serve\..+")
+# Also `threads` (issue 16 item 8: torch threads chosen from the machine, `auto` by default).
+ADDED_AFTER_SNAPSHOT = re.compile(r"run_dir|serve\..+|threads")
+# Loader workers chosen from the machine since issue 16 item 8 (`${auto_workers:...}`, tests/test_machine.py
+# checks the rule): compared only where a config sets a number of its own.
+MACHINE_CHOSEN = re.compile(r"(data|features|real_photos)\.num_workers")
+CHOSEN_FROM_THE_MACHINE = "<chosen from the machine>"
 
 
 def flat(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -54,7 +59,11 @@ def resolved(overrides: list[str]) -> dict[str, Any]:
     order of the re-ranking steps (the chain runs them in key order)."""
     cfg = compose_config(overrides, output_dir="/snapshot/run")
     plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    raw = flat(OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])))
     found = {k: v for k, v in flat(plain).items() if not ADDED_AFTER_SNAPSHOT.fullmatch(k)}
+    for key in [k for k in found if MACHINE_CHOSEN.fullmatch(k)]:
+        if str(raw[key]).startswith("${auto_workers:"):
+            found[key] = CHOSEN_FROM_THE_MACHINE
     found["reranker.steps.__order__"] = list(plain["reranker"]["steps"])
     cwd = str(Path.cwd())
     return {k: v.replace(cwd, "<cwd>") if isinstance(v, str) else v for k, v in found.items()}
@@ -106,7 +115,11 @@ def expected(case: str) -> dict[str, Any]:
 def assert_same(actual: dict[str, Any], wanted: dict[str, Any], label: str) -> None:
     missing = sorted(set(wanted) - set(actual))
     extra = sorted(set(actual) - set(wanted))
-    differ = {k: (actual[k], wanted[k]) for k in wanted.keys() & actual.keys() if actual[k] != wanted[k]}
+    differ = {
+        k: (actual[k], wanted[k])
+        for k in wanted.keys() & actual.keys()
+        if actual[k] != wanted[k] and actual[k] != CHOSEN_FROM_THE_MACHINE
+    }
     assert not (missing or extra or differ), (
         f"{label}: missing {missing}, extra {extra}, (now, before) {differ}"
     )
