@@ -173,7 +173,7 @@ class WandbTables(Callback):
         self._best = latest[self.monitor]
         # Only the chosen rows are kept: the images are read once, at the end of fit.
         datamodule = trainer.datamodule
-        paths = [str(p) for p in datamodule.cat.products["image_path"]]
+        paths = datamodule.gallery_paths
         self._examples = retrieval_examples(
             datamodule.validation_queries(),
             evaluator.last_ranking,

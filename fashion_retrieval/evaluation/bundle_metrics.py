@@ -36,7 +36,7 @@ def validation_metrics(
     }
     log.info("validate (%s): %s", name, {key: round(value, 4) for key, value in result.items()})
     k = int(cfg.retrieval.k)
-    categories = np.asarray(datamodule.cat.products["product_description"])
+    categories = np.asarray(datamodule.cat.product_categories)
     for breakdown, groups in (
         ("section", {"query_groups": np.asarray(queries.sections)}),
         ("category", {"item_groups": categories}),

@@ -25,7 +25,6 @@ from fashion_retrieval.data.datamodule import ChallengeDataModule
 from fashion_retrieval.evaluation.ranking import evaluate_embeddings
 from fashion_retrieval.evaluation.real_photos import PhotoEncoder, real_photo_scores, real_photo_settings
 from fashion_retrieval.features import FeatureCache, image_features
-from fashion_retrieval.index.eligibility import gallery_section_array
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.inference import embed_loader
 from fashion_retrieval.pipelines.context import RunContext
@@ -59,7 +58,7 @@ def baseline_embeddings(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(Q, D)`` query and ``(G, D)`` gallery embeddings of one baseline (``pretrained``: ``encoder``)."""
     queries = datamodule.query_set("val")
-    gallery_paths = [str(p) for p in datamodule.cat.products["image_path"]]
+    gallery_paths = datamodule.gallery_paths
     if name == "random":
         rng = np.random.default_rng(cfg.seed)
         vectors = rng.standard_normal((len(queries.bundle_ids) + len(gallery_paths), 64)).astype(np.float32)
@@ -88,7 +87,7 @@ def baselines(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     datamodule: ChallengeDataModule = instantiate(cfg.data)
     datamodule.setup()
     queries = datamodule.query_set("val")
-    gallery_sections = gallery_section_array(datamodule.gallery_ids, datamodule.gallery_sections())
+    gallery_sections = datamodule.gallery_section_array()
     real_settings = real_photo_settings(cfg)
     rows = [(name, None) for name in cfg.baselines.names]
     rows += [(f"frozen_{name}", node) for name, node in (cfg.baselines.get("backbones") or {}).items()]

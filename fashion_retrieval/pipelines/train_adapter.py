@@ -224,7 +224,7 @@ def training_pairs(
     source = str(cfg.adapter.pairs)
     if source == "truth_boxes":
         garments = datamodule.visible_garments(train_ids)
-        paths = dict(zip(datamodule.cat.bundles["bundle_asset_id"], datamodule.cat.bundles["image_path"]))
+        paths = datamodule.cat.bundle_paths()
         ids = [f"{bundle}|{product}" for bundle, product, _ in garments]
         query_set = QuerySet(
             [b for b, _, _ in garments],

@@ -238,6 +238,7 @@ class StubData:
                 }
             )
         )
+        self.gallery_paths = paths[:4]
         self.queries = QuerySet(["b0", "b1", "b2"], paths[4:], [1, 1, 2], [[0], [1, 2], [3]])
 
     def validation_queries(self) -> QuerySet:
