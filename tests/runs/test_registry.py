@@ -89,3 +89,31 @@ def test_no_stage_imports_the_run_machinery() -> None:
                 f"{path.name}: {n}" for n in names if n.split(".")[:2] == ["fashion_retrieval", "runs"]
             ]
     assert not offenders
+
+
+# The modules of pipelines/ that are not stages: the stage interface, the registry, and code shared by stages
+# of one kind (train and distill fit the same way).
+STAGE_SUPPORT = {"context", "registry", "fitting"}
+
+
+def test_no_stage_module_imports_another_stage_module() -> None:
+    """Stages share code through the packages below them (search/, evaluation/, ...), never through each
+    other: each stage module imports at most the stage interface and the shared support modules."""
+    package = Path(registry.__file__).parent
+    stages = {path.stem for path in package.glob("*.py")} - STAGE_SUPPORT - {"__init__"}
+    offenders = []
+    for stage in sorted(stages):
+        for node in ast.walk(ast.parse((package / f"{stage}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            parts = [name.split(".") for name in names]
+            offenders += [
+                f"{stage}.py imports {'.'.join(p[:3])}"
+                for p in parts
+                if p[:2] == ["fashion_retrieval", "pipelines"] and len(p) > 2 and p[2] in stages
+            ]
+    assert not offenders, sorted(set(offenders))
