@@ -90,6 +90,11 @@ STAGES: tuple[Stage, ...] = (
         reader_data=True,
     ),
     Stage(
+        "distill",
+        "train a small student (model=) to reproduce a teacher's embeddings (distill.teacher_dir / teacher_model)",
+        "training",
+    ),
+    Stage(
         "detect_train",
         "train the YOLO garment detector on the synthetic boxes; writes detector/best.pt",
         "training",
