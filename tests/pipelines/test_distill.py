@@ -121,3 +121,28 @@ def test_a_missing_teacher_is_refused_before_anything_runs(
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         distill(cfg, RunContext(output_dir=run))
     assert not (run / "checkpoints").exists()
+
+
+def test_the_distill_experiment_runs_its_stage_under_fast_dev_run(tiny_data: Path, tmp_path: Path) -> None:
+    """``experiment=distill`` with timm's tiny network standing in for both Lite2 and Lite0."""
+    run = tmp_path / "run"
+    tiny_network = ["model_name=test_efficientnet", "weights=random", "frozen_prefixes=[]"]
+    cfg = compose_config(
+        [
+            "experiment=distill",
+            "debug=fdr",
+            f"paths.data_dir={tiny_data}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            "data.query_size=[96,64]",
+            "data.gallery_size=[64,48]",
+            "real_photos.enabled=false",
+            *(f"model.encoder.backbone.{o}" for o in tiny_network),
+            *(f"distill.teacher_model.encoder.backbone.{o}" for o in tiny_network),
+        ],
+        output_dir=str(run),
+    )
+    with open_dict(cfg):
+        del cfg["hydra"]
+    assert cfg.trainer.fast_dev_run and cfg.distill.teacher_model is not None
+    metrics = distill(cfg, RunContext(output_dir=run))
+    assert 0.0 <= metrics["val/recall@15"] <= 1.0 and 0.0 <= metrics["distill/teacher/recall@15"] <= 1.0
