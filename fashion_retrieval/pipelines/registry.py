@@ -91,7 +91,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "distill",
-        "train a small student (model=) to reproduce a teacher's embeddings (distill.teacher_dir / teacher_model)",
+        "train a small student (model=) to reproduce a teacher's embeddings (docs/distill.md)",
         "training",
     ),
     Stage(
