@@ -32,14 +32,12 @@ from torch.utils.data import DataLoader, Dataset
 from fashion_retrieval.data.distill import DISTILL_SETS, DistillDataModule
 from fashion_retrieval.evaluation.ranking import evaluate_embeddings
 from fashion_retrieval.evaluation.real_photos import PhotoEncoder, real_photo_scores, real_photo_settings
-from fashion_retrieval.features import FeatureCache, image_features
+from fashion_retrieval.features import FeatureCache, feature_cache, image_features
 from fashion_retrieval.losses.embedding_distill import EmbeddingDistillationLoss
 from fashion_retrieval.models.checkpoint import checkpoint_encoder_config, load_encoder
 from fashion_retrieval.models.inference import embed_loader
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.fitting import fit_and_score, fitting_threads
-from fashion_retrieval.pipelines.index import feature_cache
-from fashion_retrieval.rerank.section import gallery_section_array
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +148,7 @@ def teacher_scores(
     query_ids = [f"val/{i}/{b}" for i, b in enumerate(queries.bundle_ids)]
     embeddings = teacher.embed(loader.dataset, query_ids, cache)
     assert queries.truth is not None
-    sections = gallery_section_array(datamodule.gallery_ids, datamodule.gallery_sections())
+    sections = datamodule.gallery_section_array()
     scores = evaluate_embeddings(
         embeddings,
         packshots,
