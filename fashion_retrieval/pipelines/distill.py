@@ -92,26 +92,28 @@ def load_teacher(cfg: DictConfig) -> Teacher:
         return Teacher(load_encoder(checkpoint), "forward", str(checkpoint))
     torch.manual_seed(cfg.seed)  # a backbone without pretrained weights (tests): the same draw every run
     encoder = instantiate(model.encoder).eval()
-    return Teacher(encoder, "backbone_features", f"frozen {model.encoder.backbone.model_name}")
+    name = OmegaConf.select(model, "encoder.backbone.model_name", default=model.encoder.get("_target_"))
+    return Teacher(encoder, "backbone_features", f"frozen {name}")
 
 
 def student_module(cfg: DictConfig, teacher_dim: int) -> pl.LightningModule:
     """``model=`` as a :class:`~fashion_retrieval.models.distill_module.DistillationModule` whose head
-    outputs ``teacher_dim`` (the cosine term compares embeddings coordinate by coordinate)."""
+    outputs ``teacher_dim`` when the cosine term is on (it compares embeddings coordinate by coordinate)."""
     config = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(config, dict)
     unused = [key for key in ("memory_size", "l2_sp", "distill") if config.get(key)]
     if unused:
         raise ValueError(f"distill: model.{unused} have no effect on a distilled student; set them to 0")
     encoder = config["encoder"]
-    if encoder.get("embedding_dim") != teacher_dim:
+    settings = cfg.distill
+    # The similarity term alone compares any two dimensions: the student's head is then model='s own.
+    if float(settings.cosine_weight) > 0 and encoder.get("embedding_dim") != teacher_dim:
         log.info(
             "distill: student head %s -> %d, the teacher's dimension",
             encoder.get("embedding_dim"),
             teacher_dim,
         )
         encoder["embedding_dim"] = teacher_dim
-    settings = cfg.distill
     loss = EmbeddingDistillationLoss(float(settings.cosine_weight), float(settings.similarity_weight))
     module = instantiate({**config, "_target_": STUDENT_MODULE}, loss=loss, _convert_="all")
     module.encoder_config = checkpoint_encoder_config(encoder, module.encoder)

@@ -17,7 +17,7 @@ from fashion_retrieval.index.embeddings import load_embeddings
 from fashion_retrieval.index.export import EMBEDDINGS_FILE
 from fashion_retrieval.models.checkpoint import checkpoint_encoder_config, load_encoder
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.pipelines.distill import distill
+from fashion_retrieval.pipelines.distill import distill, student_module
 from fashion_retrieval.pipelines.index import index
 from fashion_retrieval.pipelines.infer import infer
 
@@ -146,3 +146,15 @@ def test_the_distill_experiment_runs_its_stage_under_fast_dev_run(tiny_data: Pat
     assert cfg.trainer.fast_dev_run and cfg.distill.teacher_model is not None
     metrics = distill(cfg, RunContext(output_dir=run))
     assert 0.0 <= metrics["val/recall@15"] <= 1.0 and 0.0 <= metrics["distill/teacher/recall@15"] <= 1.0
+
+
+def test_the_student_head_takes_the_teacher_dimension_only_for_the_cosine_term(
+    tiny_data: Path, tmp_path: Path
+):
+    run = tmp_path / "run"
+    assert student_module(tiny_cfg(tiny_data, run), 24).encoder.embedding_dim == 24
+    relations_only = tiny_cfg(tiny_data, run, "distill.cosine_weight=0")
+    student = student_module(relations_only, 24)
+    assert student.encoder.embedding_dim == 32 and student.encoder_config["embedding_dim"] == 32
+    with pytest.raises(ValueError, match="memory_size"):
+        student_module(tiny_cfg(tiny_data, run, "model.memory_size=16"), 24)
