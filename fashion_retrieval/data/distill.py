@@ -51,7 +51,7 @@ class DistillDataModule(ChallengeDataModule):
 
     def distill_images(self) -> dict[str, ImageDataset]:
         """The student's images by set (:data:`DISTILL_SETS`): training bundle photos at the query size (or
-        their garments, ``train_queries=garments``) and catalogue packshots at the gallery size."""
+        their garments, ``train_queries=garments``) and catalogue packshots at the catalogue size."""
         bundles = self.mining_query_loader().dataset
         packshots = self.gallery_dataloader().dataset
         assert isinstance(bundles, ImageDataset) and isinstance(packshots, ImageDataset)

@@ -134,7 +134,7 @@ def test_the_distill_experiment_runs_its_stage_under_fast_dev_run(tiny_data: Pat
             f"paths.data_dir={tiny_data}",
             f"paths.log_dir={tmp_path / 'logs'}",
             "data.query_size=[96,64]",
-            "data.gallery_size=[64,48]",
+            "data.catalogue_size=[64,48]",
             "real_photos.enabled=false",
             *(f"model.encoder.backbone.{o}" for o in tiny_network),
             *(f"distill.teacher_model.encoder.backbone.{o}" for o in tiny_network),
