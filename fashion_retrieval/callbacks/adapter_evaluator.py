@@ -21,7 +21,7 @@ class FeatureAdapterEvaluator(Callback):
     The module's ``validation_step`` returns ``{"index": (B,), "embeddings": (B, D')}`` and the module has
     ``embed_whole_catalogue``; the datamodule provides ``catalogue_features (G, D)``, ``val_truth`` (lists
     of catalogue rows per validation query) and ``validation_sections() -> (query sections (V,), catalogue
-    sections (G,))`` (:class:`~fashion_retrieval.data.feature_datamodule.FeatureDataModule`). Queries cut
+    sections (G,))`` (:class:`~fashion_retrieval.features.datamodule.FeatureDataModule`). Queries cut
     by ``limit_val_batches`` are left out, their truth too.
     """
 
