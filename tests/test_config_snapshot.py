@@ -13,16 +13,9 @@ import pytest
 from omegaconf import OmegaConf
 from test_configs import compose_config
 
+from fashion_retrieval.runs.renamed import RENAMED_EXPERIMENTS, rename_key, rename_override
+
 SNAPSHOT = json.loads((Path(__file__).parent / "config_snapshots" / "before_issue16.json").read_text())
-# Top-level keys and experiments renamed by issue 16 (docs/configs.md "Renamed"): old -> new.
-RENAMED_KEYS = {"head": "adapter", "dataset": "reader"}
-# Whole dotted keys renamed by issue 16: "catalogue" is the challenge's product set (docs/architecture.md,
-# "Glossary").
-RENAMED_DOTTED_KEYS = {"data.gallery_size": "data.catalogue_size"}
-RENAMED_EXPERIMENTS = {
-    "seed_convnext_triplet": "hackathon/convnext_triplet",
-    "seed_fashionclip_infonce": "hackathon/fashionclip_infonce",
-}
 # The old compound re-rankers as lists of steps (their files are aliases kept for one release).
 RERANKER_STEPS = {
     "none": "[]",
@@ -80,20 +73,6 @@ def active_steps(config: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def renamed_key(key: str) -> str:
-    if key in RENAMED_DOTTED_KEYS:
-        return RENAMED_DOTTED_KEYS[key]
-    first, dot, rest = key.partition(".")
-    return RENAMED_KEYS.get(first, first) + dot + rest
-
-
-def renamed_override(override: str) -> str:
-    group, _, value = override.partition("=")
-    if group == "experiment":
-        value = RENAMED_EXPERIMENTS.get(value, value)
-    return f"{RENAMED_KEYS.get(group, group)}={value}"
-
-
 def expected(case: str) -> dict[str, Any]:
     """The snapshot's resolved config of ``case`` (old overrides), under the new key names."""
     config = dict(SNAPSHOT["base"])
@@ -103,7 +82,7 @@ def expected(case: str) -> dict[str, Any]:
         config.update(diff["added"])
         for key in diff["removed"]:
             del config[key]
-    config = {renamed_key(k): v for k, v in config.items()}
+    config = {rename_key(k): v for k, v in config.items()}
     experiment = re.fullmatch(r"experiment=(.+)", case)
     if experiment and experiment.group(1) in RENAMED_EXPERIMENTS:
         # run_name is the experiment's name, and the loggers' run names interpolate it.
@@ -127,7 +106,7 @@ def assert_same(actual: dict[str, Any], wanted: dict[str, Any], label: str) -> N
 
 @pytest.mark.parametrize("case", ["", *sorted(SNAPSHOT["cases"])])
 def test_resolved_config_is_unchanged(case):
-    overrides = [renamed_override(o) for o in case.split()]
+    overrides = [rename_override(o) for o in case.split()]
     assert_same(active_steps(resolved(overrides)), active_steps(expected(case)), case or "no overrides")
 
 

@@ -30,7 +30,7 @@ def _split(override: str) -> tuple[str, str, str | None]:
     return prefix, key, value if has_value else None
 
 
-def _renamed_key(key: str) -> str:
+def rename_key(key: str) -> str:
     """``head``, ``head.module.lr``, ``head/averaging@head.module.weight_averaging`` -> the new names."""
     for old, new in RENAMED_KEYS.items():
         if key == old:
@@ -44,7 +44,7 @@ def _renamed_key(key: str) -> str:
 def rename_override(override: str) -> str:
     """One Hydra override with the old names replaced by the new ones (unchanged when it has none)."""
     prefix, key, value = _split(override)
-    new_key = _renamed_key(key)
+    new_key = rename_key(key)
     if new_key == "experiment" and value is not None:
         value = RENAMED_EXPERIMENTS.get(value, value)
     return prefix + new_key + ("" if value is None else f"={value}")
