@@ -13,6 +13,7 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import BatchSampler, DataLoader
 
+from fashion_retrieval.data.augmentation import GALLERY_AUGMENTATION, QUERY_AUGMENTATION, train_transform
 from fashion_retrieval.data.boxes import Box
 from fashion_retrieval.data.catalogue import (
     Catalogue,
@@ -37,12 +38,7 @@ from fashion_retrieval.data.garments import (
     visible_garments,
 )
 from fashion_retrieval.data.samplers import RandomBatchSampler
-from fashion_retrieval.data.transforms import (
-    GALLERY_AUGMENTATION,
-    QUERY_AUGMENTATION,
-    eval_transform,
-    train_transform,
-)
+from fashion_retrieval.data.transforms import eval_transform
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
-import albumentations as A
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -24,7 +24,10 @@ from torch.utils.data import Dataset
 from fashion_retrieval.data.boxes import Box, pad_box, pixel_box
 from fashion_retrieval.data.catalogue import UNKNOWN_SECTION
 from fashion_retrieval.data.samplers import ItemKey, keyed_rng
-from fashion_retrieval.data.transforms import apply, crop_fraction, load_rgb
+from fashion_retrieval.data.transforms import ImageTransform, apply, crop_fraction, load_rgb
+
+if TYPE_CHECKING:  # training pipelines only: evaluation images never need albumentations
+    import albumentations as A
 
 _NO_IDS = np.empty(0, np.int64)
 
@@ -335,7 +338,7 @@ class ImageDataset(Dataset):
     def __init__(
         self,
         paths: Sequence[str],
-        transform: A.Compose,
+        transform: ImageTransform,
         crop: Sequence[float] | None = None,
         boxes: Sequence[Box | None] | None = None,
         padding: float = 0.0,

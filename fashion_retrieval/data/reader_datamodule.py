@@ -8,11 +8,12 @@ from collections.abc import Sequence
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
+from fashion_retrieval.data.augmentation import QUERY_AUGMENTATION, train_transform
 from fashion_retrieval.data.datamodule import SamplerFactory, process_rank
 from fashion_retrieval.data.datasets import ImageDataset, LabelledImageDataset
 from fashion_retrieval.data.readers import ImageList, RetrievalSet, TrainingSet
 from fashion_retrieval.data.samplers import LabelBalancedBatchSampler
-from fashion_retrieval.data.transforms import QUERY_AUGMENTATION, eval_transform, train_transform
+from fashion_retrieval.data.transforms import eval_transform
 
 # Where each reader finds its training images, for the error raised when a set has none.
 TRAINING_SPLITS = (
@@ -32,7 +33,7 @@ class ReaderDataModule(pl.LightningDataModule):
         batch_size: training images per batch (P labels x K images with ``sampler=label_balanced``).
         eval_batch_size, num_workers: validation batches and loader processes.
         augment_strength: training augmentation (0: none), the bundle photos' kind
-            (:data:`fashion_retrieval.data.transforms.QUERY_AUGMENTATION`): reader images are photos.
+            (:data:`fashion_retrieval.data.augmentation.QUERY_AUGMENTATION`): reader images are photos.
         box_padding: each side of a reader box grows by this fraction of its size.
         seed: augmentation and batches are a function of ``(seed, epoch, item)``, as in the challenge module.
         sampler: batch sampler factory (``conf/sampler/``, ``_partial_``), called with the training labels;

@@ -1,23 +1,27 @@
-"""Albumentations pipelines for bundle (query) and product (gallery) images.
+"""Images in: reading and decoding files and uploads (:func:`load_rgb`, :func:`decode_rgb`), fixed crops,
+and the evaluation transform (:func:`eval_transform`: resize to a ``uint8`` tensor).
 
-Hue is never jittered: colour variants of one article are our hardest negatives, so a hue shift would
-turn a positive into a different product.
+Nothing here imports albumentations: a search (``serve``, ``infer``, ``validate``) reads and resizes images
+without it. Training augmentation, which needs it, is :mod:`fashion_retrieval.data.augmentation`.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import albumentations as A
 import cv2
 import numpy as np
 import torch
-from albumentations.pytorch import ToTensorV2
 from PIL import Image
+
+# What :func:`apply` runs: albumentations' calling convention, ``transform(image=array)["image"]``, which
+# :class:`EvalTransform` and the training pipelines of :mod:`fashion_retrieval.data.augmentation` share.
+ImageTransform = Callable[..., Mapping[str, Any]]
 
 
 class ImageReadError(OSError):
@@ -118,108 +122,38 @@ def crop_fraction(image: np.ndarray, box: Sequence[float] | None) -> np.ndarray:
     return image[round(top * height) : round(bottom * height), round(left * width) : round(right * width)]
 
 
-def eval_transform(size: Sequence[int]) -> A.Compose:
+@dataclass(frozen=True)
+class EvalTransform:
+    """Resize an ``(h, w, 3) uint8`` image to ``size = (H, W)`` with OpenCV's area interpolation and return
+    it as a ``(3, H, W) uint8`` tensor (an image already of that size is not resampled): the same pixels as
+    albumentations' ``Compose([Resize(H, W, cv2.INTER_AREA), ToTensorV2()])``, which training at strength
+    0 uses (tested), without importing albumentations."""
+
+    size: tuple[int, int]
+
+    def __call__(self, *, image: np.ndarray) -> dict[str, torch.Tensor]:
+        height, width = self.size
+        if image.shape[:2] != (height, width):
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        return {"image": torch.from_numpy(image.transpose(2, 0, 1))}
+
+    def describe(self) -> dict[str, Any]:
+        """What decides its output, OpenCV's version included (its resampling): part of a feature cache
+        key (:mod:`fashion_retrieval.features`)."""
+        return {"resize": list(self.size), "interpolation": "area", "opencv": cv2.__version__}
+
+
+def eval_transform(size: Sequence[int]) -> EvalTransform:
     """Resize to ``size = (H, W)``; used for validation, indexing and inference.
 
     Outputs stay ``uint8``: the model normalises its own input
     (:class:`fashion_retrieval.models.normalization.InputNormalization`), so one pipeline feeds any
     backbone, and ensembles of backbones with different statistics."""
     height, width = size
-    return A.Compose(
-        [
-            A.Resize(height, width, interpolation=cv2.INTER_AREA),
-            ToTensorV2(),
-        ]
-    )
+    return EvalTransform((int(height), int(width)))
 
 
-@dataclass(frozen=True)
-class AugmentationStrengths:
-    """How hard one side is augmented, at ``strength`` 1: crop scale loss, aspect jitter, light jitter."""
-
-    scale_loss: float
-    aspect_jitter: float
-    light: float
-    saturation: float
-    light_probability: float
-    blur_probability: float
-
-
-# Bundle photos vary a lot at test time (pose, light, framing); packshots are clean at test time too.
-QUERY_AUGMENTATION = AugmentationStrengths(0.25, 0.1, 0.25, 0.1, 0.8, 0.1)
-GALLERY_AUGMENTATION = AugmentationStrengths(0.15, 0.05, 0.1, 0.0, 0.5, 0.0)
-
-
-def domain_randomisation(strength: float) -> list[A.BasicTransform]:
-    """Photometric and texture randomisation, each step applied with probability ``strength`` (0: none).
-
-    Rendered packshots and bundles are cleaner than photos: tone curves and gamma (exposure, camera
-    response), sensor noise, and texture changes (sharpening, embossing, down-sampling, JPEG artefacts) keep
-    the model from relying on rendering-clean surfaces. Every step is channel-uniform: no hue shift (see
-    the module docstring)."""
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"domain randomisation strength must be in [0, 1], got {strength}")
-    if strength == 0:
-        return []
-    return [
-        A.OneOf([A.RandomGamma(gamma_limit=(60, 150)), A.RandomToneCurve(scale=0.2)], p=strength),
-        A.OneOf(
-            [
-                A.GaussNoise(std_range=(0.02, 0.08), per_channel=False),
-                A.MultiplicativeNoise(multiplier=(0.85, 1.15), per_channel=False, elementwise=True),
-            ],
-            p=strength,
-        ),
-        A.OneOf(
-            [
-                A.Sharpen(alpha=(0.2, 0.6)),
-                A.Emboss(alpha=(0.2, 0.6), strength=(0.3, 1.0)),
-                A.Downscale(scale_range=(0.35, 0.7)),
-                A.ImageCompression(quality_range=(30, 80)),
-            ],
-            p=strength,
-        ),
-    ]
-
-
-def train_transform(
-    size: Sequence[int],
-    augmentation: AugmentationStrengths,
-    strength: float = 1.0,
-    domain_randomization: float = 0.0,
-) -> A.Compose:
-    """Crop jitter, flip, light and blur scaled by ``strength`` (0: resize only), then
-    :func:`domain_randomisation` at ``domain_randomization``; both 0 give :func:`eval_transform`."""
-    randomisation = domain_randomisation(domain_randomization)
-    if strength <= 0 and not randomisation:
-        return eval_transform(size)
-    height, width = size
-    aspect = width / height
-    jitter = augmentation.aspect_jitter
-    steps: list[A.BasicTransform] = (
-        [
-            A.RandomResizedCrop(
-                size=(height, width),
-                scale=(1.0 - augmentation.scale_loss * strength, 1.0),
-                ratio=(aspect * (1 - jitter), aspect * (1 + jitter)),
-                interpolation=cv2.INTER_AREA,
-            ),
-            A.HorizontalFlip(p=0.5),
-            A.ColorJitter(
-                brightness=augmentation.light * strength,
-                contrast=augmentation.light * strength,
-                saturation=augmentation.saturation * strength,
-                hue=0.0,
-                p=augmentation.light_probability,
-            ),
-            A.GaussianBlur(blur_limit=(3, 3), p=augmentation.blur_probability * strength),
-        ]
-        if strength > 0
-        else [A.Resize(height, width, interpolation=cv2.INTER_AREA)]
-    )
-    return A.Compose([*steps, *randomisation, ToTensorV2()])
-
-
-def apply(transform: A.Compose, image: np.ndarray) -> torch.Tensor:
-    """Run an albumentations pipeline on an ``(H, W, 3) uint8`` image; returns ``(3, H, W) uint8``."""
+def apply(transform: ImageTransform, image: np.ndarray) -> torch.Tensor:
+    """Run a transform (:class:`EvalTransform`, an albumentations pipeline) on an ``(H, W, 3) uint8``
+    image; returns ``(3, H, W) uint8``."""
     return transform(image=image)["image"]

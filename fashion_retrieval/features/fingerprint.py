@@ -8,12 +8,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import albumentations as A
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from fashion_retrieval.data.datasets import ImageDataset
+from fashion_retrieval.data.transforms import EvalTransform
 from fashion_retrieval.detection.fingerprint import settings_digest
 from fashion_retrieval.io import contents_digest
 
@@ -46,15 +46,16 @@ def weights_module(encoder: nn.Module, method: str) -> nn.Module:
 def describe_dataset(dataset: Dataset) -> dict[str, Any]:
     """The input of an :class:`ImageDataset`: the images' content (one digest over every file's SHA-256,
     :func:`~fashion_retrieval.io.contents_digest`: ids are not content, a regenerated or re-downloaded
-    image keeps its id) and its preprocessing: eval transform (albumentations' own serialisation: resize
-    size and interpolation), fractional crop, per-image boxes (digest) and their padding.
+    image keeps its id) and its preprocessing: eval transform (:meth:`EvalTransform.describe`: resize size
+    and interpolation), fractional crop, per-image boxes (digest) and their padding.
 
-    Other datasets raise TypeError: pass their description as ``preprocessing=`` instead (it must cover
-    the content of their items too).
+    Other datasets, and image datasets with another transform, raise TypeError: pass their description as
+    ``preprocessing=`` instead (it must cover the content of their items too).
     """
-    if not isinstance(dataset, ImageDataset):
+    if not isinstance(dataset, ImageDataset) or not isinstance(dataset.transform, EvalTransform):
         raise TypeError(
-            f"cannot describe the preprocessing of a {type(dataset).__name__}; pass preprocessing={{...}} "
+            f"cannot describe the preprocessing of a {type(dataset).__name__} "
+            f"({type(getattr(dataset, 'transform', None)).__name__} transform); pass preprocessing={{...}} "
             "(image size, transform, crops) so the feature cache knows when to recompute"
         )
     boxes = None
@@ -66,7 +67,7 @@ def describe_dataset(dataset: Dataset) -> dict[str, Any]:
         )
     return {
         "images": contents_digest(dataset.paths),
-        "transform": A.to_dict(dataset.transform),
+        "transform": dataset.transform.describe(),
         "crop": None if dataset.crop is None else list(dataset.crop),
         "boxes": boxes,
         "padding": dataset.padding,

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fashion_retrieval.data.augmentation import QUERY_AUGMENTATION, train_transform
 from fashion_retrieval.data.catalogue import UNKNOWN_SECTION
 from fashion_retrieval.data.datasets import (
     BundleDataset,
@@ -20,12 +21,7 @@ from fashion_retrieval.data.datasets import (
     region,
     seeded_apply,
 )
-from fashion_retrieval.data.transforms import (
-    QUERY_AUGMENTATION,
-    crop_fraction,
-    eval_transform,
-    train_transform,
-)
+from fashion_retrieval.data.transforms import crop_fraction, eval_transform
 
 
 def image_file(path, value, size=(12, 8)):
@@ -57,8 +53,13 @@ def products(paths):
     return ProductTable(paths=tuple(paths), categories=categories, sections=sections)
 
 
+def resize_only(size=(6, 4)):
+    """A training pipeline without augmentation: what BundleDataset seeds, resizing only."""
+    return train_transform(size, QUERY_AUGMENTATION, 0.0)
+
+
 def test_batch_contract(bundles):
-    transform = eval_transform((6, 4))
+    transform = resize_only()
     dataset = BundleDataset(bundles, transform, transform)
     batch = collate_bundles([dataset[0], dataset[1]])
     assert set(batch) == {
@@ -86,7 +87,7 @@ def test_pad_labels():
 
 
 def test_large_outfits_are_subsampled_but_keep_every_label(bundles):
-    transform = eval_transform((6, 4))
+    transform = resize_only()
     dataset = BundleDataset(bundles, transform, transform, max_products=2)
     item = dataset[0]
     assert item["gallery"].shape[0] == 2
@@ -125,7 +126,7 @@ def test_mined_negatives_reference():
 
 
 def test_items_carry_same_category_and_mined_negatives(bundles, products):
-    transform = eval_transform((6, 4))
+    transform = resize_only()
     dataset = BundleDataset(
         bundles, transform, transform, products=products, same_category_negatives=2, mined_negatives=1
     )
@@ -147,7 +148,7 @@ def test_items_carry_same_category_and_mined_negatives(bundles, products):
 
 
 def test_negatives_need_the_product_table(bundles):
-    transform = eval_transform((6, 4))
+    transform = resize_only()
     with pytest.raises(ValueError, match="product table"):
         BundleDataset(bundles, transform, transform, same_category_negatives=1)
 
