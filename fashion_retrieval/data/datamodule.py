@@ -1,12 +1,12 @@
 """LightningDataModule for the challenge format: training bundles with negatives, validation queries and
-the gallery, and the sets an index miner embeds."""
+the gallery, and the sets an index miner embeds. The catalogue, its split and the evaluation loaders are
+:class:`~fashion_retrieval.data.catalogue_data.CatalogueData`'s, which searches use without Lightning."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -15,21 +15,9 @@ from torch.utils.data import BatchSampler, DataLoader
 
 from fashion_retrieval.data.augmentation import GALLERY_AUGMENTATION, QUERY_AUGMENTATION, train_transform
 from fashion_retrieval.data.boxes import Box
-from fashion_retrieval.data.catalogue import (
-    Catalogue,
-    ImageCheck,
-    MissingImagePolicy,
-    QuerySet,
-    load_catalogue,
-    split_bundles,
-)
-from fashion_retrieval.data.datasets import (
-    BundleDataset,
-    ImageDataset,
-    ProductTable,
-    TrainingBundle,
-    collate_bundles,
-)
+from fashion_retrieval.data.catalogue import ImageCheck, MissingImagePolicy, QuerySet
+from fashion_retrieval.data.catalogue_data import CatalogueData
+from fashion_retrieval.data.datasets import BundleDataset, ProductTable, TrainingBundle, collate_bundles
 from fashion_retrieval.data.garments import (
     Garment,
     GarmentMatcher,
@@ -38,7 +26,6 @@ from fashion_retrieval.data.garments import (
     visible_garments,
 )
 from fashion_retrieval.data.samplers import RandomBatchSampler
-from fashion_retrieval.data.transforms import eval_transform
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +90,7 @@ class MiningTargets:
     sections: np.ndarray
 
 
-class ChallengeDataModule(pl.LightningDataModule):
+class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
     """Feeds training bundles (one photo, its products' packshots, extra negatives), and query/gallery sets
     for validation.
 
@@ -133,8 +120,9 @@ class ChallengeDataModule(pl.LightningDataModule):
     way, e.g. a detector's boxes that match a visible garment: detected crops mixed with ground-truth ones.
 
     The sets themselves (query sets, section arrays, garment queries) are the catalogue's
-    (:class:`~fashion_retrieval.data.catalogue.Catalogue`, :mod:`fashion_retrieval.data.garments`); this
-    module holds the split, the loaders and the mined negatives.
+    (:class:`~fashion_retrieval.data.catalogue.Catalogue`, :mod:`fashion_retrieval.data.garments`); the
+    split and the evaluation loaders are :class:`~fashion_retrieval.data.catalogue_data.CatalogueData`'s;
+    this module adds the training loaders and the mined negatives.
     """
 
     def __init__(
@@ -167,16 +155,26 @@ class ChallengeDataModule(pl.LightningDataModule):
         min_garment_visibility: float = 0.0,
         detected_garments: GarmentMatcher | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            data_dir,
+            query_size=query_size,
+            catalogue_size=catalogue_size,
+            crop_size=crop_size,
+            query_crop=query_crop,
+            garment_padding=garment_padding,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            val_fraction=val_fraction,
+            split_seed=split_seed,
+            missing_images=missing_images,
+            image_check=image_check,
+            max_image_pixels=max_image_pixels,
+        )
         # The sampler factory is a Hydra partial and the matcher an object: kept out of the checkpoint's
         # hyperparameters so that checkpoints hold plain data and load with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["sampler", "detected_garments"], logger=False)
         self.sampler_factory = sampler
         self.detected_garments = detected_garments
-        self.data_dir = Path(data_dir)
-        self.catalogue: Catalogue | None = None
-        self.train_bundle_ids: list[str] = []
-        self.val_bundle_ids: list[str] = []
         self.mined_negatives: dict[int, list[int]] = {}
         self.mined_epoch: int | None = None  # the epoch whose end produced them (-1: before training)
         self._train_dataset: BundleDataset | None = None
@@ -187,67 +185,16 @@ class ChallengeDataModule(pl.LightningDataModule):
 
     # -- setup ---------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        if self.catalogue is not None:
-            return
-        hp = self.hparams
-        self.catalogue = load_catalogue(
-            self.data_dir,
-            missing_images=hp.missing_images,
-            image_check=hp.image_check,
-            max_image_pixels=hp.max_image_pixels,
-        )
-        self.train_bundle_ids, self.val_bundle_ids = split_bundles(
-            self.catalogue.train_bundle_ids, hp.val_fraction, hp.split_seed
-        )
-        if hp.mask_same_article and self.catalogue.articles is None:
+        loaded = self.catalogue is not None
+        super().setup(stage)
+        if not loaded and self.hparams.mask_same_article and self.cat.articles is None:
             log.warning(
                 "data.mask_same_article=true but %s has no product_articles.csv (the real data has none): "
                 "colour variants stay negatives",
                 self.data_dir,
             )
-        log.info(
-            "%s: %d products, %d train bundles, %d validation bundles, %d test bundles",
-            self.data_dir,
-            len(self.catalogue.products),
-            len(self.train_bundle_ids),
-            len(self.val_bundle_ids),
-            len(self.catalogue.test_bundle_ids),
-        )
-
-    @property
-    def cat(self) -> Catalogue:
-        if self.catalogue is None:
-            self.setup()
-        assert self.catalogue is not None
-        return self.catalogue
 
     # -- sets ------------------------------------------------------------------------------------------
-    @property
-    def gallery_ids(self) -> list[str]:
-        """The catalogue's product ids (:attr:`Catalogue.product_ids`)."""
-        return self.cat.product_ids
-
-    @property
-    def gallery_paths(self) -> list[str]:
-        """The catalogue's image files, in :attr:`gallery_ids` order."""
-        return self.cat.product_paths
-
-    def gallery_sections(self) -> dict[str, int]:
-        """Product sections known without peeking at validation truth (every training bundle but the
-        validation ones, with or without a photo)."""
-        return self.cat.product_sections(exclude=self.val_bundle_ids)
-
-    def gallery_section_array(self) -> np.ndarray:
-        """``(G,)`` int section of every catalogue product, ``UNKNOWN_SECTION`` (-1) where unknown, without
-        the validation bundles' matches (:meth:`Catalogue.section_array`)."""
-        return self.cat.section_array(exclude=self.val_bundle_ids)
-
-    def query_set(self, split: str) -> QuerySet:
-        """``split`` is ``val`` (truth known) or ``test`` (truth hidden)."""
-        catalogue = self.cat  # sets the split up
-        bundle_ids = {"val": self.val_bundle_ids, "test": catalogue.searchable_test_bundle_ids}[split]
-        return catalogue.bundle_queries(bundle_ids, with_truth=split == "val")
-
     @property
     def garment_queries(self) -> bool:
         return self.hparams.train_queries == "garments"
@@ -373,25 +320,13 @@ class ChallengeDataModule(pl.LightningDataModule):
             self.set_mined_negatives(state_dict["mined_negatives"], state_dict.get("mined_epoch"))
 
     # -- loaders ---------------------------------------------------------------------------------------
-    def _eval_loader(
-        self,
-        paths: Sequence[str],
-        size: Sequence[int],
-        crop: Sequence[float] | None = None,
-        boxes: Sequence[Box | None] | None = None,
-        padding: float = 0.0,
-    ) -> DataLoader:
-        hp = self.hparams
-        dataset = ImageDataset(paths, eval_transform(size), crop, boxes, padding, hp.max_image_pixels)
-        return DataLoader(dataset, batch_size=hp.eval_batch_size, shuffle=False, num_workers=hp.num_workers)
-
     def train_dataset(self) -> BundleDataset:
         hp = self.hparams
         if not self.training_bundles():
             # Lightning would run zero steps and exit 0, and the export would index untrained weights.
             raise ValueError(
                 f"{self.data_dir}: no training bundles (training matches of {len(self.cat.train_bundle_ids)} "
-                f"bundle(s), {len(self.val_bundle_ids)} held out by data.val_fraction={hp.val_fraction}, "
+                f"bundle(s), {len(self.val_bundle_ids)} held out by data.val_fraction={self.val_fraction}, "
                 f"data.max_train_bundles={hp.max_train_bundles}, data.train_queries={hp.train_queries}, "
                 f"images skipped: {self.cat.skipped or 'none'}); nothing to train on"
             )
@@ -402,17 +337,17 @@ class ChallengeDataModule(pl.LightningDataModule):
                 self.training_query_size, QUERY_AUGMENTATION, hp.augment_strength, hp.domain_randomization
             ),
             train_transform(
-                hp.catalogue_size, GALLERY_AUGMENTATION, hp.augment_strength, hp.domain_randomization
+                self.catalogue_size, GALLERY_AUGMENTATION, hp.augment_strength, hp.domain_randomization
             ),
             max_products=hp.max_products_per_bundle,
-            query_crop=hp.query_crop,
-            query_padding=hp.garment_padding,
+            query_crop=self.query_crop,
+            query_padding=self.garment_padding,
             products=self.product_table() if negatives else None,
             same_category_negatives=hp.same_category_negatives,
             mined_negatives=hp.mined_negatives,
             mined_pool=hp.mined_pool,
             seed=hp.seed,
-            max_pixels=hp.max_image_pixels,
+            max_pixels=self.max_image_pixels,
         )
         dataset.set_mined_negatives(self.mined_negatives)
         return dataset
@@ -438,49 +373,25 @@ class ChallengeDataModule(pl.LightningDataModule):
         return DeferredDataLoader(
             dataset,
             batch_sampler=batch_sampler,
-            num_workers=hp.num_workers,
+            num_workers=self.num_workers,
             # Persistent workers keep a stale dataset copy: mined lists would never reach them.
-            persistent_workers=hp.num_workers > 0 and not hp.mined_negatives,
+            persistent_workers=self.num_workers > 0 and not hp.mined_negatives,
             collate_fn=collate_bundles,
         )
-
-    def query_dataloader(self, split: str) -> DataLoader:
-        """The ``split`` bundle photos, whole, at the query size."""
-        return self.query_set_dataloader(self.query_set(split))
 
     @property
     def training_query_size(self) -> Sequence[int]:
         """``(H, W)`` of training and validation queries: garment crops or whole photos."""
-        return self.crop_size if self.garment_queries else self.hparams.query_size
-
-    def query_set_dataloader(self, queries: QuerySet) -> DataLoader:
-        """The photos of ``queries`` in order: whole at the query size, or their boxes at the crop size."""
-        if queries.boxes is None:
-            return self._eval_loader(queries.image_paths, self.hparams.query_size, self.hparams.query_crop)
-        return self._eval_loader(
-            queries.image_paths, self.crop_size, boxes=queries.boxes, padding=self.hparams.garment_padding
-        )
-
-    @property
-    def crop_size(self) -> Sequence[int]:
-        """``(H, W)`` of garment crops: ``crop_size``, else the packshot size (a crop shows one garment)."""
-        return self.hparams.crop_size or self.hparams.catalogue_size
-
-    def crop_dataloader(self, paths: Sequence[str], boxes: Sequence[Box | None]) -> DataLoader:
-        """Regions of photos (detected garments; ``None``: the whole photo) at :attr:`crop_size`, in order."""
-        return self._eval_loader(paths, self.crop_size, boxes=boxes)
-
-    def gallery_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.gallery_paths, self.hparams.catalogue_size)
+        return self.crop_size if self.garment_queries else self.query_size
 
     def mining_query_loader(self) -> DataLoader:
         """The training bundle photos with the eval transform, in :meth:`training_bundles` order."""
         bundles = self.training_bundles()
         paths = [b.bundle_path for b in bundles]
         if not self.garment_queries:
-            return self._eval_loader(paths, self.hparams.query_size, self.hparams.query_crop)
+            return self._eval_loader(paths, self.query_size, self.query_crop)
         boxes = [b.query_box for b in bundles]
-        return self._eval_loader(paths, self.crop_size, boxes=boxes, padding=self.hparams.garment_padding)
+        return self._eval_loader(paths, self.crop_size, boxes=boxes, padding=self.garment_padding)
 
     def val_dataloader(self) -> list[DataLoader]:
         """Two loaders: validation queries (index 0, :meth:`validation_queries`) and the gallery (index 1)."""

@@ -9,7 +9,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from fashion_retrieval.data.catalogue import QuerySet
-from fashion_retrieval.data.datamodule import ChallengeDataModule
+from fashion_retrieval.data.catalogue_data import CatalogueData
 from fashion_retrieval.evaluation.metrics import (
     GroundTruth,
     flatten_groups,
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def validation_metrics(
-    cfg: DictConfig, datamodule: ChallengeDataModule, queries: QuerySet, ranked: np.ndarray
+    cfg: DictConfig, datamodule: CatalogueData, queries: QuerySet, ranked: np.ndarray
 ) -> dict[str, float]:
     """``val_<validate.name>/...`` metrics of the validation bundles ``queries`` ranked as ``ranked (Q, k)``
     gallery indices: overall, per query section and per product category."""

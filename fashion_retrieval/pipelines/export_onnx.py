@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-from fashion_retrieval.data.datamodule import ChallengeDataModule
+from fashion_retrieval.data.catalogue_data import CatalogueData
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.io import atomic_open, atomic_path
 from fashion_retrieval.models.inference import embed_loader
@@ -45,7 +45,7 @@ def parity_metrics(
     cfg: DictConfig,
     reference: nn.Module,
     candidate: OnnxEncoder,
-    datamodule: ChallengeDataModule,
+    datamodule: CatalogueData,
     index: EmbeddingIndex,
 ) -> dict[str, float]:
     """The ``onnx/...`` parity figures of ``candidate`` against the torch ``reference`` (module docstring)."""

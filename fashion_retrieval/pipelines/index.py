@@ -13,7 +13,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from fashion_retrieval.data.datamodule import ChallengeDataModule
+from fashion_retrieval.data.catalogue_data import CatalogueData
 from fashion_retrieval.features import FeatureCache, feature_cache, iter_shards, read_manifest
 from fashion_retrieval.index.export import export_catalogue_shards
 from fashion_retrieval.index.factory import IndexSpec
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 def build_index_sharded(
     cache: FeatureCache,
     encoder: ImageEncoder,
-    datamodule: ChallengeDataModule,
+    datamodule: CatalogueData,
     checkpoint: Path,
     index_dir: Path,
     spec: IndexSpec,
@@ -59,7 +59,7 @@ def index(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     checkpoint = context.checkpoint(cfg)
     encoder = load_search_encoder(cfg, checkpoint)
     spec = instantiate(cfg.index.spec)
-    datamodule = datamodule_for(cfg, encoder)
+    datamodule = datamodule_for(cfg)
     index_dir = Path(cfg.index.dir)
     features = cfg.get("features")
     if features is None or not features.enabled:

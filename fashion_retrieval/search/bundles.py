@@ -14,7 +14,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fashion_retrieval.data.datamodule import ChallengeDataModule
+from fashion_retrieval.data.catalogue_data import CatalogueData
 from fashion_retrieval.detection.crops import CropSettings, detect_crops_cached
 from fashion_retrieval.detection.types import Detector
 from fashion_retrieval.models.encoder import ImageEncoder
@@ -56,14 +56,14 @@ def detect_garments(
     return GarmentQueries.from_detections(image_paths, detections, whole_image=whole_image)
 
 
-def known_bundle_ids(datamodule: ChallengeDataModule, split: str) -> list[str]:
+def known_bundle_ids(datamodule: CatalogueData, split: str) -> list[str]:
     """The bundles whose matches the priors may learn from when searching ``split``: for ``val`` the
     training split only (validation must not read its own matches), for ``test`` every training bundle."""
     return list(datamodule.train_bundle_ids if split == "val" else datamodule.cat.train_bundle_ids)
 
 
 def bundle_photo_embeddings(
-    encoder: ImageEncoder, datamodule: ChallengeDataModule, bundle_ids: list[str], views: list[str]
+    encoder: ImageEncoder, datamodule: CatalogueData, bundle_ids: list[str], views: list[str]
 ) -> np.ndarray:
     """``(B, D)`` float32 whole-photo embeddings of bundles (at the query size, as ``detector=none``)."""
     photos = datamodule.cat.bundle_queries(bundle_ids, with_truth=False)
@@ -71,7 +71,7 @@ def bundle_photo_embeddings(
 
 
 def bundle_prior_data(
-    cfg: DictConfig, encoder: ImageEncoder, datamodule: ChallengeDataModule, split: str, embeddings: bool
+    cfg: DictConfig, encoder: ImageEncoder, datamodule: CatalogueData, split: str, embeddings: bool
 ) -> BundlePriorData:
     """The known bundles of ``split`` (:func:`known_bundle_ids`) and its query bundles, with whole-photo
     embeddings of both when ``embeddings`` (the similar-bundle prior)."""

@@ -1,6 +1,7 @@
-"""Loading what a search needs from a trained run: the encoder of a checkpoint, the data module of the
-configured catalogue, and the catalogue index (reused when it was built from this checkpoint and these
-images, else built). Shared by every stage that searches and by :class:`~fashion_retrieval.search.Retriever`.
+"""Loading what a search needs from a trained run: the encoder of a checkpoint, the catalogue data of the
+configured dataset (:class:`~fashion_retrieval.data.catalogue_data.CatalogueData`: no Lightning), and the
+catalogue index (reused when it was built from this checkpoint and these images, else built). Shared by
+every stage that searches and by :class:`~fashion_retrieval.search.Retriever`.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from fashion_retrieval.data.datamodule import ChallengeDataModule
+from fashion_retrieval.data.catalogue_data import CatalogueData
 from fashion_retrieval.index.export import export_catalogue
 from fashion_retrieval.index.factory import IndexSpec
 from fashion_retrieval.index.faiss_index import META_FILE, EmbeddingIndex, IndexMismatchError
@@ -23,9 +24,12 @@ from fashion_retrieval.models.onnx_encoder import load_search_encoder
 log = logging.getLogger(__name__)
 
 
-def datamodule_for(cfg: DictConfig, encoder: ImageEncoder) -> ChallengeDataModule:
-    """The data config with the normalisation the trained encoder expects."""
-    datamodule: ChallengeDataModule = instantiate(cfg.data)
+def datamodule_for(cfg: DictConfig) -> CatalogueData:
+    """The catalogue side of ``cfg.data`` (:meth:`CatalogueData.from_config`: no Lightning data module is
+    built for a search), set up."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    assert isinstance(data, dict)
+    datamodule = CatalogueData.from_config(data)
     datamodule.setup()
     return datamodule
 
@@ -42,7 +46,7 @@ def log_index(index: EmbeddingIndex, spec: IndexSpec, index_dir: Path) -> None:
 
 
 def build_index(
-    encoder: ImageEncoder, datamodule: ChallengeDataModule, checkpoint: Path, index_dir: Path, spec: IndexSpec
+    encoder: ImageEncoder, datamodule: CatalogueData, checkpoint: Path, index_dir: Path, spec: IndexSpec
 ) -> EmbeddingIndex:
     """Embed the catalogue with ``encoder`` (from ``checkpoint``) in memory, save a ``spec`` index in
     ``index_dir``."""
@@ -55,7 +59,7 @@ def build_index(
 
 
 def load_or_build_index(
-    cfg: DictConfig, encoder: ImageEncoder, datamodule: ChallengeDataModule, checkpoint: Path
+    cfg: DictConfig, encoder: ImageEncoder, datamodule: CatalogueData, checkpoint: Path
 ) -> EmbeddingIndex:
     """Reuse ``index.dir`` when it holds the configured index type built from this very checkpoint and the
     catalogue images as they are now (their content digest), else build it. ``index.mmap`` (set by
@@ -79,14 +83,12 @@ def load_or_build_index(
     return build_index(encoder, datamodule, checkpoint, index_dir, spec)
 
 
-def load_for_search(
-    cfg: DictConfig, checkpoint: Path
-) -> tuple[ImageEncoder, ChallengeDataModule, EmbeddingIndex]:
+def load_for_search(cfg: DictConfig, checkpoint: Path) -> tuple[ImageEncoder, CatalogueData, EmbeddingIndex]:
     """The model of ``checkpoint`` (``encoder.backend``: PyTorch, or its ONNX export, which quacks like an
     :class:`ImageEncoder`), the data module of ``cfg`` and the catalogue index (checked to hold this
     catalogue's products, in catalogue order)."""
     encoder = load_search_encoder(cfg, checkpoint)
-    datamodule = datamodule_for(cfg, encoder)
+    datamodule = datamodule_for(cfg)
     index = load_or_build_index(cfg, encoder, datamodule, checkpoint)
     if list(index.ids) != datamodule.gallery_ids:
         raise ValueError(

@@ -33,7 +33,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_retrieval.data.catalogue import QuerySet, code_numbers
-from fashion_retrieval.data.datamodule import ChallengeDataModule
+from fashion_retrieval.data.catalogue_data import CatalogueData
 from fashion_retrieval.data.datasets import region
 from fashion_retrieval.data.transforms import apply, crop_fraction, decode_rgb, eval_transform, load_rgb
 from fashion_retrieval.detection.crops import CropSettings, detect_images
@@ -73,8 +73,9 @@ BEST_CHECKPOINT = "checkpoints/best.ckpt"
 STAGES = ("decode", "detect", "embed", "search", "rerank")
 # Besides `_target_` (a class of ours) and `_partial_`, a stored config may not steer how Hydra builds.
 REFUSED_BUILD_KEYS = ("_args_", "_recursive_", "_convert_")
-# The config sections a Retriever builds objects from.
-BUILT_SECTIONS = ("data", "detector", "reranker", "crops", "index")
+# The config sections a Retriever builds objects from. `data:` is not one: it is read as plain values
+# (CatalogueData.from_config), so checking it would only import the Lightning data module it names.
+BUILT_SECTIONS = ("detector", "reranker", "crops", "index")
 
 Image = str | Path | bytes | np.ndarray
 
@@ -280,7 +281,8 @@ class Retriever:
 
     ``cfg``: the run's config (``data``, ``detector``, ``crops``, ``reranker``, ``retrieval``, ``index``);
     ``encoder``: the trained model (or its ONNX export, ``encoder.backend=onnx``); ``datamodule``: the
-    catalogue it searches (set up); ``index``: its products, in catalogue order. ``crop_embedder``:
+    catalogue it searches (:class:`~fashion_retrieval.data.catalogue_data.CatalogueData`, or the training
+    data module built on it; set up); ``index``: its products, in catalogue order. ``crop_embedder``:
     ``crops -> (N, D)`` float32 L2-normalised embeddings in place of ``encoder``'s for dataset bundles
     (``train-adapter``: cached features through a head).
     """
@@ -289,7 +291,7 @@ class Retriever:
         self,
         cfg: DictConfig,
         encoder: ImageEncoder,
-        datamodule: ChallengeDataModule,
+        datamodule: CatalogueData,
         index: EmbeddingIndex,
         crop_embedder: Callable[[GarmentQueries], np.ndarray] | None = None,
     ) -> None:
@@ -462,7 +464,7 @@ class Retriever:
         return self._known
 
     def _decode(self, image: Image, name: str) -> np.ndarray:
-        max_pixels = self.datamodule.hparams.get("max_image_pixels")
+        max_pixels = self.datamodule.max_image_pixels
         if isinstance(image, (str, Path)):
             return load_rgb(str(image), max_pixels)
         if isinstance(image, (bytes, bytearray, memoryview)):
@@ -478,17 +480,17 @@ class Retriever:
     def _embed_arrays(self, arrays: Sequence[np.ndarray], crops: GarmentQueries | None) -> np.ndarray:
         """``(N, D)`` float32 embeddings, as the data module's eval loaders make them: each crop of ``crops``
         at the crop size, or (``None``, or whole-photo search) each photo whole at the query size."""
-        hp = self.datamodule.hparams
+        data = self.datamodule
         if crops is None or self.whole_photos:
-            transform = eval_transform(hp.query_size)
-            images = [apply(transform, crop_fraction(array, hp.query_crop)) for array in arrays]
+            transform = eval_transform(data.query_size)
+            images = [apply(transform, crop_fraction(array, data.query_crop)) for array in arrays]
         else:
-            transform = eval_transform(self.datamodule.crop_size)
+            transform = eval_transform(data.crop_size)
             images = [
                 apply(transform, region(arrays[row], box)) for row, box in zip(crops.bundle_rows, crops.boxes)
             ]
         views = [TEST_TIME_VIEWS[view] for view in self.views]
-        batch = int(hp.eval_batch_size)
+        batch = int(data.eval_batch_size)
         self.encoder.eval()
         return np.concatenate(
             [

@@ -123,7 +123,7 @@ def test_a_changed_image_invalidates_its_features_and_the_index_built_from_them(
     shutil.copytree(tmp_path / "index", tmp_path / "stale")
     changed.write_bytes(original)
     encoder = load_encoder(checkpoint)
-    datamodule = datamodule_for(cfg, encoder)
+    datamodule = datamodule_for(cfg)
     with pytest.raises(IndexMismatchError, match="other catalogue images"):
         EmbeddingIndex.load(
             tmp_path / "stale", expected_catalogue_sha256=contents_digest(datamodule.gallery_paths)
