@@ -28,12 +28,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
 
 from fashion_retrieval.data.catalogue import Catalogue
 from fashion_retrieval.rerank.chain import RerankChain, RerankContext, check_factor, resort
+
+if TYPE_CHECKING:
+    # scipy costs about half a second to import: only the functions that build or read the statistics
+    # import it, so a chain without bundle priors (and the service that loads it) never pays for it.
+    from scipy import sparse
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ class BundleStatistics:
         pseudo: bool = False,
     ) -> BundleStatistics:
         """Bundles from their gallery indices ``products`` (one iterable per bundle, ``-1`` ignored)."""
+        from scipy import sparse
+
         rows, columns = [], []
         for row, listed in enumerate(products):
             for product in dict.fromkeys(int(p) for p in listed if int(p) >= 0):
@@ -112,6 +119,8 @@ class BundleStatistics:
             raise ValueError(f"BundleStatistics: bundles listed twice: {sorted(repeated)[:5]}")
         if (self.embeddings is None) != (other.embeddings is None):
             raise ValueError("BundleStatistics: cannot mix bundles with and without embeddings")
+        from scipy import sparse
+
         return BundleStatistics(
             sparse.vstack([self.products, other.products]).tocsr(),
             np.concatenate([self.sections, other.sections]),
@@ -157,6 +166,8 @@ def section_counts(statistics: BundleStatistics) -> dict[int, np.ndarray]:
 def cooccurrence_counts(products: sparse.spmatrix) -> sparse.csr_matrix:
     """``(G, G)`` counts from bundles' products ``(B, G)`` 0/1: ``C[g, h]`` bundles listing both,
     ``C[g, g]`` bundles listing ``g``."""
+    from scipy import sparse
+
     products = sparse.csr_matrix(products, dtype=np.float32)
     return (products.T @ products).tocsr()
 
@@ -186,6 +197,8 @@ def cooccurrence_bonus(
     valid = np.flatnonzero(candidates >= 0)
     if not len(valid) or not len(strong):
         return bonus
+    from scipy import sparse
+
     rows = candidates[valid]
     matrix = sparse.csr_matrix(cooccurrence)
     pairs = matrix[rows][:, strong].toarray().astype(np.float64)
@@ -258,6 +271,8 @@ def similar_bundle_bonus(
     valid = np.flatnonzero(candidates >= 0)
     if not keep.any() or not len(valid):
         return bonus
+    from scipy import sparse
+
     listed = sparse.csr_matrix(products)[neighbours[keep]][:, candidates[valid]].toarray()  # (M', N')
     bonus[valid] = np.clip(weights[keep] @ listed / weights[keep].sum(), 0.0, 1.0)
     return bonus
