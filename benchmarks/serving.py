@@ -8,7 +8,11 @@ loopback; clients are ``httpx`` clients with keep-alive, uploading the photos of
 bundles (multipart, as the web page does) in turn.
 
 * cold start: from starting the process to the first answered ``POST /search`` (imports, Hydra, loading
-  the checkpoint, index, catalogue and detectors, the first forward pass);
+  the checkpoint, index, catalogue and detectors, the first forward pass); the ``coldstart`` part starts
+  ``--cold-starts`` fresh servers one after the other (``--extra`` overrides, e.g. ``detector=yolo``) and
+  records each, with its CPU time by then and the machine's 1-minute load average before it; with
+  ``--source DIR`` (repeated) the servers run each checkout's code in turn, so that two versions are
+  compared under the same load; the other parts record their server's cold start too;
 * latency: ``--queries`` sequential uploads per detector on one server (``none``, ``zones``, and ``yolo``
   when ``--yolo-weights`` starts it with ``detector=yolo detector.weights=...``), the detectors
   interleaved query by query so each sees the same load; p50/p95/p99 of the client's round trip and the
@@ -18,7 +22,7 @@ bundles (multipart, as the web page does) in turn.
 * soak (plain server): ``--soak-seconds`` of 4 clients alternating ``none`` and ``zones``; errors counted,
   the server's resident set (``VmRSS``) read at start and end.
 
-``--parts`` measures a subset (``latency``, ``throughput``, ``soak``).
+``--parts`` measures a subset (``coldstart``, ``latency``, ``throughput``, ``soak``).
 The backend is the run's (``encoder.backend``, torch unless given in ``--extra``); ONNX needs its export
 (docs/onnx.md) and is measured by passing ``--extra encoder.backend=onnx encoder.onnx_path=...``.
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import socket
 import statistics
@@ -43,7 +48,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-PARTS = ("latency", "throughput", "soak")
+PARTS = ("coldstart", "latency", "throughput", "soak")
 
 
 def free_port() -> int:
@@ -60,15 +65,28 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` and of its children it waited for, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command name: utime, stime, cutime, cstime are fields 14-17 of stat(5), 12-15 here.
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def percentiles(seconds: Sequence[float]) -> dict[str, float]:
     values = np.asarray(seconds) * 1000
     return {f"p{q}": float(np.percentile(values, q)) for q in (50, 95, 99)}
 
 
 class Server:
-    """``fashion-retrieval serve`` in a subprocess; :meth:`start` returns the cold start in seconds."""
+    """``fashion-retrieval serve`` in a subprocess; :meth:`start` returns the cold start in seconds.
+    ``source``: a checkout whose ``fashion_retrieval`` the server runs (``python -m`` from that folder, which
+    puts it first on the path); default: the one this interpreter imports."""
 
-    def __init__(self, run_dir: Path, extra: Sequence[str], workdir: Path) -> None:
+    def __init__(
+        self, run_dir: Path, extra: Sequence[str], workdir: Path, source: Path | None = None
+    ) -> None:
+        workdir = workdir.resolve()  # the server may run in another folder
+        self.cwd = None if source is None else source.resolve()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"serve_{self.port}.log"
@@ -77,24 +95,28 @@ class Server:
             "-m",
             "fashion_retrieval.cli",
             "serve",
-            f"run_dir={run_dir}",
+            f"run_dir={run_dir.resolve()}",
             f"serve.port={self.port}",
             f"detection_cache={workdir / 'detection_cache'}",
             f"hydra.run.dir={workdir / f'serve_{self.port}'}",
             *extra,
         ]
         self.process: subprocess.Popen | None = None
+        self.start_cpu_s = float("nan")
 
     def start(self, photo: bytes, timeout: float = 900) -> float:
+        """Seconds from starting the process to its first answered upload; the process's CPU time by then
+        is left in :attr:`start_cpu_s` (a figure less sensitive than the wall time to a loaded machine)."""
         start = time.perf_counter()
         with open(self.log, "w") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd)
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"serve exited: {self.log.read_text()[-3000:]}")
             try:
                 answer = httpx.post(f"{self.url}/search", files={"image": ("q.jpg", photo)}, timeout=120)
                 if answer.status_code == 200:
+                    self.start_cpu_s = cpu_seconds(self.process.pid)
                     return time.perf_counter() - start
             except httpx.TransportError:
                 pass
@@ -197,6 +219,39 @@ def load(
     }
 
 
+def cold_starts(
+    run_dir: Path,
+    extra: Sequence[str],
+    workdir: Path,
+    photo: bytes,
+    count: int,
+    sources: Sequence[Path | None] = (None,),
+) -> dict[str, dict]:
+    """``count`` fresh servers per source, one after the other, the sources taking turns (so a shared
+    machine's changing load falls on each alike): each one's seconds from process start to the first
+    answered upload, its CPU time by then, and the 1-minute load average just before it started."""
+    runs: dict[str, list[dict[str, float]]] = {str(source or "."): [] for source in sources}
+    for _ in range(count):
+        for source in sources:
+            load_before = os.getloadavg()[0]
+            server = Server(run_dir, extra, workdir, source)
+            try:
+                seconds = server.start(photo)
+            finally:
+                server.stop()
+            runs[str(source or ".")].append(
+                {"seconds": seconds, "cpu_seconds": server.start_cpu_s, "load_average": load_before}
+            )
+    return {
+        source: {
+            "runs": found,
+            "median_s": statistics.median(run["seconds"] for run in found),
+            "median_cpu_s": statistics.median(run["cpu_seconds"] for run in found),
+        }
+        for source, found in runs.items()
+    }
+
+
 def bundle_photos(run_dir: Path, count: int) -> list[bytes]:
     config = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
     data_dir = Path(config["data"]["data_dir"])
@@ -217,6 +272,15 @@ def main() -> None:
     parser.add_argument("--throughput-queries", type=int, default=200)
     parser.add_argument("--throughput-seconds", type=float, default=60)
     parser.add_argument("--soak-seconds", type=float, default=300)
+    parser.add_argument(
+        "--cold-starts", type=int, default=3, help="fresh servers per source of the coldstart part"
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        action="append",
+        help="coldstart part: a checkout to start the server from (repeat to compare; default: this one)",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("outputs/benchmarks/serving"))
     parser.add_argument(
         "--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure (default: all)"
@@ -231,6 +295,11 @@ def main() -> None:
         "command": " ".join(sys.argv),
         "photos": len(photos),
     }
+    if "coldstart" in args.parts:
+        results["cold_starts"] = cold_starts(
+            args.run_dir, args.extra, args.workdir, photos[0], args.cold_starts, args.source or [None]
+        )
+        print(json.dumps(results["cold_starts"]), flush=True)
     if {"throughput", "soak"} & set(args.parts):
         server = Server(args.run_dir, args.extra, args.workdir)
         try:

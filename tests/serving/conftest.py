@@ -7,7 +7,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -38,12 +39,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def served(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``fashion-retrieval serve run_dir=<tiny run>`` on a free loopback port: its base URL."""
-    workdir, run_dir, _ = tiny_run
+@contextmanager
+def serve_command(run_dir: Path, cwd: Path, log_path: Path, *overrides: str) -> Iterator[str]:
+    """``fashion-retrieval serve run_dir=<run_dir> <overrides>`` on a free loopback port until the block
+    ends: its base URL once ``/healthz`` answers (the log, stdout and stderr, in ``log_path``)."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
     command = [
         sys.executable,
         "-m",
@@ -51,12 +51,11 @@ def served(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "serve",
         f"run_dir={run_dir}",
         f"serve.port={port}",
-        f"serve.max_upload_bytes={MAX_UPLOAD_BYTES}",
-        f"serve.body_timeout={BODY_TIMEOUT}",
         f"hydra.run.dir={log_path.parent / 'run'}",
+        *overrides,
     ]
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
@@ -78,3 +77,19 @@ def served(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def served(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``fashion-retrieval serve run_dir=<tiny run>`` on a free loopback port: its base URL."""
+    workdir, run_dir, _ = tiny_run
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    limits = (f"serve.max_upload_bytes={MAX_UPLOAD_BYTES}", f"serve.body_timeout={BODY_TIMEOUT}")
+    with serve_command(run_dir, workdir, log_path, *limits) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def start_serve() -> Callable[..., AbstractContextManager[str]]:
+    """:func:`serve_command`, for tests that start their own server (other settings than ``served``)."""
+    return serve_command
