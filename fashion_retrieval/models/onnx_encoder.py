@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from fashion_retrieval.io import file_digest
+from fashion_retrieval.io import content_digest, file_digest
 from fashion_retrieval.models.checkpoint import load_encoder
 
 INPUT_NAME = "images"
@@ -181,7 +181,7 @@ def load_search_encoder(cfg: DictConfig, checkpoint: str | Path) -> nn.Module:
     if not settings.get("onnx_path"):
         raise ValueError("encoder.backend=onnx needs encoder.onnx_path=/path/to/encoder.onnx (export-onnx)")
     encoder = OnnxEncoder(settings.onnx_path)
-    if encoder.metadata.get("checkpoint_sha256") != file_digest(checkpoint):
+    if encoder.metadata.get("checkpoint_sha256") != content_digest(checkpoint):  # memoised: the index's too
         raise OnnxExportError(
             f"{settings.onnx_path} was exported from {encoder.metadata.get('checkpoint')}, not from "
             f"{checkpoint} (SHA-256 differs); export this checkpoint or pass the one it came from"

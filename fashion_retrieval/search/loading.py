@@ -16,7 +16,7 @@ from fashion_retrieval.data.catalogue_data import CatalogueData
 from fashion_retrieval.index.export import export_catalogue
 from fashion_retrieval.index.factory import IndexSpec
 from fashion_retrieval.index.faiss_index import META_FILE, EmbeddingIndex, IndexMismatchError
-from fashion_retrieval.io import contents_digest, file_digest
+from fashion_retrieval.io import content_digest, contents_digest
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.inference import embed_loader
 from fashion_retrieval.models.onnx_encoder import load_search_encoder
@@ -70,7 +70,7 @@ def load_or_build_index(
         try:
             index = EmbeddingIndex.load(
                 index_dir,
-                expected_checkpoint_sha256=file_digest(checkpoint),
+                expected_checkpoint_sha256=content_digest(checkpoint),  # memoised: ONNX checks it too
                 spec=spec,
                 expected_catalogue_sha256=contents_digest(datamodule.gallery_paths),
                 mmap=bool(cfg.index.get("mmap", False)),

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -41,7 +40,7 @@ from fashion_retrieval.detection.types import Box, Detection
 from fashion_retrieval.detection.zones import WholeImageDetector
 from fashion_retrieval.index.eligibility import UNKNOWN_SECTION, Eligibility
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
-from fashion_retrieval.io import HYDRA_BUILD_KEYS, RUN_CONFIG_FILE
+from fashion_retrieval.io import HYDRA_BUILD_KEYS, RUN_CONFIG_FILE, read_yaml
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.inference import TEST_TIME_VIEWS, check_views, embed_loader, embed_views
 from fashion_retrieval.rerank.bundle_priors import (
@@ -260,7 +259,7 @@ def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictC
     path = run_dir / RUN_CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {run_dir} a run directory?")
-    content = yaml.safe_load(path.read_text())
+    content = read_yaml(path)
     if not isinstance(content, dict):
         raise ValueError(f"{path}: not a config (a YAML mapping)")  # noqa: TRY004 (bad file content)
     building = [o for o in overrides if any(key in o for key in HYDRA_BUILD_KEYS)]

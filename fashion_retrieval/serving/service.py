@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
 import fashion_retrieval
 from fashion_retrieval.data.transforms import ImageReadError
-from fashion_retrieval.io import is_safe_name
+from fashion_retrieval.io import is_safe_name, read_yaml, write_yaml
 from fashion_retrieval.search.retriever import (
     BEST_CHECKPOINT,
     BUILT_SECTIONS,
@@ -92,12 +91,12 @@ class ServiceSpec:
             "run_dir": None if self.run_dir is None else str(self.run_dir),
             "settings": self.settings,
         }
-        path.write_text(yaml.safe_dump(content, sort_keys=False))
+        write_yaml(path, content)
 
     @classmethod
     def load(cls, path: Path) -> ServiceSpec:
         """Read :meth:`save`'s file as data: only classes of this project are built from it."""
-        content = yaml.safe_load(path.read_text())
+        content = read_yaml(path)
         if not isinstance(content, dict) or not isinstance(content.get("config"), dict):
             raise ValueError(f"{path}: not a service spec (a mapping with a 'config' mapping)")  # noqa: TRY004
         config = OmegaConf.create(content["config"])
