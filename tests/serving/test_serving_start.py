@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 # Never imported by a worker that builds its service and answers a search: the training stack, the
-# detector's library when the run has no YOLO detector, and Hydra's composition (the configs a worker
-# reads are YAML data, built by hydra.utils.instantiate alone).
+# detector's library when the run has no YOLO detector, and Hydra's composition (its plugins, discovered
+# when composing: the configs a worker reads are YAML data, built by hydra.utils.instantiate alone).
 FORBIDDEN = (
     "pytorch_lightning",
     "lightning",
@@ -27,7 +27,6 @@ FORBIDDEN = (
     "ultralytics",
     "matplotlib",
     "hydra_plugins",
-    "hydra._internal.config_loader_impl",
 )
 # Imported by timm's own package (timm.utils.summary: `import wandb` when installed; timm.layers._fx:
 # torchvision's feature extraction), which a timm backbone needs: allowed only from there.
