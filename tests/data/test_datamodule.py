@@ -1,4 +1,5 @@
-"""The data module on a micro synthetic dataset: resumable batches, negatives, articles, samplers, config."""
+"""The data module on a micro synthetic dataset: resumable batches, negatives, articles, samplers, config,
+and its catalogue side as a search builds it (CatalogueData)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning_fabric.utilities.data import _set_sampler_epoch
+from omegaconf import OmegaConf
 
 from fashion_retrieval.cli import config_dir
+from fashion_retrieval.data.catalogue_data import CatalogueData
 from fashion_retrieval.data.datamodule import ChallengeDataModule
 from fashion_retrieval.data.samplers import CategoryBalancedBatchSampler, RandomBatchSampler
 from fashion_retrieval.detection.crops import CropSettings
@@ -276,3 +279,38 @@ def test_detected_crops_that_match_a_garment_are_mixed_in(data_dir, tmp_path, ca
     # No detector (the config's default): the ground-truth garments alone.
     none = make(data_dir, train_queries="garments", detected_garments=DetectedGarments(None, settings))
     assert none.training_bundles() == truth_items
+
+
+def test_the_search_builds_the_catalogue_side_of_the_same_config(data_dir):
+    """CatalogueData.from_config reads the data: config a training run composes (its training keys, the
+    sampler partial included, are left out) and gives the Lightning module's sets and evaluation images."""
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(
+            config_name="config",
+            overrides=[
+                f"paths.data_dir={data_dir}",
+                "data.num_workers=0",
+                "data.query_crop=[0.1,0.0,0.9,1.0]",
+            ],
+        )
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    catalogue = CatalogueData.from_config(data)
+    assert type(catalogue) is CatalogueData
+    module = instantiate(cfg.data)
+    for side in (catalogue, module):
+        side.setup()
+    assert catalogue.gallery_ids == module.gallery_ids
+    assert (catalogue.train_bundle_ids, catalogue.val_bundle_ids) == (
+        module.train_bundle_ids,
+        module.val_bundle_ids,
+    )
+    assert catalogue.query_crop == (0.1, 0.0, 0.9, 1.0) and catalogue.crop_size == tuple(
+        cfg.data.catalogue_size
+    )
+    for ours, theirs in (
+        (catalogue.query_dataloader("val"), module.query_dataloader("val")),
+        (catalogue.gallery_dataloader(), module.gallery_dataloader()),
+    ):
+        assert torch.equal(next(iter(ours))["image"], next(iter(theirs))["image"])
+    with pytest.raises(ValueError, match="data=challenge"):
+        CatalogueData.from_config({"_target_": "fashion_retrieval.data.reader_datamodule.ReaderDataModule"})
