@@ -106,7 +106,8 @@ class Server:
 
     def start(self, photo: bytes, timeout: float = 900) -> float:
         """Seconds from starting the process to its first answered upload; the process's CPU time by then
-        is left in :attr:`start_cpu_s` (a figure less sensitive than the wall time to a loaded machine)."""
+        is left in :attr:`start_cpu_s` (a figure less sensitive than the wall time to a loaded machine; the
+        server's alone with one worker: ``serve.workers=N`` workers are children it has not waited for)."""
         start = time.perf_counter()
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd)
