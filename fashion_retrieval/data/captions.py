@@ -1,0 +1,101 @@
+"""Product captions: the optional ``product_captions.csv`` and each product's texts.
+
+``product_captions.csv`` (``product_asset_id,caption``) holds several rows per product, one phrasing each
+(the synthetic generator writes it from the article's own attributes; docs/dataset.md). The real challenge
+data has no such file: its only text is ``product_description``, the category.
+
+Two calls, one for each need:
+
+- :func:`load_captions`: the file as it is, validated; ``None`` when the dataset has no captions file.
+- :func:`product_texts`: every product's texts, the captions where the file gives some and else the
+  product's description (lower-cased) as its only text, so a text model reads real and synthetic data alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from fashion_retrieval.data.catalogue import (
+    PRODUCTS_FILE,
+    Catalogue,
+    CatalogueError,
+    check_non_empty,
+    csv_line,
+    list_examples,
+    read_csv,
+)
+
+log = logging.getLogger(__name__)
+
+CAPTIONS_FILE = "product_captions.csv"
+CAPTION_COLUMNS = ("product_asset_id", "caption")
+
+
+def load_captions(dataset_dir: str | Path, product_ids: Sequence[str]) -> dict[str, list[str]] | None:
+    """Captions of ``dataset_dir/product_captions.csv`` by product id (file order within a product), or
+    ``None`` when the file is absent.
+
+    ``product_ids``: the catalogue's products; a caption of any other product, an empty cell or a missing
+    column raises :class:`~fashion_retrieval.data.catalogue.CatalogueError` naming the file, line and field.
+    Products without a caption are absent from the result and their count is logged.
+    """
+    path = Path(dataset_dir) / CAPTIONS_FILE
+    if not path.is_file():
+        return None
+    frame = read_csv(path, CAPTION_COLUMNS)
+    check_non_empty(frame, "product_asset_id", path)
+    check_non_empty(frame, "caption", path)
+    known = set(product_ids)
+    unknown = frame.index[~frame["product_asset_id"].isin(known)]
+    if len(unknown):
+        details = [f"{frame.at[r, 'product_asset_id']!r} (line {csv_line(r)})" for r in unknown]
+        raise CatalogueError(
+            f"{path}: field product_asset_id: not in {PRODUCTS_FILE}: {list_examples(details)}"
+        )
+    captions: dict[str, list[str]] = {}
+    for product, caption in zip(frame["product_asset_id"], frame["caption"]):
+        captions.setdefault(product, []).append(caption)
+    missing = [p for p in product_ids if p not in captions]
+    if missing:
+        log.warning(
+            "%s: %d of %d product(s) have no caption: %s",
+            path,
+            len(missing),
+            len(product_ids),
+            list_examples(missing),
+        )
+    return captions
+
+
+def product_texts(catalogue: Catalogue) -> dict[str, list[str]]:
+    """Every product's texts, in :attr:`Catalogue.product_ids` order: its captions (:func:`load_captions`
+    on ``catalogue.root``), else its ``product_description`` lower-cased as its one text (the real data's
+    category, e.g. ``"t-shirt"``). A product with neither is absent from the result; how many products fall
+    back to their description and how many have no text at all is logged."""
+    product_ids = catalogue.product_ids
+    captions = load_captions(catalogue.root, product_ids)
+    if captions is None:
+        log.info("%s: no %s; each product's text is its product_description", catalogue.root, CAPTIONS_FILE)
+        captions = {}
+    texts: dict[str, list[str]] = {}
+    fallback, textless = 0, []
+    for product, description in zip(product_ids, catalogue.product_categories):
+        if product in captions:
+            texts[product] = captions[product]
+        elif description.strip():
+            texts[product] = [description.strip().lower()]
+            fallback += 1
+        else:
+            textless.append(product)
+    if fallback and captions:
+        log.info("%s: %d product(s) use their product_description as text", catalogue.root, fallback)
+    if textless:
+        log.warning(
+            "%s: %d product(s) have neither a caption nor a product_description, so no text: %s",
+            catalogue.root,
+            len(textless),
+            list_examples(textless),
+        )
+    return texts
