@@ -7,6 +7,8 @@ data has no such file: its only text is ``product_description``, the category.
 Two calls, one for each need:
 
 - :func:`load_captions`: the file as it is, validated; ``None`` when the dataset has no captions file.
+- :func:`load_attributes`: the synthetic data's ``product_attributes.csv`` (one row per product: category,
+  palette colour, basic colour name, pattern word, ``;``-separated details), the truth of text queries.
 - :func:`product_texts`: every product's texts, the captions where the file gives some and else the
   product's description (lower-cased) as its only text, so a text model reads real and synthetic data alike.
 """
@@ -17,11 +19,14 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from fashion_retrieval.data.catalogue import (
     PRODUCTS_FILE,
     Catalogue,
     CatalogueError,
     check_non_empty,
+    check_unique,
     csv_line,
     list_examples,
     read_csv,
@@ -31,6 +36,9 @@ log = logging.getLogger(__name__)
 
 CAPTIONS_FILE = "product_captions.csv"
 CAPTION_COLUMNS = ("product_asset_id", "caption")
+# Optional (synthetic only): what each packshot shows, the ground truth of attribute and composed queries.
+ATTRIBUTES_FILE = "product_attributes.csv"
+ATTRIBUTE_COLUMNS = ("product_asset_id", "category", "colour", "colour_group", "pattern", "details")
 
 
 def load_captions(dataset_dir: str | Path, product_ids: Sequence[str]) -> dict[str, list[str]] | None:
@@ -67,6 +75,43 @@ def load_captions(dataset_dir: str | Path, product_ids: Sequence[str]) -> dict[s
             list_examples(missing),
         )
     return captions
+
+
+def load_attributes(dataset_dir: str | Path, product_ids: Sequence[str]) -> pd.DataFrame | None:
+    """``product_attributes.csv`` of ``dataset_dir`` as a frame indexed by product id in ``product_ids``
+    order (columns :data:`ATTRIBUTE_COLUMNS` but the id; ``details`` stays a ``;``-separated string), or
+    ``None`` when the file is absent.
+
+    An unknown or repeated product id or an empty field but ``details`` raises
+    :class:`~fashion_retrieval.data.catalogue.CatalogueError` naming the file and line; products the file
+    does not list are absent from the frame and their count is logged.
+    """
+    path = Path(dataset_dir) / ATTRIBUTES_FILE
+    if not path.is_file():
+        return None
+    frame = read_csv(path, ATTRIBUTE_COLUMNS)
+    for column in ATTRIBUTE_COLUMNS[:-1]:
+        check_non_empty(frame, column, path)
+    check_unique(frame, "product_asset_id", path)
+    known = set(product_ids)
+    unknown = frame.index[~frame["product_asset_id"].isin(known)]
+    if len(unknown):
+        details = [f"{frame.at[r, 'product_asset_id']!r} (line {csv_line(r)})" for r in unknown]
+        raise CatalogueError(
+            f"{path}: field product_asset_id: not in {PRODUCTS_FILE}: {list_examples(details)}"
+        )
+    frame = frame.set_index("product_asset_id")
+    listed = [p for p in product_ids if p in frame.index]
+    if len(listed) < len(product_ids):
+        missing = [p for p in product_ids if p not in frame.index]
+        log.warning(
+            "%s: %d of %d product(s) have no attributes: %s",
+            path,
+            len(missing),
+            len(product_ids),
+            list_examples(missing),
+        )
+    return frame.loc[listed]
 
 
 def product_texts(catalogue: Catalogue) -> dict[str, list[str]]:

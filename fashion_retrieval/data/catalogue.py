@@ -93,7 +93,7 @@ def read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
-def _check_unique(frame: pd.DataFrame, column: str, path: Path) -> None:
+def check_unique(frame: pd.DataFrame, column: str, path: Path) -> None:
     duplicated = frame[column].duplicated(keep=False)
     if duplicated.any():
         rows = frame.index[duplicated]
@@ -423,11 +423,11 @@ def load_catalogue(
     products = read_csv(products_path, PRODUCT_COLUMNS)
     check_non_empty(products, "product_asset_id", products_path)
     check_ids(products, "product_asset_id", products_path)
-    _check_unique(products, "product_asset_id", products_path)
+    check_unique(products, "product_asset_id", products_path)
     bundles = read_csv(bundles_path, BUNDLE_COLUMNS)
     check_non_empty(bundles, "bundle_asset_id", bundles_path)
     check_ids(bundles, "bundle_asset_id", bundles_path)
-    _check_unique(bundles, "bundle_asset_id", bundles_path)
+    check_unique(bundles, "bundle_asset_id", bundles_path)
     sections = pd.to_numeric(bundles["bundle_id_section"], errors="coerce")
     bad = bundles.index[sections.isna() | (sections != sections.round())]
     if len(bad):
@@ -441,7 +441,7 @@ def load_catalogue(
     test = read_csv(test_path, MATCH_COLUMNS)
     _check_matches(train, train_path, products, bundles, require_product=True)
     _check_matches(test, test_path, products, bundles, require_product=False)
-    _check_unique(test, "bundle_asset_id", test_path)
+    check_unique(test, "bundle_asset_id", test_path)
     duplicated_pairs = train.duplicated(keep="first")
     if duplicated_pairs.any():
         details = [f"line {csv_line(r)}" for r in train.index[duplicated_pairs]]
@@ -515,7 +515,7 @@ def _read_articles(path: Path, products: pd.DataFrame) -> dict[str, str] | None:
     frame = read_csv(path, ARTICLE_COLUMNS)
     check_non_empty(frame, "product_asset_id", path)
     check_non_empty(frame, "article_id", path)
-    _check_unique(frame, "product_asset_id", path)
+    check_unique(frame, "product_asset_id", path)
     unknown = frame.index[~frame["product_asset_id"].isin(set(products["product_asset_id"]))]
     if len(unknown):
         details = [f"{frame.at[r, 'product_asset_id']!r} (line {csv_line(r)})" for r in unknown]

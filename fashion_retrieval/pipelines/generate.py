@@ -1,4 +1,5 @@
-"""``generate``: write the synthetic dataset into ``paths.data_dir`` (reused when already there)."""
+"""``generate``: write the synthetic dataset into ``paths.data_dir`` (reused when already there);
+``generate.captions_only=true`` adds the product text files to a dataset already there (no image rendered)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from omegaconf import DictConfig
 
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.synthetic import GENERATOR_VERSION, SyntheticSpec, generate_dataset
+from fashion_retrieval.synthetic.captions import add_captions
 from fashion_retrieval.synthetic.writer import GENERATOR_NAME, read_metadata
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,10 @@ def same_dataset_exists(spec: SyntheticSpec, data_dir: Path) -> bool:
 def generate(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     spec: SyntheticSpec = instantiate(cfg.synthetic)
     data_dir = Path(cfg.paths.data_dir)
+    if cfg.generate.get("captions_only", False):
+        count = add_captions(spec, data_dir)
+        log.info("generate: wrote %d captions of %d products into %s", count, spec.num_products, data_dir)
+        return {}
     if not cfg.generate.overwrite and same_dataset_exists(spec, data_dir):
         log.info("generate: %s already holds this dataset (seed %d); reusing it", data_dir, spec.seed)
         return {}

@@ -7,8 +7,8 @@
 Modules: taxonomy (categories, skew, slots, layers), palette and patterns (colours, prints, fabric
 textures), body and garments (figure landmarks, silhouettes from shape parameters), raster (anti-aliased
 rendering through a homography), catalogue (articles, colour variants, layout), outfits (bundle
-composition), backgrounds and scene (packshots and bundle photos), writer and generator (streaming,
-atomic output). See docs/dataset.md.
+composition), backgrounds and scene (packshots and bundle photos), captions (product attributes and
+captions in words), writer and generator (streaming, atomic output). See docs/dataset.md.
 """
 
 from fashion_retrieval.synthetic.generator import GenerationReport, generate_dataset

@@ -10,7 +10,6 @@ layout and the bundle plans.
 from __future__ import annotations
 
 import contextlib
-import csv
 import ctypes
 import json
 import logging
@@ -26,7 +25,8 @@ import cv2
 import numpy as np
 
 from fashion_retrieval.data import catalogue as challenge_format
-from fashion_retrieval.io import atomic_open
+from fashion_retrieval.data.captions import ATTRIBUTES_FILE, CAPTIONS_FILE
+from fashion_retrieval.synthetic import captions as synthetic_text
 from fashion_retrieval.synthetic import metadata as url_metadata
 from fashion_retrieval.synthetic import writer
 from fashion_retrieval.synthetic.catalogue import CatalogueLayout, build_layout
@@ -176,13 +176,6 @@ class _Progress:
         return seconds
 
 
-def _csv(stack: contextlib.ExitStack, path: Path, header: tuple[str, ...]) -> Any:
-    handle = stack.enter_context(atomic_open(path, "w", newline="", encoding="utf-8"))
-    out = csv.writer(handle, lineterminator="\n")
-    out.writerow(header)
-    return out
-
-
 def plan_dataset(spec: SyntheticSpec) -> tuple[CatalogueLayout, list[BundlePlan], np.ndarray, np.ndarray]:
     """Everything but the images: the catalogue layout, the bundle plans, and the dates (timeline days) of
     the bundle photos ``(B,)`` and of the product debuts ``(P,)`` (see ``synthetic.metadata``)."""
@@ -251,7 +244,9 @@ def generate_dataset(
         "pair_products": [],
     }
     with _executor(workers, (layout, bundle_ids, cfg, out)) as imap, contextlib.ExitStack() as stack:
-        products_csv = _csv(stack, out / challenge_format.PRODUCTS_FILE, challenge_format.PRODUCT_COLUMNS)
+        products_csv = writer.csv_writer(
+            stack, out / challenge_format.PRODUCTS_FILE, challenge_format.PRODUCT_COLUMNS
+        )
         for index, product_id in enumerate(layout.product_ids):
             products_csv.writerow(
                 (
@@ -261,22 +256,32 @@ def generate_dataset(
                 )
             )
         # Colour variants share an article: the (synthetic-only) file behind "mask same-article negatives".
-        articles_csv = _csv(
+        articles_csv = writer.csv_writer(
             stack, out / challenge_format.PRODUCT_ARTICLES_FILE, challenge_format.ARTICLE_COLUMNS
         )
         article_ids = unique_ids("A_", spec.seed, "article", len(layout.article_category))
         for index, product_id in enumerate(layout.product_ids):
             articles_csv.writerow((product_id, article_ids[int(layout.article[index])]))
+        for name, (header, rows) in synthetic_text.text_files(spec.seed, layout).items():
+            writer.csv_writer(stack, out / name, header).writerows(rows)
         progress = _Progress("products", spec.num_products)
         for _ in imap(_product_task, range(spec.num_products), chunk):
             progress.step()
         product_seconds = progress.finish()
 
-        bundles_csv = _csv(stack, out / challenge_format.BUNDLES_FILE, challenge_format.BUNDLE_COLUMNS)
-        train_csv = _csv(stack, out / challenge_format.TRAIN_MATCHES_FILE, challenge_format.MATCH_COLUMNS)
-        test_csv = _csv(stack, out / challenge_format.TEST_MATCHES_FILE, challenge_format.MATCH_COLUMNS)
-        truth_csv = _csv(stack, out / challenge_format.TEST_TRUTH_FILE, challenge_format.MATCH_COLUMNS)
-        boxes_csv = _csv(stack, out / writer.BOXES_FILE, challenge_format.BOX_COLUMNS)
+        bundles_csv = writer.csv_writer(
+            stack, out / challenge_format.BUNDLES_FILE, challenge_format.BUNDLE_COLUMNS
+        )
+        train_csv = writer.csv_writer(
+            stack, out / challenge_format.TRAIN_MATCHES_FILE, challenge_format.MATCH_COLUMNS
+        )
+        test_csv = writer.csv_writer(
+            stack, out / challenge_format.TEST_MATCHES_FILE, challenge_format.MATCH_COLUMNS
+        )
+        truth_csv = writer.csv_writer(
+            stack, out / challenge_format.TEST_TRUTH_FILE, challenge_format.MATCH_COLUMNS
+        )
+        boxes_csv = writer.csv_writer(stack, out / writer.BOXES_FILE, challenge_format.BOX_COLUMNS)
         progress = _Progress("bundles", spec.num_bundles)
         for plan, boxes in zip(plans, imap(_bundle_task, plans, bundle_chunk)):
             bundle_id = bundle_ids[plan.index]
@@ -361,6 +366,8 @@ def _metadata(
         "files": {
             "products": challenge_format.PRODUCTS_FILE,
             "product_articles": challenge_format.PRODUCT_ARTICLES_FILE,
+            "product_attributes": ATTRIBUTES_FILE,
+            "product_captions": CAPTIONS_FILE,
             "bundles": challenge_format.BUNDLES_FILE,
             "train_matches": challenge_format.TRAIN_MATCHES_FILE,
             "test_bundles": challenge_format.TEST_MATCHES_FILE,

@@ -24,6 +24,7 @@ class Domain(IntEnum):
     SPLIT = 7  # train/test split
     TILE = 8  # a pattern or texture tile
     TIMESTAMP = 9  # image URL metadata: dates, article and colour codes, each bundle's lead product
+    CAPTION = 10  # one product's caption phrasings
 
 
 def item_rng(seed: int, domain: Domain, *index: int) -> np.random.Generator:

@@ -8,15 +8,19 @@ removed.
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from fashion_retrieval.data.captions import ATTRIBUTES_FILE, CAPTIONS_FILE
 from fashion_retrieval.data.catalogue import (  # the challenge format: one definition, shared with the reader
     BOXES_FILE,
     BUNDLES_FILE,
@@ -35,8 +39,13 @@ log = logging.getLogger(__name__)
 # 1.1.0: product_articles.csv. 1.2.0: https image URLs with 11-digit codes and ts= timestamps (metadata.py),
 # bundles composed in date order (so the pairs differ from 1.1.0's). 1.3.0: half the bundle URLs name an
 # unlisted garment's code instead of a listed product's (15.4% of true pairs share the code, as in the real
-# data); images, pairs and boxes are 1.2.0's. Older datasets still load.
-GENERATOR_VERSION = "1.3.0"
+# data); images, pairs and boxes are 1.2.0's. 1.4.0: product_attributes.csv and product_captions.csv
+# (synthetic/captions.py); every other file but metadata.json is 1.3.0's, byte for byte. Older datasets still
+# load, and ``generate.captions_only=true`` adds the two files to a 1.2.0 or 1.3.0 dataset in place.
+GENERATOR_VERSION = "1.4.0"
+# Versions whose catalogue (product ids, categories, articles and variants) this generator reproduces
+# exactly: the text of their products can be written afterwards (``synthetic.captions.add_captions``).
+SAME_CATALOGUE_VERSIONS = ("1.2.0", "1.3.0", GENERATOR_VERSION)
 
 # The ``generator`` field of metadata.json names the module that wrote the dataset. Datasets written before
 # the generators left the data package (issue 16) record the old module path: read back as today's name.
@@ -55,6 +64,8 @@ BUNDLE_IMAGE_DIR = "images/bundles"
 OUTPUT_FILES = (
     PRODUCTS_FILE,
     PRODUCT_ARTICLES_FILE,
+    ATTRIBUTES_FILE,
+    CAPTIONS_FILE,
     BUNDLES_FILE,
     TRAIN_MATCHES_FILE,
     TEST_MATCHES_FILE,
@@ -105,6 +116,15 @@ def write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
         raise RuntimeError(f"JPEG encoding failed for {path}")
     with atomic_path(path) as tmp:
         tmp.write_bytes(encoded.tobytes())
+
+
+def csv_writer(stack: contextlib.ExitStack, path: Path, header: Sequence[str]) -> Any:
+    """A ``csv.writer`` into ``path`` that has written ``header``; the file appears, complete, when
+    ``stack`` closes without an error (so an interrupted run leaves none of the dataset's CSVs)."""
+    handle = stack.enter_context(atomic_open(path, "w", newline="", encoding="utf-8"))
+    out = csv.writer(handle, lineterminator="\n")
+    out.writerow(header)
+    return out
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -36,6 +36,8 @@ MICRO = replace(TINY, num_products=30, num_bundles=12)
 CSV_FILES = (
     "product_dataset.csv",
     "product_articles.csv",
+    "product_attributes.csv",
+    "product_captions.csv",
     "bundles_dataset.csv",
     "bundles_product_match_train.csv",
     "bundles_product_match_test.csv",
