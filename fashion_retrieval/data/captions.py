@@ -7,8 +7,9 @@ data has no such file: its only text is ``product_description``, the category.
 Two calls, one for each need:
 
 - :func:`load_captions`: the file as it is, validated; ``None`` when the dataset has no captions file.
-- :func:`load_attributes`: the synthetic data's ``product_attributes.csv`` (one row per product: category,
-  palette colour, basic colour name, pattern word, ``;``-separated details), the truth of text queries.
+- :func:`load_attributes`: the synthetic data's ``product_attributes.csv`` (one row per product: the
+  category's noun, palette colour, basic colour name, pattern word, ``;``-separated details), the truth
+  of text queries.
 - :func:`product_texts`: every product's texts, the captions where the file gives some and else the
   product's description (lower-cased) as its only text, so a text model reads real and synthetic data alike.
 """

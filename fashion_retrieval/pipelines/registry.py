@@ -146,6 +146,11 @@ STAGES: tuple[Stage, ...] = (
         reader_data=True,
     ),
     Stage(
+        "text_eval",
+        "text -> product and image + colour queries on held-out products (keyword and no-model baselines)",
+        "evaluation",
+    ),
+    Stage(
         "report",
         "the results table of a run directory, or one row per run below a sweep folder",
         "runs",

@@ -179,8 +179,15 @@ class Attributes:
     details: tuple[str, ...]
 
     def row(self) -> tuple[str, ...]:
-        """The ``product_attributes.csv`` fields after the product id (details ``;``-separated)."""
-        return (self.category, self.colour, self.colour_group, self.pattern, ";".join(self.details))
+        """The ``product_attributes.csv`` fields after the product id: the category's noun (what a query
+        names), colour, colour group, pattern and the ``;``-separated details."""
+        return (
+            CATEGORY_NOUNS[self.category],
+            self.colour,
+            self.colour_group,
+            self.pattern,
+            ";".join(self.details),
+        )
 
 
 def _length(value: float) -> str:

@@ -18,6 +18,7 @@ from fashion_retrieval.data.catalogue import load_catalogue
 from fashion_retrieval.synthetic import generate_dataset
 from fashion_retrieval.synthetic.captions import (
     CAPTIONS_PER_PRODUCT,
+    CATEGORY_NOUNS,
     COLOUR_GROUPS,
     Attributes,
     add_captions,
@@ -130,7 +131,7 @@ def test_generation_writes_the_text_and_leaves_the_challenge_files_byte_identica
     assert captions is not None and attributes is not None
     assert list(captions) == catalogue.product_ids
     assert sum(map(len, captions.values())) == CAPTIONS_PER_PRODUCT * MICRO.num_products
-    assert list(attributes["category"]) == catalogue.product_categories
+    assert list(attributes["category"]) == [CATEGORY_NOUNS[c] for c in catalogue.product_categories]
     files = json.loads((micro / "metadata.json").read_text())["files"]
     assert files["product_captions"] == "product_captions.csv"
 
