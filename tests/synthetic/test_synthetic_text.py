@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra.utils import instantiate
 from test_synthetic import MICRO
 
 from fashion_retrieval.data.captions import load_attributes, load_captions
@@ -178,18 +179,41 @@ def test_adding_captions_refuses_what_it_cannot_reproduce(micro: Path, tmp_path:
     assert not any((old / name).exists() for name in TEXT_FILES)  # nothing written on refusal
 
 
-def test_the_generate_stage_adds_captions_only(tiny_data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("captions_only", [True, False])
+def test_the_generate_stage_adds_the_text_to_an_older_dataset(
+    tiny_data: Path, tmp_path: Path, captions_only: bool
+) -> None:
+    """With ``generate.captions_only=true``, or by itself when a 1.3.0 dataset of the spec is there."""
+    from test_configs import compose_config
+
+    from fashion_retrieval.pipelines.context import RunContext
+    from fashion_retrieval.pipelines.generate import generate, same_dataset_exists
+
+    data_dir = _as_1_3_0(tiny_data, tmp_path / "data")
+    images = sorted((data_dir / "images/products").iterdir())
+    for image in images:  # no image is rendered: an empty file stays empty
+        image.write_bytes(b"")
+    overrides = ["experiment=tiny", f"paths.data_dir={data_dir}", f"generate.captions_only={captions_only}"]
+    cfg = compose_config(overrides)
+    generate(cfg, RunContext(output_dir=tmp_path))
+    for name in TEXT_FILES:
+        assert (data_dir / name).read_bytes() == (tiny_data / name).read_bytes()
+    assert all(image.stat().st_size == 0 for image in images)
+    assert same_dataset_exists(instantiate(cfg.synthetic), data_dir)
+
+
+def test_the_generate_stage_regenerates_an_older_dataset_it_cannot_add_text_to(
+    tiny_data: Path, tmp_path: Path
+) -> None:
     from test_configs import compose_config
 
     from fashion_retrieval.pipelines.context import RunContext
     from fashion_retrieval.pipelines.generate import generate
 
     data_dir = _as_1_3_0(tiny_data, tmp_path / "data")
-    images = sorted((data_dir / "images/products").iterdir())
-    for image in images:  # no image is rendered: an empty file stays empty
-        image.write_bytes(b"")
-    cfg = compose_config(["experiment=tiny", f"paths.data_dir={data_dir}", "generate.captions_only=true"])
+    products = data_dir / "product_dataset.csv"
+    products.write_text(products.read_text().replace(",TROUSERS", ",SHIRT"))  # not this spec's catalogue
+    cfg = compose_config(["experiment=tiny", f"paths.data_dir={data_dir}", "generate.num_workers=1"])
     generate(cfg, RunContext(output_dir=tmp_path))
-    for name in TEXT_FILES:
+    for name in ("product_dataset.csv", *TEXT_FILES):
         assert (data_dir / name).read_bytes() == (tiny_data / name).read_bytes()
-    assert all(image.stat().st_size == 0 for image in images)
