@@ -81,8 +81,21 @@ def attribute_queries(
     )
 
 
+_COMPOSED_PREFIX = "in "
+
+
 def composed_query_text(colour_group: str) -> str:
-    return f"in {colour_group}"
+    """``"in red"``: the text half of a composed query."""
+    return f"{_COMPOSED_PREFIX}{colour_group}"
+
+
+def requested_colour(text: str) -> str:
+    """The colour group a composed query's text asks for (the inverse of :func:`composed_query_text`)."""
+    if not text.startswith(_COMPOSED_PREFIX):
+        raise ValueError(
+            f"not a composed query text: {text!r} (expected {composed_query_text('<colour>')!r})"
+        )
+    return text.removeprefix(_COMPOSED_PREFIX)
 
 
 def composed_queries(

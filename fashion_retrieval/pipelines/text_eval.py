@@ -28,13 +28,14 @@ from torch.utils.data import DataLoader
 from fashion_retrieval.baselines.colour_histogram import histogram_embeddings
 from fashion_retrieval.baselines.keyword import bm25_scores
 from fashion_retrieval.data.captions import load_attributes, load_captions
-from fashion_retrieval.data.catalogue import CatalogueError, load_catalogue
+from fashion_retrieval.data.catalogue import CatalogueError, list_examples, load_catalogue
 from fashion_retrieval.data.datasets import ImageDataset
 from fashion_retrieval.data.text_queries import (
     TextQueries,
     attribute_queries,
     composed_queries,
     heldout_mask,
+    requested_colour,
 )
 from fashion_retrieval.data.transforms import eval_transform
 from fashion_retrieval.evaluation.text_retrieval import score_queries
@@ -74,7 +75,10 @@ def text_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     gallery = [p for p, held in zip(product_ids, heldout) if held]
     missing = [p for p in gallery if p not in attributes.index or p not in captions]
     if missing:
-        raise CatalogueError(f"{data_dir}: {len(missing)} held-out product(s) lack attributes or captions")
+        raise CatalogueError(
+            f"{data_dir}: {len(missing)} held-out product(s) lack attributes or captions: "
+            f"{list_examples(missing)}"
+        )
     log.info(
         "text-eval: %d of %d products held out (split seed %d)",
         len(gallery),
@@ -91,7 +95,7 @@ def text_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     def text_only(queries: TextQueries) -> np.ndarray:
         assert queries.image_rows is not None
         texts = [
-            f"{text.removeprefix('in ')} {categories[row]}"
+            f"{requested_colour(text)} {categories[row]}"
             for text, row in zip(queries.texts, queries.image_rows)
         ]
         return bm25_scores(texts, documents)

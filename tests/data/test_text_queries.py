@@ -7,7 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fashion_retrieval.data.text_queries import attribute_queries, composed_queries, heldout_mask
+from fashion_retrieval.data.text_queries import (
+    attribute_queries,
+    composed_queries,
+    heldout_mask,
+    requested_colour,
+)
 
 
 def frame(rows: dict[str, tuple[str, str, str]]) -> pd.DataFrame:
@@ -91,3 +96,8 @@ def test_composed_queries_ask_for_an_unambiguous_variant() -> None:
     }
     assert all(len(t) == 1 for t in queries.truth)
     assert len(composed_queries(frame(rows), articles, gallery, num_queries=3, seed=1)) == 3
+    assert [requested_colour(t) for t in queries.texts[:2]] == [
+        t.removeprefix("in ") for t in queries.texts[:2]
+    ]
+    with pytest.raises(ValueError, match="not a composed query text: 'red'"):
+        requested_colour("red")
