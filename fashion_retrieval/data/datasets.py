@@ -41,6 +41,7 @@ class Stream(IntEnum):
     QUERY_AUGMENT = 4  # the bundle photo's augmentation
     GALLERY_AUGMENT = 5  # each packshot's augmentation (keyed by its position in the item)
     IMAGE_AUGMENT = 6  # a labelled image's augmentation (LabelledImageDataset)
+    VIEWS = 7  # an unlabelled image's views (data/pretrain.py MultiViewDataset)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""Fitting shared by the stages that train an encoder (``train``, ``distill``): fit with the configured
-callbacks and loggers, validate every epoch on Recall@15, keep the best checkpoint, export embeddings +
-index, then score the best checkpoint on real photos (``real/val/...``), logged to the loggers too."""
+"""Fitting shared by the stages that train a model (``train``, ``distill``; ``pretrain`` uses
+:func:`fit_model` alone): fit with the configured callbacks and loggers, validate every epoch on
+Recall@15, keep the best checkpoint, export embeddings + index, then score the best checkpoint on real
+photos (``real/val/...``), logged to the loggers too."""
 
 from __future__ import annotations
 
@@ -41,12 +42,15 @@ def fitting_threads(cfg: DictConfig) -> Iterator[int]:
         yield threads
 
 
-def fit_and_score(
-    cfg: DictConfig, context: RunContext, model: pl.LightningModule, datamodule: pl.LightningDataModule
-) -> dict[str, float]:
-    """Fit ``model`` on ``datamodule`` (resuming from ``ckpt_path`` when set); the validation metrics of the
-    best epoch (``val/...``), the epochs run and the best checkpoint's real-photo scores."""
-    callbacks = instantiate_callbacks(cfg)
+def fit_model(
+    cfg: DictConfig,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    callbacks: list[pl.Callback],
+) -> tuple[pl.Trainer, list]:
+    """Fit ``model`` on ``datamodule`` with the ``trainer:`` config, ``callbacks`` and the configured
+    loggers (the whole config logged as their hyperparameters), checkpoints written atomically, resuming
+    from ``ckpt_path`` when set; returns the trainer and its loggers."""
     loggers = instantiate_loggers(cfg)
     trainer = use_atomic_checkpoints(instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False))
     for lightning_logger in loggers:
@@ -55,6 +59,16 @@ def fit_and_score(
     if resume:  # a message naming a bad file before Lightning's own load; both read data only
         load_checkpoint(resume)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    return trainer, loggers
+
+
+def fit_and_score(
+    cfg: DictConfig, context: RunContext, model: pl.LightningModule, datamodule: pl.LightningDataModule
+) -> dict[str, float]:
+    """Fit ``model`` on ``datamodule`` (resuming from ``ckpt_path`` when set); the validation metrics of the
+    best epoch (``val/...``), the epochs run and the best checkpoint's real-photo scores."""
+    callbacks = instantiate_callbacks(cfg)
+    trainer, loggers = fit_model(cfg, model, datamodule, callbacks)
 
     # The evaluator's history covers the epochs before a resume too (it is saved in the checkpoints).
     evaluator = next((c for c in callbacks if isinstance(c, RetrievalEvaluator)), None)

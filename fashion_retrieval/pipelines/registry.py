@@ -94,6 +94,15 @@ STAGES: tuple[Stage, ...] = (
         "train a small student (model=) to reproduce a teacher's embeddings (docs/distill.md)",
         "training",
     ),
+    # Every process joins: DDP trains the backbone, rank 0 exports it.
+    Stage(
+        "pretrain",
+        "self-supervised pre-training of model='s backbone (method=dino|simclr|mae, docs/pretraining.md); "
+        "writes backbone.safetensors",
+        "training",
+        distributed=True,
+        reader_data=True,
+    ),
     Stage(
         "detect_train",
         "train the YOLO garment detector on the synthetic boxes; writes detector/best.pt",
