@@ -4,11 +4,13 @@ wrong-shaped weights file is refused naming it."""
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, open_dict
@@ -16,20 +18,18 @@ from PIL import Image
 from real_photo_tree import write_real_tree
 from safetensors.torch import load_file, save_file
 from test_configs import compose_config
-from test_distill import epoch_losses
 
-from fashion_retrieval.data.pretrain import MultiViewDataset
+from fashion_retrieval.data.pretrain import MultiViewDataset, PretrainDataModule
 from fashion_retrieval.models.backbones import TimmBackbone
 from fashion_retrieval.models.checkpoint import load_encoder
-from fashion_retrieval.models.self_supervised import MAEModule
+from fashion_retrieval.models.self_supervised import DINOModule, MAEModule, SimCLRModule
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.pretrain import BACKBONE_FILE, pretrain
 from fashion_retrieval.pipelines.retrieval_eval import retrieval_encoder
 from fashion_retrieval.pipelines.train import train
 from fashion_retrieval.pipelines.train_adapter import frozen_encoder
 
-# Packshots only (120 images, 15 steps an epoch): the smallest set that gives the loss a trend.
-TINY_PRETRAIN = ["pretrain.images=[packshots]", "pretrain.optimizer.lr=1e-3"]
+TINY_PRETRAIN = ["pretrain.images=[packshots]"]  # 120 images, 15 steps an epoch
 TINY_VIT = [
     "method=mae",
     "model.encoder.backbone.model_name=test_vit",
@@ -64,28 +64,63 @@ def state_equal(
     return set(names) <= set(state) and all(torch.equal(names[k].detach().cpu(), state[k]) for k in names)
 
 
-# experiment=pretrain_dino_tiny sets DINO's crops and head; the other methods start from experiment=tiny.
-SIMCLR_TINY = [
-    "method=simclr",
-    "pretrain.batch_size=8",
-    "pretrain.method.crop_size=64",
-    "pretrain.method.hidden_dim=64",
-]
+class StepLosses(pl.Callback):
+    """Every training step's loss, in order."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, index
+    ) -> None:
+        self.losses.append(float(outputs["loss"]))
 
 
-@pytest.mark.parametrize(("experiment", "method"), [("pretrain_dino_tiny", []), ("tiny", SIMCLR_TINY)])
-def test_loss_falls_over_epochs_on_a_tiny_set(
-    experiment: str, method: list[str], tiny_data: Path, tmp_path: Path
-) -> None:
-    overrides = [*method, *TINY_PRETRAIN, "trainer.max_epochs=4"]
-    run = tmp_path / "run"
-    cfg = pretrain_cfg(tiny_data, run, *overrides, experiment=experiment)
-    metrics = pretrain(cfg, RunContext(output_dir=run))
-    losses = epoch_losses(run)
-    assert metrics["pretrain/epochs"] == 4 and len(losses) == 4
-    # Fixed seed: the last epoch's mean loss clearly under the first's (a real trend, not step noise).
-    assert losses[-1] < 0.9 * losses[0], losses
-    assert (run / BACKBONE_FILE).is_file()
+# 16 packshots in one batch, 60 steps at a high learning rate: the smallest setting where the trend is well
+# above the step-to-step noise (about 0.15 here). DINO's teacher is held fixed (momentum 1): its targets are
+# then stationary, so the student's loss must fall; with a moving EMA teacher the loss of a tiny set is not
+# monotone (a collapse and its undoing by the centring), which would test nothing.
+LOSS_SETUPS = {
+    "dino": (
+        DINOModule,
+        {
+            "global_crop_size": 64,
+            "local_crop_size": 32,
+            "n_local_views": 2,
+            "hidden_dim": 64,
+            "bottleneck_dim": 32,
+            "output_dim": 128,
+            "momentum_start": 1.0,
+            "freeze_last_layer": 0,
+        },
+        0.95,
+    ),
+    "simclr": (SimCLRModule, {"crop_size": 64, "min_scale": 0.5, "hidden_dim": 64}, 0.9),
+}
+
+
+@pytest.mark.parametrize("method", sorted(LOSS_SETUPS))
+def test_loss_falls_on_a_tiny_set(method: str, tiny_data: Path) -> None:
+    module_class, settings, ratio = LOSS_SETUPS[method]
+    pl.seed_everything(0)
+    backbone = TimmBackbone("test_efficientnet", weights="random")
+    module = module_class(backbone, optimizer=functools.partial(torch.optim.AdamW, lr=1e-2), **settings)
+    paths = sorted(str(p) for p in (tiny_data / "images" / "products").iterdir())[:16]
+    datamodule = PretrainDataModule(paths, module.view_transform(), batch_size=16, seed=0)
+    steps = StepLosses()
+    trainer = pl.Trainer(
+        max_epochs=60,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[steps],
+    )
+    trainer.fit(module, datamodule=datamodule)
+    first, last = np.mean(steps.losses[:10]), np.mean(steps.losses[-10:])
+    assert len(steps.losses) == 60
+    assert last < ratio * first, (first, last)
 
 
 def test_resume_continues_the_step_count(tiny_data: Path, tmp_path: Path) -> None:
