@@ -112,7 +112,7 @@ def test_version_is_the_package_version(capsys: pytest.CaptureFixture[str]) -> N
 @pytest.mark.parametrize(
     ("word", "expected"),
     [
-        ("trian", "did you mean 'train'?"),
+        ("trian", "did you mean 'train' or 'pretrain'?"),
         ("detect_train", "did you mean 'detect-train'"),
         ("reproduse", "did you mean 'reproduce'?"),
         ("experiment=tiny", "the subcommand comes first"),
