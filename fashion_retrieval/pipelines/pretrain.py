@@ -21,13 +21,13 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
 from fashion_retrieval.data.boxes import Box
 from fashion_retrieval.data.datamodule import ChallengeDataModule
 from fashion_retrieval.data.pretrain import PretrainDataModule
 from fashion_retrieval.data.readers import RetrievalSet
-from fashion_retrieval.io import atomic_path
+from fashion_retrieval.io import atomic_open
 from fashion_retrieval.models.backbones import TimmBackbone
 from fashion_retrieval.models.self_supervised import SelfSupervisedModule
 from fashion_retrieval.pipelines.context import RunContext
@@ -124,8 +124,8 @@ def export_backbone(backbone: TimmBackbone, path: Path) -> None:
     """Write ``backbone``'s timm state dict (the names ``TimmBackbone`` loads by) as safetensors,
     atomically."""
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in backbone.model.state_dict().items()}
-    with atomic_path(path) as temporary:
-        save_file(state, str(temporary))
+    with atomic_open(path, "wb") as handle:
+        handle.write(safetensors_bytes(state))
 
 
 def pretrain(cfg: DictConfig, context: RunContext) -> dict[str, float]:
