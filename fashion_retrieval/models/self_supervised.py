@@ -250,6 +250,9 @@ class MAEModule(SelfSupervisedModule):
         self.masked_encoder = MaskedVisionTransformerTIMM(
             vit=vit, weight_initialization="skip", pos_embed_initialization="skip"
         )
+        # Its mask token serves masking by replacement, which MAE does not use (it drops tokens): a
+        # parameter without a gradient would stop DDP at its first step.
+        self.masked_encoder.mask_token.requires_grad_(False)
         self.patch_size = int(vit.patch_embed.patch_size[0])
         self.decoder_embed = nn.Linear(vit.embed_dim, decoder_dim)
         self.decoder = MaskedVisionTransformerDecoderTIMM(
