@@ -41,6 +41,9 @@ class SelfSupervisedModule(pl.LightningModule):
         backbone: the backbone to pre-train (the ``model=`` config's ``encoder.backbone``).
         optimizer: a partial optimiser factory (Hydra ``_partial_: true``), called with parameter groups.
         scheduler: optional partial ``(optimizer, total_steps) -> LRScheduler``, stepped every batch.
+        keep_batchnorm_statistics: the backbone's batch-norm running statistics stay those it came with
+            (momentum 0; training still normalises each batch by its own statistics) instead of becoming
+            those of the augmented crops, which the exported file would carry (experiments/pretrain/).
 
     Subclasses define :meth:`views_loss` and :meth:`view_transform`. ``backbone_config``, when set, is the
     backbone's resolved config, stored in every checkpoint (provenance of the exported weights).
@@ -51,6 +54,7 @@ class SelfSupervisedModule(pl.LightningModule):
         backbone: TimmBackbone,
         optimizer: Callable[..., Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        keep_batchnorm_statistics: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(backbone, TimmBackbone):
@@ -62,6 +66,10 @@ class SelfSupervisedModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.backbone_config: dict | None = None
+        if keep_batchnorm_statistics:  # before a subclass copies the backbone (DINO's teacher)
+            for module in backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.momentum = 0.0
 
     def view_transform(self) -> ViewTransform:
         """A PIL image -> its views, ``(3, h, w)`` float in 0..1 each (lightly's transform, unnormalised)."""
@@ -130,8 +138,9 @@ class DINOModule(SelfSupervisedModule):
         warmup_teacher_temp: float = 0.04,
         warmup_teacher_temp_epochs: int = 0,
         student_temp: float = 0.1,
+        keep_batchnorm_statistics: bool = False,
     ) -> None:
-        super().__init__(backbone, optimizer, scheduler)
+        super().__init__(backbone, optimizer, scheduler, keep_batchnorm_statistics)
         self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"], logger=False)
         sizes = (int(backbone.num_features), hidden_dim, bottleneck_dim, output_dim)
         self.head = DINOProjectionHead(*sizes, freeze_last_layer=freeze_last_layer)
@@ -194,8 +203,9 @@ class SimCLRModule(SelfSupervisedModule):
         hidden_dim: int = 2048,
         output_dim: int = 128,
         temperature: float = 0.5,
+        keep_batchnorm_statistics: bool = False,
     ) -> None:
-        super().__init__(backbone, optimizer, scheduler)
+        super().__init__(backbone, optimizer, scheduler, keep_batchnorm_statistics)
         self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"], logger=False)
         self.head = SimCLRProjectionHead(int(backbone.num_features), hidden_dim, output_dim)
         self.criterion = NTXentLoss(temperature=temperature, gather_distributed=True)
@@ -242,8 +252,9 @@ class MAEModule(SelfSupervisedModule):
         decoder_dim: int = 512,
         decoder_depth: int = 8,
         decoder_num_heads: int = 16,
+        keep_batchnorm_statistics: bool = False,
     ) -> None:
-        super().__init__(backbone, optimizer, scheduler)
+        super().__init__(backbone, optimizer, scheduler, keep_batchnorm_statistics)
         vit = vision_transformer(backbone)
         self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"], logger=False)
         # "skip": the ViT keeps the weights the backbone was built with (pretrained or timm's own init).

@@ -257,3 +257,28 @@ def test_the_quickstart_experiment_runs_on_a_reader_tree(tmp_path: Path) -> None
     metrics = pretrain(cfg, RunContext(output_dir=run))
     assert metrics["pretrain/images"] == 9  # the train split's 3 photos x 3 classes, nothing else
     assert metrics["pretrain/steps"] == 1
+
+
+def batchnorm_statistics(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        k: v.clone() for k, v in module.state_dict().items() if k.endswith(("running_mean", "running_var"))
+    }
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_kept_batchnorm_statistics_leave_the_backbones_own(keep: bool, tiny_data: Path) -> None:
+    pl.seed_everything(0)
+    settings = {**LOSS_SETUPS["dino"][1], "global_crop_size": 32, "local_crop_size": 16}
+    backbone = TimmBackbone("test_efficientnet", weights="random")
+    module = DINOModule(backbone, torch.optim.AdamW, keep_batchnorm_statistics=keep, **settings)
+    before = batchnorm_statistics(backbone)
+    paths = sorted(str(p) for p in (tiny_data / "images" / "products").iterdir())[:8]
+    trainer = pl.Trainer(
+        max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    trainer.fit(module, datamodule=PretrainDataModule(paths, module.view_transform(), batch_size=4))
+    for trained in (module.backbone, module.exported_backbone()):
+        after = batchnorm_statistics(trained)
+        unchanged = all(torch.equal(before[k], after[k]) for k in before)
+        # Kept: exactly the backbone's own; not kept (the control): the crops' statistics replaced them.
+        assert unchanged == keep
