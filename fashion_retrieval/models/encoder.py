@@ -87,7 +87,16 @@ class ImageEncoder(nn.Module):
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, F)`` pooled backbone features (not normalised) and the ``(B, embedding_dim)`` embedding."""
         features = self._features(images)
-        return features, F.normalize(self.head(features).float(), dim=-1)
+        return features, self.embed_features(features)
+
+    def pooled_features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, F)`` float32 pooled backbone features, not normalised: what :meth:`embed_features` takes (a
+        frozen backbone's features cached once, its head trained on them)."""
+        return self._features(images).float()
+
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, F)`` pooled backbone features -> ``(B, embedding_dim)`` float32 L2-normalised embeddings."""
+        return F.normalize(self.head(features).float(), dim=-1)
 
     def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, F)`` L2-normalised backbone features, bypassing the head (the "before fine-tuning" view)."""

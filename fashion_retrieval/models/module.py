@@ -241,6 +241,15 @@ class RetrievalModule(pl.LightningModule):
         return {"embeddings": self(batch["image"]), "index": batch["index"], "loader": dataloader_idx}
 
     def configure_optimizers(self) -> dict:
+        optimizer = self.optimizer_factory(self.parameter_groups())
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(optimizer, total_steps=self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def parameter_groups(self) -> list[dict]:
+        """The optimiser's named groups: ``head``, ``loss`` (the rest of the module: a learnable temperature),
+        then the backbone's (:meth:`_backbone_groups`)."""
         encoder_groups = self.encoder.parameter_groups()
         grouped = {id(p) for params in encoder_groups.values() for p in params}
         groups: list[dict] = [{"params": encoder_groups["head"], "name": "head"}]
@@ -250,11 +259,7 @@ class RetrievalModule(pl.LightningModule):
         if rest:
             groups.append({"params": rest, "name": "loss", "weight_decay": 0.0})
         groups.extend(self._backbone_groups(encoder_groups["backbone"]))
-        optimizer = self.optimizer_factory(groups)
-        if self.scheduler_factory is None:
-            return {"optimizer": optimizer}
-        scheduler = self.scheduler_factory(optimizer, total_steps=self.trainer.estimated_stepping_batches)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return groups
 
     def _backbone_groups(self, parameters: list[nn.Parameter]) -> list[dict]:
         """The backbone's optimiser group(s): one at ``backbone_lr``, or one per block with layer decay."""

@@ -114,6 +114,11 @@ STAGES: tuple[Stage, ...] = (
         "training",
     ),
     Stage(
+        "train_text",
+        "train a dual encoder (model='s image tower x text='s text tower) on (packshot, caption) pairs",
+        "training",
+    ),
+    Stage(
         "wise_ft",
         "interpolate ckpt_path's backbone with its pretrained weights (wise_ft.alpha); new checkpoint",
         "training",
