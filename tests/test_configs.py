@@ -85,6 +85,7 @@ def test_every_group_option_composes():
         "reranker",
         "reader",
         "adapter",
+        "text",
     )
     for group in groups:
         for option in sorted(p.stem for p in (config_dir() / group).glob("*.yaml")):

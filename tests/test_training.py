@@ -26,6 +26,7 @@ from fashion_retrieval.io import file_digest
 from fashion_retrieval.models.checkpoint import CheckpointError
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.train import train
+from fashion_retrieval.pipelines.train_text import train_text
 
 SMALL_DATA = [
     "data.query_size=[64,48]",
@@ -75,9 +76,16 @@ def tiny_config(overrides: list[str], data_dir: Path, output_dir: Path, clip_dir
 
 @pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if e not in READER_EXPERIMENTS])
 def test_every_experiment_trains_under_fast_dev_run(experiment, tiny_data, tiny_clip_dir, tmp_path):
-    cfg = tiny_config([f"experiment={experiment}", "debug=fdr"], tiny_data, tmp_path, tiny_clip_dir)
+    cfg = tiny_config(
+        [f"experiment={experiment}", "debug=fdr", f"paths.log_dir={tmp_path / 'logs'}"],
+        tiny_data,
+        tmp_path,
+        tiny_clip_dir,
+    )
     assert cfg.trainer.fast_dev_run
-    metrics = train(cfg, RunContext(output_dir=tmp_path))
+    # Each experiment's own training stage: the dual encoders' is train-text.
+    stage = train_text if "train_text" in cfg.stages else train
+    metrics = stage(cfg, RunContext(output_dir=tmp_path))
     # fast_dev_run validates one batch of each loader: the evaluator scores the seen part of the gallery.
     assert 0.0 <= metrics["val/recall@15"] <= 1.0
 
