@@ -53,6 +53,8 @@ class DualEncoderModule(RetrievalModule):
             non-zero ``memory_size``, ``l2_sp`` or ``distill`` is refused (not used by text training).
     """
 
+    object_arguments = (*RetrievalModule.object_arguments, "text_encoder")
+
     def __init__(
         self,
         encoder: ImageEncoder,
@@ -84,11 +86,6 @@ class DualEncoderModule(RetrievalModule):
                 f"{encoder.embedding_dim}: set the text tower's embedding_dim to the image tower's"
             )
         super().__init__(encoder, loss, optimizer, scheduler, backbone_lr, layer_decay=layer_decay)
-        # Again, now without the text tower: the parent's call collected this class's arguments too, and a
-        # module among the hyperparameters would make checkpoints unloadable as plain data.
-        self.save_hyperparameters(
-            ignore=["encoder", "text_encoder", "loss", "optimizer", "scheduler"], logger=False
-        )
         self.text_encoder = text_encoder
         self.text_config: dict | None = None
 

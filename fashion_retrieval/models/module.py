@@ -73,6 +73,10 @@ class RetrievalModule(pl.LightningModule):
     (:func:`fashion_retrieval.models.checkpoint.load_encoder`).
     """
 
+    # Arguments that are objects, not hyperparameters (a subclass adds its own: Lightning collects the
+    # arguments of every __init__ of the class hierarchy).
+    object_arguments: tuple[str, ...] = ("encoder", "loss", "optimizer", "scheduler")
+
     def __init__(
         self,
         encoder: ImageEncoder,
@@ -89,7 +93,7 @@ class RetrievalModule(pl.LightningModule):
         super().__init__()
         # Optimiser and scheduler factories are Hydra partials: kept out of the checkpoint's hyperparameters
         # so that checkpoints hold plain data and load with torch.load(weights_only=True) (resume too).
-        self.save_hyperparameters(ignore=["encoder", "loss", "optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=list(self.object_arguments), logger=False)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.encoder = encoder

@@ -52,6 +52,10 @@ def train_text(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         )
     if cfg.text.features not in FEATURE_MODES:
         raise ValueError(f"text.features must be one of {FEATURE_MODES}, got {cfg.text.features!r}")
+    if cfg.text.features == "cache" and float(cfg.text.bundle_weight) > 0:
+        # Bundle photos would go through the backbone in training mode (batch-norm statistics move), so
+        # the cached packshot features would no longer be its features.
+        raise ValueError("text.bundle_weight > 0 needs text.features=images (bundle photos are not cached)")
     with fitting_threads(cfg):
         return fit_text(cfg, context)
 

@@ -100,3 +100,15 @@ def test_native_input_size_comes_from_the_backbone() -> None:
     assert EnsembleEncoder([lite0, lite2]).native_input_size == (260, 260)
     clip = ClipVisionBackbone("random", vision_config=TINY_VISION)
     assert clip.native_input_size == (TINY_VISION["image_size"],) * 2
+
+
+def test_head_on_pooled_features_is_the_embedding() -> None:
+    """The cached-feature path (pooled features once, then the head) embeds exactly as the whole tower."""
+    torch.manual_seed(0)
+    encoder = ImageEncoder(TimmBackbone("test_efficientnet", weights="random"), embedding_dim=8).eval()
+    images = uint8_images(3, 32, 24)
+    with torch.no_grad():
+        pooled = encoder.pooled_features(images)
+        assert pooled.shape == (3, encoder.backbone.num_features) and pooled.dtype == torch.float32
+        torch.testing.assert_close(encoder.embed_features(pooled), encoder(images))
+        torch.testing.assert_close(encoder.embed_features(pooled).norm(dim=1), torch.ones(3))
