@@ -136,6 +136,9 @@ def test_pretrained_clip_text_half_loads_from_a_full_clip_directory(tmp_path: Pa
 def test_missing_pretrained_directory_says_what_to_pass(tokenizer, tmp_path: Path) -> None:
     with pytest.raises(WeightsNotFoundError, match=re.escape("text.encoder.pretrained")):
         TextEncoder(tokenizer, pretrained=str(tmp_path / "absent" / "model"))
+    # A hub id: offline (fashion_retrieval/offline.py), only the local cache is read, and it is not there.
+    with pytest.raises(WeightsNotFoundError, match="not in the local Hugging Face cache"):
+        TextEncoder(tokenizer, pretrained="no-such-org/no-such-text-model")
 
 
 def test_same_key_mask_matches_its_definition() -> None:
