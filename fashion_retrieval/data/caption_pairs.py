@@ -2,9 +2,9 @@
 
 The texts are handed over as a mapping product id -> its texts (:meth:`CaptionDataModule.set_texts`), not
 read here: the synthetic ``product_captions.csv``, or the real data's ``product_description`` as the one
-text of each product (``fashion_retrieval.data.captions.product_texts``). Held-out products
-(:func:`heldout_products`, or any other split handed to ``set_texts``) never give a training pair; their
-texts are the validation queries.
+text of each product (``fashion_retrieval.data.captions.product_texts``). Held-out products (any split
+handed to ``set_texts``; ``train-text`` hands text-eval's, ``data/text_queries.py`` ``heldout_mask``) never
+give a training pair; their texts are the validation queries.
 
 Randomness is a function of ``(seed, epoch, product)``, as for bundles: each epoch every training product
 appears once with one of its texts, drawn by ``keyed_rng(seed, epoch, index, CAPTION_STREAM)``, which also
@@ -13,7 +13,6 @@ drives the packshot's augmentation.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -38,20 +37,6 @@ CAPTION_STREAM = 3
 def normalise_text(text: str) -> str:
     """The form texts are compared in: lower case, single spaces (``"Red  Shirt "`` -> ``"red shirt"``)."""
     return " ".join(text.lower().split())
-
-
-def heldout_products(product_ids: Sequence[str], fraction: float, seed: int = 0) -> set[str]:
-    """The products whose texts are kept for validation: a pure function of each id and ``seed`` (SHA-256
-    of ``"seed/id"`` read as a number in [0, 1) below ``fraction``), so the split never depends on the
-    catalogue's order or size."""
-    if not 0 <= fraction < 1:
-        raise ValueError(f"the held-out fraction must be in [0, 1), got {fraction}")
-    threshold = int(fraction * 2**64)
-    return {
-        pid
-        for pid in product_ids
-        if int.from_bytes(hashlib.sha256(f"{seed}/{pid}".encode()).digest()[:8], "big") < threshold
-    }
 
 
 class TextKeys:

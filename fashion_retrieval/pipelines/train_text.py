@@ -26,8 +26,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerFast
 
-from fashion_retrieval.data.caption_pairs import CaptionDataModule, heldout_products
+from fashion_retrieval.data.caption_pairs import CaptionDataModule
 from fashion_retrieval.data.captions import product_texts
+from fashion_retrieval.data.text_queries import heldout_mask
 from fashion_retrieval.features import feature_cache, image_features
 from fashion_retrieval.models.checkpoint import checkpoint_encoder_config
 from fashion_retrieval.models.dual_module import DualEncoderModule
@@ -77,10 +78,10 @@ def text_datamodule(cfg: DictConfig) -> CaptionDataModule:
     datamodule.setup()
     catalogue = datamodule.cat
     texts = product_texts(catalogue)
-    heldout = heldout_products(
-        catalogue.product_ids, float(settings.heldout_fraction), int(settings.heldout_seed)
-    )
-    datamodule.set_texts(texts, heldout)
+    ids = catalogue.product_ids
+    # Whole articles are held out (text-eval's split): no colour variant of a validation product trains.
+    mask = heldout_mask(ids, catalogue.articles, float(settings.heldout_fraction), int(settings.heldout_seed))
+    datamodule.set_texts(texts, {pid for pid, held in zip(ids, mask) if held})
     return datamodule
 
 
