@@ -22,11 +22,12 @@ import torch
 from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset
 
+from fashion_retrieval.data.augmentation import GALLERY_AUGMENTATION, train_transform
 from fashion_retrieval.data.catalogue import UNKNOWN_SECTION, QuerySet
 from fashion_retrieval.data.datamodule import ChallengeDataModule, DeferredDataLoader, process_rank
 from fashion_retrieval.data.datasets import ItemKey, _key, seeded_apply
 from fashion_retrieval.data.samplers import RandomBatchSampler, keyed_rng
-from fashion_retrieval.data.transforms import GALLERY_AUGMENTATION, load_rgb, train_transform
+from fashion_retrieval.data.transforms import load_rgb
 
 log = logging.getLogger(__name__)
 
