@@ -42,6 +42,17 @@ ATTRIBUTES_FILE = "product_attributes.csv"
 ATTRIBUTE_COLUMNS = ("product_asset_id", "category", "colour", "colour_group", "pattern", "details")
 
 
+def check_known_products(frame: pd.DataFrame, product_ids: Sequence[str], path: Path) -> None:
+    """Raise :class:`~fashion_retrieval.data.catalogue.CatalogueError` naming each line of ``frame`` (read
+    from ``path``) whose ``product_asset_id`` is not among ``product_ids``."""
+    unknown = frame.index[~frame["product_asset_id"].isin(set(product_ids))]
+    if len(unknown):
+        details = [f"{frame.at[r, 'product_asset_id']!r} (line {csv_line(r)})" for r in unknown]
+        raise CatalogueError(
+            f"{path}: field product_asset_id: not in {PRODUCTS_FILE}: {list_examples(details)}"
+        )
+
+
 def load_captions(dataset_dir: str | Path, product_ids: Sequence[str]) -> dict[str, list[str]] | None:
     """Captions of ``dataset_dir/product_captions.csv`` by product id (file order within a product), or
     ``None`` when the file is absent.
@@ -56,13 +67,7 @@ def load_captions(dataset_dir: str | Path, product_ids: Sequence[str]) -> dict[s
     frame = read_csv(path, CAPTION_COLUMNS)
     check_non_empty(frame, "product_asset_id", path)
     check_non_empty(frame, "caption", path)
-    known = set(product_ids)
-    unknown = frame.index[~frame["product_asset_id"].isin(known)]
-    if len(unknown):
-        details = [f"{frame.at[r, 'product_asset_id']!r} (line {csv_line(r)})" for r in unknown]
-        raise CatalogueError(
-            f"{path}: field product_asset_id: not in {PRODUCTS_FILE}: {list_examples(details)}"
-        )
+    check_known_products(frame, product_ids, path)
     captions: dict[str, list[str]] = {}
     for product, caption in zip(frame["product_asset_id"], frame["caption"]):
         captions.setdefault(product, []).append(caption)
@@ -94,13 +99,7 @@ def load_attributes(dataset_dir: str | Path, product_ids: Sequence[str]) -> pd.D
     for column in ATTRIBUTE_COLUMNS[:-1]:
         check_non_empty(frame, column, path)
     check_unique(frame, "product_asset_id", path)
-    known = set(product_ids)
-    unknown = frame.index[~frame["product_asset_id"].isin(known)]
-    if len(unknown):
-        details = [f"{frame.at[r, 'product_asset_id']!r} (line {csv_line(r)})" for r in unknown]
-        raise CatalogueError(
-            f"{path}: field product_asset_id: not in {PRODUCTS_FILE}: {list_examples(details)}"
-        )
+    check_known_products(frame, product_ids, path)
     frame = frame.set_index("product_asset_id")
     listed = [p for p in product_ids if p in frame.index]
     if len(listed) < len(product_ids):
