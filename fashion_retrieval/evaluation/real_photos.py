@@ -51,6 +51,7 @@ from fashion_retrieval.evaluation.retrieval_sets import image_dataset, image_loa
 from fashion_retrieval.features import FeatureCache, image_features
 from fashion_retrieval.index.factory import FlatSpec
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.models.adapter_module import FeatureAdapterModule, apply_head
 from fashion_retrieval.models.inference import embed_loader
 from fashion_retrieval.synthetic.collage import (
     CollageSpec,
@@ -134,6 +135,17 @@ class PhotoEncoder:
         if self.native_size is None:
             self.native_size = tuple(self.encoder.native_input_size)
 
+    @classmethod
+    def with_adapter(cls, encoder: nn.Module, module: FeatureAdapterModule) -> PhotoEncoder:
+        """``encoder``'s backbone features through ``module``'s heads (``train-adapter``'s query head on
+        queries, its catalogue head, none for the residual adapter, on the gallery)."""
+        return cls(
+            encoder,
+            "backbone_features",
+            query_head=lambda rows: apply_head(module, rows, "query"),
+            gallery_head=lambda rows: apply_head(module, rows, "catalogue"),
+        )
+
     @property
     def encode(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """``(B, 3, H, W)`` images -> ``(B, D)`` L2-normalised rows: ``method`` of ``encoder``."""
@@ -157,10 +169,13 @@ class PhotoEncoder:
         cache: FeatureCache | None,
     ) -> np.ndarray:
         """``(N, D')`` embeddings of ``images`` as queries or as gallery items (through that side's head)."""
-        head = self.query_head if side == "query" else self.gallery_head
         with torch.no_grad():
-            features = self.features(images, size, settings, cache)
-            return features if head is None else np.asarray(head(features), dtype=np.float32)
+            return self.apply_head(self.features(images, size, settings, cache), side)
+
+    def apply_head(self, features: np.ndarray, side: Side) -> np.ndarray:
+        """``(N, D)`` features (of :attr:`encode`) -> ``(N, D')`` through the query or gallery head."""
+        head = self.query_head if side == "query" else self.gallery_head
+        return features if head is None else np.asarray(head(features), dtype=np.float32)
 
 
 class RealPhotosUnavailableError(RuntimeError):

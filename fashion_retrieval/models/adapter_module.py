@@ -6,7 +6,9 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,7 @@ from fashion_retrieval.losses.bank import CatalogueBank
 from fashion_retrieval.losses.memory import append_negatives
 from fashion_retrieval.miners.catalogue import catalogue_hard_negatives
 from fashion_retrieval.miners.masks import label_in
+from fashion_retrieval.models.checkpoint import load_checkpoint
 from fashion_retrieval.models.distributed import all_gather_uneven
 
 
@@ -303,3 +306,33 @@ class FeatureAdapterModule(pl.LightningModule):
 
     def configure_callbacks(self) -> list[Callback]:
         return [] if self.weight_averaging is None else [self.weight_averaging]
+
+
+def load_head(module: FeatureAdapterModule, path: Path) -> None:
+    """The heads' (and temperature's) weights of ``path`` (a ``head.pt`` of ``train-adapter``, read as data
+    only) into ``module``; the negative bank is training state, so a head trained with another ``bank_size``
+    loads too. A file of another architecture or feature dimension is refused, naming the file."""
+    state = {k: v for k, v in load_checkpoint(path).items() if not k.startswith("bank.")}
+    expected = module.state_dict()
+    wrong_shapes = [
+        f"{key} {tuple(value.shape)} (adapter= expects {tuple(expected[key].shape)})"
+        for key, value in state.items()
+        if key in expected and isinstance(value, torch.Tensor) and value.shape != expected[key].shape
+    ]
+    if wrong_shapes:
+        raise ValueError(
+            f"{path} does not fit adapter= with feature dimension {module.hparams.feature_dim}: "
+            f"{', '.join(wrong_shapes[:3])}; a head loads only on the backbone features it was trained on"
+        )
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    wrong = [k for k in missing if not k.startswith("bank.")] + list(unexpected)
+    if wrong:
+        raise ValueError(f"{path} does not fit adapter=: keys {wrong[:5]} differ")
+
+
+@torch.no_grad()
+def apply_head(module: FeatureAdapterModule, features: np.ndarray, side: str) -> np.ndarray:
+    """``(N, D)`` features -> ``(N, D')`` float32 L2-normalised, through the query or catalogue head."""
+    embed = module.embed_queries if side == "query" else module.embed_catalogue
+    tensor = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    return torch.cat([embed(tensor[s : s + 8192]) for s in range(0, len(tensor), 8192)]).numpy()

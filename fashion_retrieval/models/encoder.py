@@ -81,6 +81,11 @@ class ImageEncoder(nn.Module):
         """``(H, W)`` the backbone's pretrained weights were made for (e.g. 260 x 260 for Lite2)."""
         return self.backbone.native_input_size
 
+    @property
+    def backbone_dim(self) -> int:
+        """``F``: the width of :meth:`backbone_features` (what the feature cache stores)."""
+        return int(self.backbone.num_features)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.encode(images)[1]
 

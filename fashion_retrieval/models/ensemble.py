@@ -69,8 +69,7 @@ class EnsembleEncoder(nn.Module):
             self.shared_head: nn.Module | None = None
             self.embedding_dim = sum(int(member.embedding_dim) for member in self.member_list())
         else:
-            features = sum(int(member.backbone.num_features) for member in self.member_list())
-            self.shared_head = ProjectionHead(features, shared_head_dim)
+            self.shared_head = ProjectionHead(self.backbone_dim, shared_head_dim)
             for member in self.member_list():
                 # Bypassed: frozen, so that optimisers skip them and DDP finds no unused trainable parameter.
                 member.head.requires_grad_(False)
@@ -84,6 +83,11 @@ class EnsembleEncoder(nn.Module):
     def native_input_size(self) -> tuple[int, int]:
         """``(H, W)``: the largest member's native size (every member sees the same image tensor)."""
         return max((member.native_input_size for member in self.member_list()), key=lambda hw: hw[0] * hw[1])
+
+    @property
+    def backbone_dim(self) -> int:
+        """``sum F_i``: the width of :meth:`backbone_features`."""
+        return sum(member.backbone_dim for member in self.member_list())
 
     def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, sum F_i)`` weighted concatenation of the members' L2-normalised backbone features."""

@@ -26,6 +26,7 @@ from fashion_retrieval.data.readers import RetrievalSet
 from fashion_retrieval.evaluation.real_photos import PhotoEncoder, real_photo_scores, real_photo_settings
 from fashion_retrieval.evaluation.retrieval_sets import image_loader, score_set
 from fashion_retrieval.io import atomic_open
+from fashion_retrieval.models.adapter_module import FeatureAdapterModule, load_head
 from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.models.inference import embed_loader
 from fashion_retrieval.pipelines.context import RunContext
@@ -39,20 +40,39 @@ def retrieval_encoder(cfg: DictConfig, context: RunContext) -> tuple[PhotoEncode
 
     ``retrieval_eval.features``: ``auto`` (a checkpoint's embedding; without one, the backbone's pooled
     features, since an untrained head is random) or ``backbone`` (pooled features, bypassing the head).
+    ``retrieval_eval.head_path`` (a ``train-adapter`` run's ``head.pt``): that encoder's backbone features
+    through ``adapter=``'s heads, loaded from the file (:func:`adapter_heads`).
     """
     features = cfg.retrieval_eval.features
     if features not in ("auto", "backbone"):
         raise ValueError(f"retrieval_eval.features must be auto or backbone, got {features!r}")
     checkpoint = context.trained_checkpoint or (Path(cfg.ckpt_path) if cfg.get("ckpt_path") else None)
+    encoder = instantiate(cfg.model.encoder).eval() if checkpoint is None else load_encoder(checkpoint)
+    head_path = cfg.retrieval_eval.get("head_path")
+    if head_path:
+        backbone = f"backbone of checkpoint {checkpoint}" if checkpoint else "pretrained backbone of model="
+        module = adapter_heads(cfg, Path(head_path), encoder.backbone_dim)
+        return PhotoEncoder.with_adapter(encoder, module), f"{backbone}, pooled features through {head_path}"
     if checkpoint is None:
-        encoder = instantiate(cfg.model.encoder).eval()
         source = "pretrained backbone of model= (no checkpoint), pooled features"
         return PhotoEncoder(encoder, "backbone_features"), source
-    encoder = load_encoder(checkpoint)
     if features == "backbone":
         source = f"checkpoint {checkpoint}, backbone pooled features (no head)"
         return PhotoEncoder(encoder, "backbone_features"), source
     return PhotoEncoder(encoder), f"checkpoint {checkpoint}, embedding"
+
+
+def adapter_heads(cfg: DictConfig, path: Path, feature_dim: int) -> FeatureAdapterModule:
+    """``adapter=``'s module for ``feature_dim``-wide backbone features, with the heads ``train-adapter``
+    saved to ``path`` (``<run dir>/adapter/head.pt``, read as data only), in eval mode."""
+    if cfg.get("adapter") is None or cfg.adapter.get("module") is None:
+        raise ValueError(
+            f"retrieval_eval.head_path={path} needs the head's architecture: adapter=residual_adapter|"
+            "projection, as in the train-adapter run that saved it"
+        )
+    module: FeatureAdapterModule = instantiate(cfg.adapter.module, feature_dim=feature_dim)
+    load_head(module, path)
+    return module.eval()
 
 
 def results_table(name: str, source: str, overall: Mapping[str, float], per_class: Mapping) -> str:
@@ -89,12 +109,14 @@ def retrieval_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     loader = {"size": size, "batch_size": cfg.data.eval_batch_size}
     loader["num_workers"] = cfg.data.num_workers
     torch.manual_seed(cfg.seed)
-    gallery_embeddings = embed_loader(encode, image_loader(data.gallery, **loader))
+    gallery_features = embed_loader(encode, image_loader(data.gallery, **loader))
     if data.query_in_gallery is not None and bool(np.all(data.query_in_gallery >= 0)):
         # Queries drawn from the gallery: reuse their gallery rows rather than embed them twice.
-        query_embeddings = gallery_embeddings[data.query_in_gallery]
+        query_features = gallery_features[data.query_in_gallery]
     else:
-        query_embeddings = embed_loader(encode, image_loader(data.queries, **loader))
+        query_features = embed_loader(encode, image_loader(data.queries, **loader))
+    gallery_embeddings = photo_encoder.apply_head(gallery_features, "gallery")
+    query_embeddings = photo_encoder.apply_head(query_features, "query")
     spec = instantiate(cfg.index.spec)
     overall, per_class = score_set(query_embeddings, gallery_embeddings, data, ks, settings.map_at_r, spec)
     prefix = f"retrieval_eval/{name}"

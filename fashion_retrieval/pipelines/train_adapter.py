@@ -50,8 +50,13 @@ from fashion_retrieval.evaluation.real_photos import PhotoEncoder, real_photo_sc
 from fashion_retrieval.features import FeatureCache, feature_cache, load_features, read_manifest
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.io import atomic_path
-from fashion_retrieval.models.adapter_module import FeatureAdapterModule, FrozenFeatureExtractor
-from fashion_retrieval.models.checkpoint import load_checkpoint, load_encoder
+from fashion_retrieval.models.adapter_module import (
+    FeatureAdapterModule,
+    FrozenFeatureExtractor,
+    apply_head,
+    load_head,
+)
+from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.ensemble import EnsembleEncoder
 from fashion_retrieval.pipelines.context import RunContext
@@ -256,16 +261,6 @@ def training_pairs(
     return directory, pairs
 
 
-def load_head(module: FeatureAdapterModule, path: Path) -> None:
-    """The heads' (and temperature's) weights of ``path`` into ``module``; the negative bank is training
-    state, so a head trained with another ``bank_size`` loads too."""
-    state = {k: v for k, v in load_checkpoint(path).items() if not k.startswith("bank.")}
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    wrong = [k for k in missing if not k.startswith("bank.")] + list(unexpected)
-    if wrong:
-        raise ValueError(f"{path} does not fit adapter=: keys {wrong[:5]} differ")
-
-
 def has_trainable_head(cfg: DictConfig) -> bool:
     module = cfg.adapter.module
     return module.get("query_head") is not None or module.get("gallery_head") is not None
@@ -339,14 +334,6 @@ def fit_head(
     return module.eval(), metrics
 
 
-@torch.no_grad()
-def apply_head(module: FeatureAdapterModule, features: np.ndarray, side: str) -> np.ndarray:
-    """``(N, D)`` features -> ``(N, D')`` float32 L2-normalised, through the query or catalogue head."""
-    embed = module.embed_queries if side == "query" else module.embed_catalogue
-    tensor = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-    return torch.cat([embed(tensor[s : s + 8192]) for s in range(0, len(tensor), 8192)]).numpy()
-
-
 def train_adapter(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     if cfg.adapter.get("module") is None:
         raise ValueError("train-adapter needs adapter=residual_adapter|projection|none (docs/adapters.md)")
@@ -389,14 +376,11 @@ def train_adapter(cfg: DictConfig, context: RunContext) -> dict[str, float]:
 
     # Real photos: the query head on queries (clothing-small photos, collage bundles), the catalogue head
     # (none for the residual adapter) on the photos as products, over the same frozen backbone features.
-    photo_encoder = PhotoEncoder(
-        encoder,
-        METHOD,
-        query_head=lambda rows: apply_head(module, rows, "query"),
-        gallery_head=lambda rows: apply_head(module, rows, "catalogue"),
-    )
     real = real_photo_scores(
-        real_photo_settings(cfg), photo_encoder, f"val_{cfg.validate.name}", context.output_dir
+        real_photo_settings(cfg),
+        PhotoEncoder.with_adapter(encoder, module),
+        f"val_{cfg.validate.name}",
+        context.output_dir,
     )
     # Validation: only the training split tells product sections (Retriever.search_split).
     retriever = Retriever(cfg, encoder, datamodule, index, crop_embedder=embed_crops)

@@ -96,6 +96,7 @@ def test_backbone_features_for_the_pretrained_baseline():
     with torch.no_grad():
         features = ensemble.backbone_features(images_float(2, seed=4))
     assert features.shape == (2, 16 + 64)  # CLIP projection + test_convnext features
+    assert ensemble.backbone_dim == 16 + 64  # the width a head on these features is built for
     torch.testing.assert_close(features.norm(dim=1), torch.ones(2))
 
 

@@ -10,14 +10,15 @@ from omegaconf import DictConfig, open_dict
 from real_photo_tree import real_overrides, write_real_tree
 from test_configs import compose_config
 
+from fashion_retrieval.evaluation import real_photos
 from fashion_retrieval.evaluation.real_photo_notes import read_notes
-from fashion_retrieval.pipelines import train_adapter as train_adapter_stage
+from fashion_retrieval.models.adapter_module import apply_head
 from fashion_retrieval.pipelines.baselines import baselines
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.report import report
 from fashion_retrieval.pipelines.retrieval_eval import retrieval_eval
 from fashion_retrieval.pipelines.train import train
-from fashion_retrieval.pipelines.train_adapter import apply_head, train_adapter
+from fashion_retrieval.pipelines.train_adapter import train_adapter
 from fashion_retrieval.pipelines.validate import validate
 from fashion_retrieval.runs.run_dir import update_metrics
 
@@ -113,7 +114,7 @@ def test_train_adapter_embeds_real_queries_through_its_query_head(
         calls.append((side, len(features)))
         return apply_head(module, features, side)
 
-    monkeypatch.setattr(train_adapter_stage, "apply_head", spy)
+    monkeypatch.setattr(real_photos, "apply_head", spy)  # PhotoEncoder.with_adapter's heads
     adapter = [
         "adapter=residual_adapter",
         "detector=zones",

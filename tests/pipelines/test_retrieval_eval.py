@@ -1,4 +1,5 @@
-"""``retrieval-eval`` on a tiny clothing-dataset-small tree: own-row exclusion, metric keys, checkpoints."""
+"""``retrieval-eval`` on a tiny clothing-dataset-small tree: own-row exclusion, metric keys, checkpoints,
+a train-adapter head (``retrieval_eval.head_path``)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from real_photo_tree import CLASS_COLOURS, write_real_tree
 
 from fashion_retrieval.cli import config_dir
 from fashion_retrieval.data.readers import load_clothing_small
-from fashion_retrieval.evaluation.retrieval_sets import drop_own, search_set
+from fashion_retrieval.evaluation.retrieval_sets import drop_own, score_set, search_set
 from fashion_retrieval.index.factory import FlatSpec
+from fashion_retrieval.models.adapter_module import FeatureAdapterModule
+from fashion_retrieval.pipelines import retrieval_eval as retrieval_eval_stage
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.retrieval_eval import retrieval_eval
 
@@ -101,4 +104,77 @@ def test_stage_needs_a_dataset(tmp_path: Path) -> None:
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="config")
     with pytest.raises(ValueError, match="retrieval-eval needs a dataset: reader=clothing_small"):
+        retrieval_eval(cfg, RunContext(output_dir=tmp_path))
+
+
+# A tiny frozen backbone (timm's test network, random weights) at 32 x 32: the heads are what is tested.
+TINY_BACKBONE = [
+    "model.encoder.backbone.model_name=test_efficientnet",
+    "model.encoder.backbone.weights=random",
+    "model.encoder.backbone.frozen_prefixes=[]",
+    "retrieval_eval.image_size=[32,32]",
+    "reader.gallery_splits=[train]",
+]
+
+
+def save_head(cfg: DictConfig, path: Path, feature_dim: int, scale: float) -> FeatureAdapterModule:
+    """A residual adapter for ``feature_dim`` features, saved as ``train-adapter`` saves it; ``scale`` 0 keeps
+    its zero-initialised last layer (the identity), otherwise random weights of that size."""
+    torch.manual_seed(0)
+    module: FeatureAdapterModule = instantiate(cfg.adapter.module, feature_dim=feature_dim).eval()
+    with torch.no_grad():
+        for parameter in module.query_head.parameters():
+            parameter.copy_(torch.randn_like(parameter) * scale if scale else parameter)
+    torch.save(module.state_dict(), path)
+    return module
+
+
+def test_head_path_puts_queries_through_the_query_head_and_leaves_the_gallery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_tree(tmp_path / "photos")
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def spy(queries: np.ndarray, gallery: np.ndarray, *args, **kwargs):
+        seen.append((queries, gallery))
+        return score_set(queries, gallery, *args, **kwargs)
+
+    def run(cfg: DictConfig) -> dict[str, float]:
+        torch.manual_seed(0)  # the same random backbone in every run
+        return retrieval_eval(cfg, RunContext(output_dir=tmp_path))
+
+    monkeypatch.setattr(retrieval_eval_stage, "score_set", spy)
+    cfg = compose_cfg(root, *TINY_BACKBONE, "adapter=residual_adapter")
+    plain = run(cfg)
+    raw_queries, raw_gallery = seen[-1]
+    dim = instantiate(cfg.model.encoder).backbone_dim
+    assert raw_queries.shape[1] == dim
+
+    save_head(cfg, tmp_path / "identity.pt", dim, scale=0.0)
+    cfg.retrieval_eval.head_path = str(tmp_path / "identity.pt")
+    assert run(cfg) == pytest.approx(plain)
+    np.testing.assert_allclose(seen[-1][0], raw_queries, atol=1e-6)
+
+    head = save_head(cfg, tmp_path / "head.pt", dim, scale=0.5)
+    cfg.retrieval_eval.head_path = str(tmp_path / "head.pt")
+    adapted = run(cfg)
+    queries, gallery = seen[-1]
+    expected = head.embed_queries(torch.from_numpy(raw_queries)).detach().numpy()
+    assert np.abs(expected - raw_queries).max() > 0.1  # the head is far from the identity
+    np.testing.assert_allclose(queries, expected, atol=1e-5)
+    np.testing.assert_allclose(gallery, raw_gallery, atol=1e-6)  # no catalogue head: gallery untouched
+    assert adapted.keys() == plain.keys()
+    assert "head.pt" in (tmp_path / "retrieval_eval_clothing_small.md").read_text()
+
+
+def test_head_path_refuses_a_head_of_another_dimension_naming_the_file(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "photos")
+    cfg = compose_cfg(root, *TINY_BACKBONE, "adapter=residual_adapter")
+    wrong = tmp_path / "lite2_head.pt"
+    save_head(cfg, wrong, feature_dim=8, scale=0.5)
+    cfg.retrieval_eval.head_path = str(wrong)
+    with pytest.raises(ValueError, match=r"lite2_head\.pt does not fit adapter= with feature dimension"):
+        retrieval_eval(cfg, RunContext(output_dir=tmp_path))
+    cfg = compose_cfg(root, *TINY_BACKBONE, f"retrieval_eval.head_path={wrong}")  # adapter= forgotten
+    with pytest.raises(ValueError, match=r"needs the head's architecture: adapter="):
         retrieval_eval(cfg, RunContext(output_dir=tmp_path))
