@@ -1,16 +1,19 @@
 """``text-eval``: text -> product and composed (image + "in <colour>") retrieval on the held-out products
-of a synthetic dataset with captions, for the methods that need no trained text model:
+of a synthetic dataset with captions, for the methods that need no trained text model and, with
+``text_eval.ckpt_path`` (a ``train-text`` run directory or checkpoint), for a trained dual encoder:
 
 - attribute queries: ``keyword`` (BM25 of the query over each product's captions);
 - composed queries: ``text_only`` (BM25 of "<colour> <category of the query product>"), ``image_only``
   (the frozen backbone of ``model=``: pooled features at its native input size, nearest products to the
   query image) and ``colour_histogram`` (the same with HSV histograms); the query's own product is never
-  retrieved.
+  retrieved;
+- ``dual_encoder`` (with ``ckpt_path``): its text tower's embedding of the query against its image tower's
+  embeddings of the products; composed queries add the text to the query product's embedding
+  (``text_eval.text_weight``, :func:`~fashion_retrieval.evaluation.text_retrieval.composed_embeddings`).
 
 Each ``text_eval.seeds`` draws its own queries; keys ``text_eval/<set>/<method>/<metric>`` hold the mean
 over seeds and ``.../<metric>_std`` the standard deviation; the table goes to ``text_eval.md`` in the run
-directory. A dual encoder is scored by the same functions
-(:func:`fashion_retrieval.evaluation.text_retrieval.model_scores`). docs/text_queries.md.
+directory. docs/text_queries.md.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ from fashion_retrieval.data.text_queries import (
     requested_colour,
 )
 from fashion_retrieval.data.transforms import eval_transform
-from fashion_retrieval.evaluation.text_retrieval import score_queries
+from fashion_retrieval.evaluation.text_retrieval import model_scores, score_queries
 from fashion_retrieval.io import atomic_open
+from fashion_retrieval.models.dual_encoder import load_dual_encoder
 from fashion_retrieval.models.inference import embed_loader
 from fashion_retrieval.pipelines.context import RunContext
 
@@ -108,6 +112,14 @@ def text_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
             "colour_histogram": lambda queries: histogram[queries.image_rows] @ histogram.T,
         },
     }
+    if settings.ckpt_path:
+        # The model must not have trained on these products: train-text holds out text_eval's split
+        # (text.heldout_* default to text_eval.*), which the caller keeps when scoring it.
+        model = load_dual_encoder(settings.ckpt_path)
+        products = model.embed_products(gallery_paths)
+        weight = float(settings.text_weight)
+        methods["attribute"]["dual_encoder"] = lambda queries: model_scores(model, queries, products)
+        methods["composed"]["dual_encoder"] = lambda queries: model_scores(model, queries, products, weight)
     ks = list(settings.ks)
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     for seed in settings.seeds:

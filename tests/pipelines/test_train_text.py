@@ -27,6 +27,7 @@ from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.models.dual_encoder import load_dual_encoder
 from fashion_retrieval.models.text import TOKENIZER_FILE
 from fashion_retrieval.pipelines.context import RunContext
+from fashion_retrieval.pipelines.text_eval import text_eval
 from fashion_retrieval.pipelines.train_text import text_datamodule, train_text
 
 COLOURS = ["red", "blue", "black", "white", "green"]
@@ -101,6 +102,15 @@ def test_dual_encoder_trains_and_its_run_directory_reloads_into_the_same_embeddi
     assert score_ranking(topk, truth, [10])["recall@10"] == pytest.approx(metrics["val/recall@10"], abs=1e-6)
     # Every stage that reads an image model reads the dual encoder's image tower.
     assert load_encoder(run / "checkpoints" / "best.ckpt").embedding_dim == exported.shape[1]
+    # text-eval scores it beside the baselines, on the held-out products (the split it did not train on).
+    scored = tmp_path / "text_eval"
+    with open_dict(cfg):
+        cfg.text_eval.update(ckpt_path=str(run), seeds=[0])
+    text_metrics = text_eval(cfg, RunContext(output_dir=scored))
+    for query_set in ("attribute", "composed"):
+        assert text_metrics[f"text_eval/{query_set}/dual_encoder/num_queries"] > 0
+        assert 0.0 <= text_metrics[f"text_eval/{query_set}/dual_encoder/recall@10"] <= 1.0
+    assert "| attribute | dual_encoder |" in (scored / "text_eval.md").read_text()
 
     # Without its tokenizer the text tower does not load, and the error names the file.
     moved = tmp_path / "moved" / "checkpoints"
