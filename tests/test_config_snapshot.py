@@ -28,11 +28,12 @@ RERANKER_STEPS = {
     "timestamp": "[timestamp]",
     "bundle_priors": "[bundle_priors]",
 }
-# Settings of stages added after the snapshot (issue 17's `serve`, issue 18's `text_eval`, `text` and
-# `generate.captions_only`, issue 19's `pretrain` with `method=`'s module): new keys, not moved ones.
+# Settings of stages added after the snapshot (issue 17's `serve`, issue 18's `text_eval`, `text`,
+# `search_text` and `generate.captions_only`, issue 19's `pretrain` with `method=`'s module): new keys,
+# not moved ones.
 # Also `threads` (issue 16 item 8: torch threads chosen from the machine, `auto` by default).
 ADDED_AFTER_SNAPSHOT = re.compile(
-    r"run_dir|serve\..+|text_eval\..+|text\..+|generate\.captions_only|threads|pretrain\..+"
+    r"run_dir|serve\..+|text_eval\..+|text\..+|search_text\..+|generate\.captions_only|threads|pretrain\..+"
 )
 # Loader workers chosen from the machine since issue 16 item 8 (`${auto_workers:...}`, tests/test_machine.py
 # checks the rule): compared only where a config sets a number of its own.

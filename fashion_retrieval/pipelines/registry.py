@@ -143,6 +143,11 @@ STAGES: tuple[Stage, ...] = (
         "search",
     ),
     Stage(
+        "search_text",
+        "print the products a train-text run_dir= finds for search_text.query='...' (docs/text.md)",
+        "search",
+    ),
+    Stage(
         "baselines",
         "score random, colour-histogram and pretrained-backbone retrieval on validation",
         "evaluation",

@@ -27,6 +27,7 @@ from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.models.dual_encoder import load_dual_encoder
 from fashion_retrieval.models.text import TOKENIZER_FILE
 from fashion_retrieval.pipelines.context import RunContext
+from fashion_retrieval.pipelines.search_text import search_text
 from fashion_retrieval.pipelines.text_eval import text_eval
 from fashion_retrieval.pipelines.train_text import text_datamodule, train_text
 
@@ -73,7 +74,7 @@ def epoch_means(run: Path, column: str) -> list[float]:
 
 
 def test_dual_encoder_trains_and_its_run_directory_reloads_into_the_same_embeddings(
-    caption_data: Path, tmp_path: Path
+    caption_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
     cfg = text_cfg(caption_data, run, "trainer.max_epochs=3", "callbacks.early_stopping=null")
@@ -111,6 +112,17 @@ def test_dual_encoder_trains_and_its_run_directory_reloads_into_the_same_embeddi
         assert text_metrics[f"text_eval/{query_set}/dual_encoder/num_queries"] > 0
         assert 0.0 <= text_metrics[f"text_eval/{query_set}/dual_encoder/recall@10"] <= 1.0
     assert "| attribute | dual_encoder |" in (scored / "text_eval.md").read_text()
+    # search-text prints the run's exported catalogue ranked by the reloaded text tower's query embedding.
+    with open_dict(cfg):
+        cfg.run_dir = str(run)
+        cfg.search_text.update(query=queries[0], k=3)
+    capsys.readouterr()
+    search_text(cfg, RunContext(output_dir=tmp_path / "search_text"))
+    printed = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    expected = np.argsort(-(exported @ texts[0]), kind="stable")[:3]
+    assert [row[1] for row in printed] == [ids[i] for i in expected]
+    best_scores = np.sort(exported @ texts[0])[::-1][:3]
+    assert [float(row[2]) for row in printed] == pytest.approx(best_scores, abs=1e-4)
 
     # Without its tokenizer the text tower does not load, and the error names the file.
     moved = tmp_path / "moved" / "checkpoints"
@@ -163,3 +175,17 @@ def test_train_text_needs_a_text_tower(caption_data: Path, tmp_path: Path) -> No
     cfg = compose_config(["experiment=tiny", f"paths.data_dir={caption_data}"], output_dir=str(tmp_path))
     with pytest.raises(ValueError, match="text=bert_small"):
         train_text(cfg, RunContext(output_dir=tmp_path))
+
+
+def test_search_text_names_what_it_lacks(caption_data: Path, tmp_path: Path) -> None:
+    cfg = compose_config(["experiment=tiny", f"paths.data_dir={caption_data}"], output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=re.escape("search_text.query=")):
+        search_text(cfg, RunContext(output_dir=tmp_path))
+    with open_dict(cfg):
+        cfg.search_text.query = "red shirt"
+    with pytest.raises(ValueError, match="run_dir="):
+        search_text(cfg, RunContext(output_dir=tmp_path))
+    with open_dict(cfg):
+        cfg.run_dir = str(tmp_path / "no_run")
+    with pytest.raises(FileNotFoundError, match=re.escape("catalogue_embeddings.npz")):
+        search_text(cfg, RunContext(output_dir=tmp_path))
