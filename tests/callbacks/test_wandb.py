@@ -127,7 +127,7 @@ def test_callback_does_nothing_without_a_wandb_logger(caplog):
 def wandb_records(path: Path) -> Iterator:
     """The records of a ``run-*.wandb`` file: a 7-byte header (``:W&B``, magic 0xBEE1, version), then
     LevelDB-log blocks of 32 KiB whose chunks (7-byte header: crc32c, length, type) hold protobuf
-    ``Record`` messages, split across blocks as FIRST/MIDDLE/LAST."""
+    ``Record`` messages, split across blocks as FIRST/MIDDLE/LAST. Stops at a chunk not yet written out."""
     from wandb.proto import wandb_internal_pb2
 
     data = path.read_bytes()
@@ -139,6 +139,8 @@ def wandb_records(path: Path) -> Iterator:
             position += block - position % block
             continue
         _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        if kind == 0 or position + 7 + length > len(data):
+            return  # a chunk the service is still writing: offline_run reads the file again
         position += 7
         pending += data[position : position + length]
         position += length
