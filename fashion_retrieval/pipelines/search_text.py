@@ -3,7 +3,8 @@ printed as a ranked list.
 
 ``run_dir`` is the ``train-text`` run directory: its best checkpoint's text tower embeds
 ``search_text.query``, and the catalogue embeddings its image tower exported at that epoch
-(``index/catalogue_embeddings.npz``) are searched by exact cosine. docs/text.md.
+(``index/catalogue_embeddings.npz``) are searched by exact cosine (a flat :class:`EmbeddingIndex`).
+docs/text.md.
 """
 
 from __future__ import annotations
@@ -11,23 +12,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 from omegaconf import DictConfig
 
 from fashion_retrieval.index.embeddings import load_embeddings
 from fashion_retrieval.index.export import EMBEDDINGS_FILE
+from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.models.dual_encoder import load_dual_encoder
 from fashion_retrieval.pipelines.context import RunContext
 
 log = logging.getLogger(__name__)
-
-
-def top_products(query: np.ndarray, catalogue: np.ndarray, ids: list[str], k: int) -> list[tuple[str, float]]:
-    """The ``k`` ids of ``(N, D)`` ``catalogue`` nearest to the ``(D,)`` ``query`` (both L2-normalised), best
-    first, with their cosine scores; ties keep catalogue order."""
-    scores = catalogue @ query
-    order = np.argsort(-scores, kind="stable")[:k]
-    return [(ids[i], float(scores[i])) for i in order]
 
 
 def search_text(cfg: DictConfig, context: RunContext) -> dict[str, float]:
@@ -46,7 +39,8 @@ def search_text(cfg: DictConfig, context: RunContext) -> dict[str, float]:
             f"{embeddings_file}: embeddings of dimension {catalogue.shape[1]}, but the "
             f"run's text tower gives {query.shape[0]}: the file is not this run's export"
         )
-    ranked = top_products(query, catalogue, list(ids), int(settings.k))
+    scores, rows = EmbeddingIndex(catalogue, list(ids)).search(query[None], int(settings.k))
+    ranked = [(ids[row], float(score)) for score, row in zip(scores[0], rows[0]) if row >= 0]
     print(f"{len(ranked)} products for {str(settings.query)!r} ({run}):")
     for rank, (product, score) in enumerate(ranked, 1):
         print(f"{rank:3d}  {product}  {score:.4f}")
