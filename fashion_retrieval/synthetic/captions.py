@@ -25,7 +25,7 @@ from fashion_retrieval.data.catalogue import (
     read_csv,
 )
 from fashion_retrieval.synthetic import writer
-from fashion_retrieval.synthetic.catalogue import Article, CatalogueLayout, build_layout
+from fashion_retrieval.synthetic.catalogue import Article, CatalogueLayout, spec_layout
 from fashion_retrieval.synthetic.palette import COLOURS, RGB
 from fashion_retrieval.synthetic.rng import Domain, item_rng
 from fashion_retrieval.synthetic.spec import SyntheticSpec
@@ -333,13 +333,7 @@ def add_captions(spec: SyntheticSpec, data_dir: Path) -> int:
             f"{metadata_path}: the dataset's spec differs from the configured one in {differs}; pass the "
             "synthetic config it was made with"
         )
-    layout = build_layout(
-        spec.seed,
-        spec.num_products,
-        spec.section_weights,
-        spec.variants_per_article,
-        spec.distractor_fraction,
-    )
+    layout = spec_layout(spec)
     _check_same_catalogue(data_dir, layout)
     files = text_files(spec.seed, layout)
     with contextlib.ExitStack() as stack:

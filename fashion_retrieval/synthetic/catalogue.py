@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +34,9 @@ from fashion_retrieval.synthetic.patterns import (
 from fashion_retrieval.synthetic.raster import Material
 from fashion_retrieval.synthetic.rng import Domain, item_rng, unique_ids
 from fashion_retrieval.synthetic.taxonomy import CATEGORIES, SECTIONS, Category, category_weights
+
+if TYPE_CHECKING:
+    from fashion_retrieval.synthetic.spec import SyntheticSpec
 
 # Pattern frequencies by category (kinds from patterns.PATTERN_KINDS); unlisted categories are plain.
 PATTERN_WEIGHTS: dict[str, dict[str, float]] = {
@@ -365,4 +369,16 @@ def build_layout(
         article_category=categories,
         article_section=sections.astype(np.int8),
         article_variants=article_variants,
+    )
+
+
+def spec_layout(spec: SyntheticSpec) -> CatalogueLayout:
+    """The catalogue layout (products, articles, variants) of ``spec``: what a generation and the text
+    added to an existing dataset are built from, and what the difficulty figures read."""
+    return build_layout(
+        spec.seed,
+        spec.num_products,
+        spec.section_weights,
+        spec.variants_per_article,
+        spec.distractor_fraction,
     )

@@ -22,7 +22,7 @@ import numpy as np
 
 from fashion_retrieval.data import catalogue as challenge_format
 from fashion_retrieval.synthetic import writer
-from fashion_retrieval.synthetic.catalogue import build_layout
+from fashion_retrieval.synthetic.catalogue import spec_layout
 from fashion_retrieval.synthetic.spec import SyntheticSpec
 
 
@@ -53,9 +53,7 @@ def difficulty(data_dir: str | Path, k: int = 15, seed: int = 0) -> dict[str, fl
     root = Path(data_dir)
     meta = writer.read_metadata(root / writer.METADATA_FILE)
     s = SyntheticSpec(**meta["spec"])
-    layout = build_layout(
-        s.seed, s.num_products, s.section_weights, s.variants_per_article, s.distractor_fraction
-    )
+    layout = spec_layout(s)
     index = {product: i for i, product in enumerate(layout.product_ids)}
     hists = np.stack([packshot_histogram(root / writer.product_image_path(p)) for p in layout.product_ids])
     truth: dict[str, list[int]] = defaultdict(list)

@@ -29,7 +29,7 @@ from fashion_retrieval.data.captions import ATTRIBUTES_FILE, CAPTIONS_FILE
 from fashion_retrieval.synthetic import captions as synthetic_text
 from fashion_retrieval.synthetic import metadata as url_metadata
 from fashion_retrieval.synthetic import writer
-from fashion_retrieval.synthetic.catalogue import CatalogueLayout, build_layout
+from fashion_retrieval.synthetic.catalogue import CatalogueLayout, spec_layout
 from fashion_retrieval.synthetic.outfits import compose_bundles
 from fashion_retrieval.synthetic.rng import Domain, item_rng, unique_ids
 from fashion_retrieval.synthetic.scene import (
@@ -179,13 +179,7 @@ class _Progress:
 def plan_dataset(spec: SyntheticSpec) -> tuple[CatalogueLayout, list[BundlePlan], np.ndarray, np.ndarray]:
     """Everything but the images: the catalogue layout, the bundle plans, and the dates (timeline days) of
     the bundle photos ``(B,)`` and of the product debuts ``(P,)`` (see ``synthetic.metadata``)."""
-    layout = build_layout(
-        spec.seed,
-        spec.num_products,
-        spec.section_weights,
-        spec.variants_per_article,
-        spec.distractor_fraction,
-    )
+    layout = spec_layout(spec)
     days = url_metadata.bundle_days(spec.seed, spec.num_bundles)
     debut = url_metadata.debut_days(spec.seed, spec.num_products)
     plans = compose_bundles(
