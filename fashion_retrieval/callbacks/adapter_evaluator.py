@@ -55,10 +55,16 @@ class FeatureAdapterEvaluator(Callback):
         """Metrics of the collected validation queries against the whole catalogue."""
         rows, seen = self._queries.assemble(len(datamodule.val_truth))
         queries = np.flatnonzero(seen)
-        gallery = pl_module.embed_whole_catalogue(datamodule.catalogue_features).cpu().numpy()
-        query_sections, gallery_sections = datamodule.validation_sections()
+        catalogue = pl_module.embed_whole_catalogue(datamodule.catalogue_features).cpu().numpy()
+        query_sections, catalogue_sections = datamodule.validation_sections()
         truth = [datamodule.val_truth[i] for i in queries]
-        ids = [str(i) for i in range(len(gallery))]
+        ids = [str(i) for i in range(len(catalogue))]
         return evaluate_embeddings(
-            rows[queries], gallery, ids, np.asarray(query_sections)[queries], gallery_sections, truth, self.ks
+            rows[queries],
+            catalogue,
+            ids,
+            np.asarray(query_sections)[queries],
+            catalogue_sections,
+            truth,
+            self.ks,
         )

@@ -1,5 +1,5 @@
 """Validation metrics as a callback: embeddings are gathered by dataset index (DDP padding cannot count
-twice), the gallery is searched with FAISS top-k (no N x N matrix), and the challenge metrics are logged."""
+twice), the catalogue is searched with FAISS top-k (no N x N matrix), and the challenge metrics are logged."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from fashion_retrieval.evaluation.ranking import rank_embeddings, restrict_to_seen, score_ranking
-from fashion_retrieval.index.eligibility import gallery_section_array
+from fashion_retrieval.index.eligibility import catalogue_section_array
 from fashion_retrieval.models.module import GALLERY_LOADER, QUERY_LOADER
 
 log = logging.getLogger(__name__)
@@ -49,22 +49,23 @@ class ValidationRanking:
     catalogue's embeddings (``EmbeddingExporter``).
 
     ``queries (Q',)``: the rows of ``validation_queries()`` that were scored; ``topk (Q', k)`` int64: their
-    top-k rows of the whole catalogue (``gallery_ids``), ``-1`` padding; ``gallery (G, D)`` float32: the
-    embeddings of the whole catalogue in ``gallery_ids`` order, ``None`` when validation saw only part of it.
+    top-k rows of the whole catalogue (``catalogue_ids``), ``-1`` padding; ``catalogue (G, D)`` float32:
+    the embeddings of the whole catalogue in ``catalogue_ids`` order, ``None`` when validation saw only part
+    of it.
     """
 
     epoch: int
     queries: np.ndarray
     topk: np.ndarray
-    gallery: np.ndarray | None = None
+    catalogue: np.ndarray | None = None
 
 
 class RetrievalEvaluator(Callback):
     """Computes Recall@k (the challenge metric), hit rate and mAP on the validation bundles each epoch
     (reader datasets: :class:`fashion_retrieval.callbacks.RetrievalSetEvaluator`).
 
-    Expects the datamodule's ``val_dataloader`` to return [queries, gallery] and ``validation_queries()``,
-    ``gallery_ids``, ``gallery_sections()`` (see :class:`fashion_retrieval.data.ChallengeDataModule`).
+    Expects the datamodule's ``val_dataloader`` to return [queries, catalogue] and ``validation_queries()``,
+    ``catalogue_ids``, ``catalogue_sections()`` (see :class:`fashion_retrieval.data.ChallengeDataModule`).
     """
 
     default_metric = "recall@15"  # what "best epoch" means without a checkpoint monitor
@@ -122,31 +123,31 @@ class RetrievalEvaluator(Callback):
         in :attr:`last_ranking`."""
         datamodule = trainer.datamodule
         queries = datamodule.validation_queries()
-        gallery_ids = np.asarray(datamodule.gallery_ids)
+        catalogue_ids = np.asarray(datamodule.catalogue_ids)
         query_rows, query_seen = self._collectors[QUERY_LOADER].assemble(len(queries.bundle_ids))
-        gallery_rows, gallery_seen = self._collectors[GALLERY_LOADER].assemble(len(gallery_ids))
-        kept_queries, kept_gallery, truth = restrict_to_seen(queries.truth, query_seen, gallery_seen)
-        if len(kept_queries) < len(query_seen) or len(kept_gallery) < len(gallery_seen):
+        catalogue_rows, catalogue_seen = self._collectors[GALLERY_LOADER].assemble(len(catalogue_ids))
+        kept_queries, kept_catalogue, truth = restrict_to_seen(queries.truth, query_seen, catalogue_seen)
+        if len(kept_queries) < len(query_seen) or len(kept_catalogue) < len(catalogue_seen):
             # fast_dev_run / limit_val_batches: the numbers still exercise the code path, but searching a
             # fraction of the catalogue is easier than the task: never compare them with full runs.
             log.warning(
-                "partial validation: %d of %d queries against %d of %d gallery items; "
+                "partial validation: %d of %d queries against %d of %d catalogue items; "
                 "metrics are not comparable with a full validation",
                 len(kept_queries),
                 len(query_seen),
-                len(kept_gallery),
-                len(gallery_seen),
+                len(kept_catalogue),
+                len(catalogue_seen),
             )
-        sections = gallery_section_array(list(gallery_ids), datamodule.gallery_sections())
+        sections = catalogue_section_array(list(catalogue_ids), datamodule.catalogue_sections())
         topk = rank_embeddings(
             query_rows[kept_queries],
-            gallery_rows[kept_gallery],
-            list(gallery_ids[kept_gallery]),
+            catalogue_rows[kept_catalogue],
+            list(catalogue_ids[kept_catalogue]),
             np.asarray(queries.sections)[kept_queries],
-            sections[kept_gallery],
+            sections[kept_catalogue],
             max(self.ks),
         )
-        catalogue_topk = np.where(topk >= 0, kept_gallery[np.maximum(topk, 0)], -1)
-        whole = gallery_rows if gallery_seen.all() else None
+        catalogue_topk = np.where(topk >= 0, kept_catalogue[np.maximum(topk, 0)], -1)
+        whole = catalogue_rows if catalogue_seen.all() else None
         self.last_ranking = ValidationRanking(trainer.current_epoch, kept_queries, catalogue_topk, whole)
         return score_ranking(topk, truth, self.ks)

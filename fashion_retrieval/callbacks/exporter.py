@@ -34,7 +34,7 @@ FULL_PRECISION = ("32-true", "32", "64-true", "64")
 
 @dataclass(frozen=True)
 class ValidatedEmbeddings:
-    """The catalogue's ``(G, D)`` float32 embeddings from the validation of ``epoch``, in ``gallery_ids``
+    """The catalogue's ``(G, D)`` float32 embeddings from the validation of ``epoch``, in ``catalogue_ids``
     order, and the :func:`module_digest` of the module that computed them."""
 
     epoch: int
@@ -42,14 +42,14 @@ class ValidatedEmbeddings:
     embeddings: np.ndarray
 
 
-def validation_gallery(trainer: pl.Trainer) -> np.ndarray | None:
+def validation_catalogue(trainer: pl.Trainer) -> np.ndarray | None:
     """The whole catalogue's embeddings from this epoch's validation (:class:`RetrievalEvaluator`), or
     ``None`` (no such evaluator, another epoch's ranking, or a partial validation)."""
     for callback in trainer.callbacks:
         if isinstance(callback, RetrievalEvaluator):
             ranking = callback.last_ranking
             if ranking is not None and ranking.epoch == trainer.current_epoch:
-                return ranking.gallery
+                return ranking.catalogue
     return None
 
 
@@ -93,9 +93,9 @@ class EmbeddingExporter(Callback):
             return
         if str(trainer.precision) not in FULL_PRECISION:
             return
-        gallery = validation_gallery(trainer)
-        if gallery is not None and may_become_best(trainer):
-            self.keep(pl_module, gallery, trainer.current_epoch)
+        catalogue = validation_catalogue(trainer)
+        if catalogue is not None and may_become_best(trainer):
+            self.keep(pl_module, catalogue, trainer.current_epoch)
 
     def keep(self, module: nn.Module, embeddings: np.ndarray, epoch: int) -> None:
         """Keep ``(G, D)`` catalogue embeddings computed by ``module`` at ``epoch``'s validation."""
@@ -133,10 +133,12 @@ class EmbeddingExporter(Callback):
                 "export: the catalogue embeddings of epoch %d's validation (same weights)", validated.epoch
             )
         else:
-            embeddings = embed_loader(pl_module, datamodule.gallery_dataloader(), pl_module.device)
+            embeddings = embed_loader(pl_module, datamodule.catalogue_dataloader(), pl_module.device)
         self.validated = None  # (G, D) floats: not held beyond the export
-        ids = datamodule.gallery_ids
+        ids = datamodule.catalogue_ids
         log.info("export: catalogue embeddings ready in %.1f s", time.perf_counter() - start)
-        export_catalogue(self.output_dir, embeddings, ids, best or None, self.spec, datamodule.gallery_paths)
+        export_catalogue(
+            self.output_dir, embeddings, ids, best or None, self.spec, datamodule.catalogue_paths
+        )
         self.written = self.output_dir
         log.info("export: %d catalogue embeddings and their index written to %s", len(ids), self.output_dir)

@@ -58,8 +58,8 @@ class IndexNegativeMiner(Callback):
         mine_before_training: also mine once before the first epoch.
         chunk_size: queries per block of the exact search (memory ``chunk_size x catalogue`` float32).
 
-    Needs the data module's ``mining_query_loader()``, ``gallery_dataloader()``, ``mining_targets()``,
-    ``gallery_section_array()`` and ``set_mined_negatives(negatives, epoch)``
+    Needs the data module's ``mining_query_loader()``, ``catalogue_dataloader()``, ``mining_targets()``,
+    ``catalogue_section_array()`` and ``set_mined_negatives(negatives, epoch)``
     (:class:`fashion_retrieval.data.datamodule.ChallengeDataModule`) and ``pl_module.encoder`` (returns
     L2-normalised embeddings). Training bundles are embedded with the eval transform; sections restrict
     negatives to the bundle's section (or products of unknown section).
@@ -139,17 +139,17 @@ class IndexNegativeMiner(Callback):
         try:
             with torch.no_grad():
                 queries = embed_loader(encoder, datamodule.mining_query_loader(), pl_module.device)
-                gallery = embed_loader(encoder, datamodule.gallery_dataloader(), pl_module.device)
+                catalogue = embed_loader(encoder, datamodule.catalogue_dataloader(), pl_module.device)
         finally:
             encoder.train(was_training)
         targets = datamodule.mining_targets()
         mined = mine_hard_negatives(
             queries,
-            gallery,
+            catalogue,
             targets.positives,
             num_negatives=self.pool_size,
             query_sections=targets.sections,
-            gallery_sections=datamodule.gallery_section_array(),
+            catalogue_sections=datamodule.catalogue_section_array(),
             exclude=targets.excluded,
             skip_top=self.skip_top,
             chunk_size=self.chunk_size,

@@ -49,8 +49,8 @@ def best_summary(
 def retrieval_examples(
     queries: QuerySet,
     ranking: ValidationRanking,
-    gallery_ids: Sequence[str],
-    gallery_paths: Sequence[str],
+    catalogue_ids: Sequence[str],
+    catalogue_paths: Sequence[str],
     count: int,
     k: int,
 ) -> list[RetrievalExample]:
@@ -67,8 +67,8 @@ def retrieval_examples(
                 bundle_id=queries.bundle_ids[query],
                 query_path=queries.image_paths[query],
                 query_box=None if queries.boxes is None else queries.boxes[query],
-                products=[gallery_ids[g] for g in top],
-                product_paths=[gallery_paths[g] for g in top],
+                products=[catalogue_ids[g] for g in top],
+                product_paths=[catalogue_paths[g] for g in top],
                 hits=[g in relevant for g in top],
                 num_relevant=len(relevant),
             )
@@ -173,11 +173,11 @@ class WandbTables(Callback):
         self._best = latest[self.monitor]
         # Only the chosen rows are kept: the images are read once, at the end of fit.
         datamodule = trainer.datamodule
-        paths = datamodule.gallery_paths
+        paths = datamodule.catalogue_paths
         self._examples = retrieval_examples(
             datamodule.validation_queries(),
             evaluator.last_ranking,
-            datamodule.gallery_ids,
+            datamodule.catalogue_ids,
             paths,
             self.num_examples,
             self.k,
@@ -236,7 +236,7 @@ class WandbTables(Callback):
         products = datamodule.cat.products
         categories = dict(zip(products["product_asset_id"], products["product_description"], strict=True))
         columns, rows = embedding_table(
-            embeddings, ids, categories, datamodule.gallery_sections(), self.embedding_rows
+            embeddings, ids, categories, datamodule.catalogue_sections(), self.embedding_rows
         )
         run.log({EMBEDDINGS_KEY: wandb.Table(columns=columns, data=rows)})
         log.info("wandb: embedding table of %d of %d products logged", len(rows), len(ids))

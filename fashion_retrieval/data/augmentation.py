@@ -31,7 +31,7 @@ class AugmentationStrengths:
 
 # Bundle photos vary a lot at test time (pose, light, framing); packshots are clean at test time too.
 QUERY_AUGMENTATION = AugmentationStrengths(0.25, 0.1, 0.25, 0.1, 0.8, 0.1)
-GALLERY_AUGMENTATION = AugmentationStrengths(0.15, 0.05, 0.1, 0.0, 0.5, 0.0)
+CATALOGUE_AUGMENTATION = AugmentationStrengths(0.15, 0.05, 0.1, 0.0, 0.5, 0.0)
 
 
 def domain_randomisation(strength: float) -> list[A.BasicTransform]:

@@ -22,7 +22,7 @@ import torch
 from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset
 
-from fashion_retrieval.data.augmentation import GALLERY_AUGMENTATION, train_transform
+from fashion_retrieval.data.augmentation import CATALOGUE_AUGMENTATION, train_transform
 from fashion_retrieval.data.catalogue import UNKNOWN_SECTION, QuerySet
 from fashion_retrieval.data.datamodule import ChallengeDataModule, DeferredDataLoader, process_rank
 from fashion_retrieval.data.datasets import ItemKey, _key, seeded_apply
@@ -154,7 +154,7 @@ class CaptionDataModule(ChallengeDataModule):
         """Each product's texts (``product id -> texts``) and the ids of the products kept for validation.
         A product without a text stays in the catalogue (the gallery) but gives no pair and no query; their
         count is logged."""
-        ids = self.gallery_ids
+        ids = self.catalogue_ids
         missing = [pid for pid in ids if not texts.get(pid)]
         if missing:
             log.warning(
@@ -175,9 +175,9 @@ class CaptionDataModule(ChallengeDataModule):
         self.heldout = set(heldout)
 
     def set_features(self, features: np.ndarray) -> None:
-        """``(G, F)`` float32 pooled features of the catalogue's packshots, in :attr:`gallery_ids` order."""
-        if len(features) != len(self.gallery_ids):
-            raise ValueError(f"{len(features)} feature rows for {len(self.gallery_ids)} products")
+        """``(G, F)`` float32 pooled features of the catalogue's packshots, in :attr:`catalogue_ids` order."""
+        if len(features) != len(self.catalogue_ids):
+            raise ValueError(f"{len(features)} feature rows for {len(self.catalogue_ids)} products")
         self.features = np.ascontiguousarray(features, dtype=np.float32)
 
     def _texts(self) -> list[list[str]]:
@@ -188,20 +188,23 @@ class CaptionDataModule(ChallengeDataModule):
     def training_texts(self) -> list[str]:
         """Every text of the training products (what a tokenizer is fitted on)."""
         return [
-            t for pid, texts in zip(self.gallery_ids, self._texts()) if pid not in self.heldout for t in texts
+            t
+            for pid, texts in zip(self.catalogue_ids, self._texts())
+            if pid not in self.heldout
+            for t in texts
         ]
 
     def pair_dataset(self) -> CaptionPairDataset:
         texts = self._texts()
         keys = TextKeys()
-        rows = [row for row, pid in enumerate(self.gallery_ids) if pid not in self.heldout and texts[row]]
+        rows = [row for row, pid in enumerate(self.catalogue_ids) if pid not in self.heldout and texts[row]]
         hp = self.hparams
         source: dict[str, Any] = {"features": self.features}
         if self.features is None:
             transform = train_transform(
-                hp.catalogue_size, GALLERY_AUGMENTATION, hp.augment_strength, hp.domain_randomization
+                hp.catalogue_size, CATALOGUE_AUGMENTATION, hp.augment_strength, hp.domain_randomization
             )
-            source = {"paths": self.gallery_paths, "transform": transform}
+            source = {"paths": self.catalogue_paths, "transform": transform}
         return CaptionPairDataset(
             [texts[r] for r in rows],
             [[keys(t) for t in texts[r]] for r in rows],
@@ -241,7 +244,7 @@ class CaptionDataModule(ChallengeDataModule):
         ids: list[str] = []
         queries: list[str] = []
         truth: list[list[int]] = []
-        for row, pid in enumerate(self.gallery_ids):
+        for row, pid in enumerate(self.catalogue_ids):
             if pid in self.heldout:
                 for n, text in enumerate(texts[row]):
                     ids.append(f"{pid}/{n}")
@@ -254,7 +257,7 @@ class CaptionDataModule(ChallengeDataModule):
         ids, _, truth = self.validation_texts()
         return QuerySet(ids, [""] * len(ids), [UNKNOWN_SECTION] * len(ids), truth)
 
-    def gallery_sections(self) -> dict[str, int]:
+    def catalogue_sections(self) -> dict[str, int]:
         """None known: a text query has no section and searches the whole catalogue (an unknown section
         on both sides allows every pair; :class:`~fashion_retrieval.index.eligibility.Eligibility`)."""
         return {}
@@ -266,7 +269,7 @@ class CaptionDataModule(ChallengeDataModule):
             TextDataset(self.validation_texts()[1]), batch_size=hp.eval_batch_size, shuffle=False
         )
         if self.features is None:
-            return [texts, self.gallery_dataloader()]
+            return [texts, self.catalogue_dataloader()]
         return [
             texts,
             DataLoader(FeatureDataset(self.features), batch_size=hp.eval_batch_size, shuffle=False),

@@ -126,21 +126,21 @@ class CatalogueData:
 
     # -- sets ------------------------------------------------------------------------------------------
     @property
-    def gallery_ids(self) -> list[str]:
+    def catalogue_ids(self) -> list[str]:
         """The catalogue's product ids (:attr:`Catalogue.product_ids`)."""
         return self.cat.product_ids
 
     @property
-    def gallery_paths(self) -> list[str]:
-        """The catalogue's image files, in :attr:`gallery_ids` order."""
+    def catalogue_paths(self) -> list[str]:
+        """The catalogue's image files, in :attr:`catalogue_ids` order."""
         return self.cat.product_paths
 
-    def gallery_sections(self) -> dict[str, int]:
+    def catalogue_sections(self) -> dict[str, int]:
         """Product sections known without peeking at validation truth (every training bundle but the
         validation ones, with or without a photo)."""
         return self.cat.product_sections(exclude=self.val_bundle_ids)
 
-    def gallery_section_array(self) -> np.ndarray:
+    def catalogue_section_array(self) -> np.ndarray:
         """``(G,)`` int section of every catalogue product, ``UNKNOWN_SECTION`` (-1) where unknown, without
         the validation bundles' matches (:meth:`Catalogue.section_array`)."""
         return self.cat.section_array(exclude=self.val_bundle_ids)
@@ -181,5 +181,5 @@ class CatalogueData:
         """Regions of photos (detected garments; ``None``: the whole photo) at :attr:`crop_size`, in order."""
         return self._eval_loader(paths, self.crop_size, boxes=boxes)
 
-    def gallery_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.gallery_paths, self.catalogue_size)
+    def catalogue_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.catalogue_paths, self.catalogue_size)

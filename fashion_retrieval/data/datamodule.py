@@ -13,7 +13,7 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import BatchSampler, DataLoader
 
-from fashion_retrieval.data.augmentation import GALLERY_AUGMENTATION, QUERY_AUGMENTATION, train_transform
+from fashion_retrieval.data.augmentation import CATALOGUE_AUGMENTATION, QUERY_AUGMENTATION, train_transform
 from fashion_retrieval.data.boxes import Box
 from fashion_retrieval.data.catalogue import ImageCheck, MissingImagePolicy, QuerySet
 from fashion_retrieval.data.catalogue_data import CatalogueData
@@ -273,7 +273,7 @@ class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
         return ProductTable(
             paths=tuple(self.cat.product_paths),
             categories=np.array([codes[c] for c in categories], dtype=np.int64),
-            sections=self.gallery_section_array(),
+            sections=self.catalogue_section_array(),
         )
 
     def bundle_categories(self, bundles: Sequence[TrainingBundle]) -> list[frozenset[str]]:
@@ -337,7 +337,7 @@ class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
                 self.training_query_size, QUERY_AUGMENTATION, hp.augment_strength, hp.domain_randomization
             ),
             train_transform(
-                self.catalogue_size, GALLERY_AUGMENTATION, hp.augment_strength, hp.domain_randomization
+                self.catalogue_size, CATALOGUE_AUGMENTATION, hp.augment_strength, hp.domain_randomization
             ),
             max_products=hp.max_products_per_bundle,
             query_crop=self.query_crop,
@@ -395,4 +395,4 @@ class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
 
     def val_dataloader(self) -> list[DataLoader]:
         """Two loaders: validation queries (index 0, :meth:`validation_queries`) and the gallery (index 1)."""
-        return [self.query_set_dataloader(self.validation_queries()), self.gallery_dataloader()]
+        return [self.query_set_dataloader(self.validation_queries()), self.catalogue_dataloader()]

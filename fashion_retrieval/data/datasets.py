@@ -39,7 +39,7 @@ class Stream(IntEnum):
     SAME_CATEGORY = 2  # same-category negatives
     MINED = 3  # index-mined negatives
     QUERY_AUGMENT = 4  # the bundle photo's augmentation
-    GALLERY_AUGMENT = 5  # each packshot's augmentation (keyed by its position in the item)
+    CATALOGUE_AUGMENT = 5  # each packshot's augmentation (keyed by its position in the item)
     IMAGE_AUGMENT = 6  # a labelled image's augmentation (LabelledImageDataset)
     VIEWS = 7  # an unlabelled image's views (data/pretrain.py MultiViewDataset)
 
@@ -179,8 +179,8 @@ class BundleDataset(Dataset):
     extra negatives.
 
     Items, for a key ``(index, epoch)`` (a bare ``index`` means epoch 0): ``query (3, Hq, Wq)`` uint8,
-    ``gallery (P, 3, Hg, Wg)`` uint8 (drawn products first, then negatives), ``query_label`` (bundle id),
-    ``gallery_labels`` (P product ids), ``products`` (every product of the bundle, also those not drawn)
+    ``catalogue (P, 3, Hg, Wg)`` uint8 (drawn products first, then negatives), ``query_label`` (bundle id),
+    ``catalogue_labels`` (P product ids), ``products`` (every product of the bundle, also those not drawn)
     and ``excluded`` (``products`` plus ``excluded_labels``: never negatives of this bundle).
 
     Negatives (need ``products``): ``same_category_negatives`` packshots of other products of the category
@@ -197,7 +197,7 @@ class BundleDataset(Dataset):
         self,
         bundles: Sequence[TrainingBundle],
         query_transform: A.Compose,
-        gallery_transform: A.Compose,
+        catalogue_transform: A.Compose,
         max_products: int | None = None,
         query_crop: Sequence[float] | None = None,
         *,
@@ -215,7 +215,7 @@ class BundleDataset(Dataset):
         self.query_crop = query_crop
         self.query_padding = query_padding
         self.query_transform = query_transform
-        self.gallery_transform = gallery_transform
+        self.catalogue_transform = catalogue_transform
         self.max_products = max_products
         self.products = products
         self.same_category_negatives = same_category_negatives
@@ -278,17 +278,17 @@ class BundleDataset(Dataset):
             query = region(photo, bundle.query_box, self.query_padding)
         gallery = [
             seeded_apply(
-                self.gallery_transform,
+                self.catalogue_transform,
                 load_rgb(path, self.max_pixels),
-                keyed_rng(self.seed, epoch, index, Stream.GALLERY_AUGMENT, j),
+                keyed_rng(self.seed, epoch, index, Stream.CATALOGUE_AUGMENT, j),
             )
             for j, path in enumerate(paths)
         ]
         return {
             "query": seeded_apply(self.query_transform, query, query_rng),
-            "gallery": torch.stack(gallery),
+            "catalogue": torch.stack(gallery),
             "query_label": bundle.bundle_label,
-            "gallery_labels": [bundle.product_labels[i] for i in chosen] + negatives,
+            "catalogue_labels": [bundle.product_labels[i] for i in chosen] + negatives,
             "products": tuple(bundle.product_labels),
             "excluded": tuple(dict.fromkeys((*bundle.product_labels, *bundle.excluded_labels))),
         }
@@ -307,8 +307,8 @@ def collate_bundles(items: Sequence[dict]) -> dict[str, torch.Tensor]:
     """Stack bundle items into a training batch.
 
     Returns:
-        ``query (B, 3, Hq, Wq)`` uint8; ``gallery (P, 3, Hg, Wg)`` uint8: every item's drawn products and
-        negatives, item after item; ``query_label (B,)`` bundle ids; ``gallery_label (P,)`` product ids;
+        ``query (B, 3, Hq, Wq)`` uint8; ``catalogue (P, 3, Hg, Wg)`` uint8: every item's drawn products and
+        negatives, item after item; ``query_label (B,)`` bundle ids; ``catalogue_label (P,)`` product ids;
         ``query_products (B, L)`` long, -1 padded: every product of each bundle (also those not drawn);
         ``query_excluded (B, L')`` long, -1 padded: products never negatives of the bundle (its products,
         and other colour variants of its articles when masked). Masks are computed from these by the model
@@ -317,10 +317,10 @@ def collate_bundles(items: Sequence[dict]) -> dict[str, torch.Tensor]:
     """
     return {
         "query": torch.stack([item["query"] for item in items]),
-        "gallery": torch.cat([item["gallery"] for item in items]),
+        "catalogue": torch.cat([item["catalogue"] for item in items]),
         "query_label": torch.tensor([item["query_label"] for item in items], dtype=torch.long),
-        "gallery_label": torch.tensor(
-            [label for item in items for label in item["gallery_labels"]], dtype=torch.long
+        "catalogue_label": torch.tensor(
+            [label for item in items for label in item["catalogue_labels"]], dtype=torch.long
         ),
         "query_products": pad_labels([item["products"] for item in items]),
         "query_excluded": pad_labels([item["excluded"] for item in items]),

@@ -53,7 +53,7 @@ class DistillDataModule(ChallengeDataModule):
         """The student's images by set (:data:`DISTILL_SETS`): training bundle photos at the query size (or
         their garments, ``train_queries=garments``) and catalogue packshots at the catalogue size."""
         bundles = self.mining_query_loader().dataset
-        packshots = self.gallery_dataloader().dataset
+        packshots = self.catalogue_dataloader().dataset
         assert isinstance(bundles, ImageDataset) and isinstance(packshots, ImageDataset)
         return {"bundles": bundles, "packshots": packshots}
 
@@ -63,7 +63,7 @@ class DistillDataModule(ChallengeDataModule):
         training = self.training_bundles()
         return {
             "bundles": [f"{i}/{bundle_ids[b.bundle_label]}" for i, b in enumerate(training)],
-            "packshots": list(self.gallery_ids),
+            "packshots": list(self.catalogue_ids),
         }
 
     def set_teacher_targets(self, targets: Mapping[str, np.ndarray]) -> None:

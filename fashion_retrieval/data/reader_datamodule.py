@@ -74,12 +74,12 @@ class ReaderDataModule(pl.LightningDataModule):
         self.sampler_factory = sampler
 
     @property
-    def gallery_ids(self) -> list[str]:
+    def catalogue_ids(self) -> list[str]:
         return [f"{row}:{item}" for row, item in enumerate(self.validation_set.gallery.item_ids)]
 
     @property
-    def gallery_paths(self) -> list[str]:
-        """The gallery's image files, in :attr:`gallery_ids` order (a file repeats when it holds several
+    def catalogue_paths(self) -> list[str]:
+        """The gallery's image files, in :attr:`catalogue_ids` order (a file repeats when it holds several
         boxed items)."""
         return [str(p) for p in self.validation_set.gallery.paths]
 
@@ -121,9 +121,9 @@ class ReaderDataModule(pl.LightningDataModule):
             persistent_workers=hp.num_workers > 0,
         )
 
-    def gallery_dataloader(self) -> DataLoader:
+    def catalogue_dataloader(self) -> DataLoader:
         return self._eval_loader(self.validation_set.gallery)
 
     def val_dataloader(self) -> list[DataLoader]:
         """Two loaders: the validation queries (index 0) and the gallery (index 1)."""
-        return [self._eval_loader(self.validation_set.queries), self.gallery_dataloader()]
+        return [self._eval_loader(self.validation_set.queries), self.catalogue_dataloader()]

@@ -44,7 +44,7 @@ class TextQueries:
     """Queries against a gallery of products: ``texts[q]``, and for composed queries the gallery row of
     the query image ``image_rows[q]`` (``None``: text only); ``truth[q]`` lists relevant gallery rows."""
 
-    gallery_ids: list[str]
+    catalogue_ids: list[str]
     texts: list[str]
     truth: list[list[int]]
     image_rows: list[int] | None = None
@@ -59,13 +59,13 @@ def attribute_query_text(colour_group: str, pattern: str, category: str) -> str:
 
 
 def attribute_queries(
-    attributes: pd.DataFrame, gallery_ids: Sequence[str], num_queries: int, seed: int
+    attributes: pd.DataFrame, catalogue_ids: Sequence[str], num_queries: int, seed: int
 ) -> TextQueries:
     """Up to ``num_queries`` distinct attribute queries (:data:`QUERY_KEY`) drawn with ``seed`` from the
-    gallery products' own attributes; the truth of each is every gallery product with the same colour group,
+    gallery products' own attributes; the truth of each is every catalogue product with the same colour group,
     pattern and category. ``attributes``: :func:`~fashion_retrieval.data.captions.load_attributes`'s frame
-    (it must list every gallery product)."""
-    rows = attributes.loc[list(gallery_ids), list(QUERY_KEY)]
+    (it must list every catalogue product)."""
+    rows = attributes.loc[list(catalogue_ids), list(QUERY_KEY)]
     keys = list(rows.itertuples(index=False, name=None))
     members: dict[tuple[str, str, str], list[int]] = {}
     for row, key in enumerate(keys):
@@ -75,7 +75,7 @@ def attribute_queries(
     picked = rng.choice(len(distinct), size=min(num_queries, len(distinct)), replace=False)
     chosen = [distinct[int(i)] for i in picked]
     return TextQueries(
-        gallery_ids=list(gallery_ids),
+        catalogue_ids=list(catalogue_ids),
         texts=[attribute_query_text(*key) for key in chosen],
         truth=[members[key] for key in chosen],
     )
@@ -101,19 +101,19 @@ def requested_colour(text: str) -> str:
 def composed_queries(
     attributes: pd.DataFrame,
     articles: Mapping[str, str],
-    gallery_ids: Sequence[str],
+    catalogue_ids: Sequence[str],
     num_queries: int,
     seed: int,
 ) -> TextQueries:
-    """Up to ``num_queries`` composed queries drawn with ``seed``: the image of a gallery product and
+    """Up to ``num_queries`` composed queries drawn with ``seed``: the image of a catalogue product and
     ``"in <colour group>"``, whose one relevant product is the same article's variant in that colour.
 
     Candidates: every ordered pair (source, target) of variants of one article whose colour groups differ,
     the target's colour group naming no other variant of the article (so the answer is unique).
     """
-    groups = attributes.loc[list(gallery_ids), "colour_group"].tolist()
+    groups = attributes.loc[list(catalogue_ids), "colour_group"].tolist()
     by_article: dict[str, list[int]] = {}
-    for row, product in enumerate(gallery_ids):
+    for row, product in enumerate(catalogue_ids):
         if product in articles:
             by_article.setdefault(articles[product], []).append(row)
     candidates: list[tuple[int, int]] = []
@@ -128,7 +128,7 @@ def composed_queries(
     picked = rng.choice(len(candidates), size=min(num_queries, len(candidates)), replace=False)
     chosen = [candidates[int(i)] for i in sorted(picked)]
     return TextQueries(
-        gallery_ids=list(gallery_ids),
+        catalogue_ids=list(catalogue_ids),
         texts=[composed_query_text(groups[target]) for _, target in chosen],
         truth=[[target] for _, target in chosen],
         image_rows=[source for source, _ in chosen],

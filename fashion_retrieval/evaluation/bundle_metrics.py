@@ -24,7 +24,7 @@ def validation_metrics(
     cfg: DictConfig, datamodule: CatalogueData, queries: QuerySet, ranked: np.ndarray
 ) -> dict[str, float]:
     """``val_<validate.name>/...`` metrics of the validation bundles ``queries`` ranked as ``ranked (Q, k)``
-    gallery indices: overall, per query section and per product category."""
+    catalogue indices: overall, per query section and per product category."""
     assert queries.truth is not None
     truth = GroundTruth.from_lists(queries.truth)
     metrics = retrieval_metrics(ranked, truth, list(cfg.retrieval.ks))

@@ -126,8 +126,8 @@ class Rankings:
         self,
         rows: Sequence[int],
         image_paths: Mapping[str, str],
-        gallery_ids: Sequence[str],
-        gallery_paths: Sequence[str],
+        catalogue_ids: Sequence[str],
+        catalogue_paths: Sequence[str],
         k: int,
         truth_boxes: Mapping[tuple[str, str], Box] | None = None,
         max_missed: int = 0,
@@ -141,18 +141,18 @@ class Rankings:
             relevant = self.truth.items[self.truth.offsets[q] : self.truth.offsets[q + 1]].tolist()
             found = set(self.topk[q][self.hits[q]].tolist())
             boxes = tuple(
-                (truth_boxes[(bundle, gallery_ids[item])], item in found)
+                (truth_boxes[(bundle, catalogue_ids[item])], item in found)
                 for item in relevant
-                if truth_boxes and (bundle, gallery_ids[item]) in truth_boxes
+                if truth_boxes and (bundle, catalogue_ids[item]) in truth_boxes
             )
-            missed = [gallery_paths[item] for item in relevant if item not in found][:max_missed]
+            missed = [catalogue_paths[item] for item in relevant if item not in found][:max_missed]
             examples.append(
                 RetrievalExample(
                     bundle_id=bundle,
                     query_path=str(image_paths[bundle]),
                     query_box=None,
-                    products=[gallery_ids[g] for g in top],
-                    product_paths=[str(gallery_paths[g]) for g in top],
+                    products=[catalogue_ids[g] for g in top],
+                    product_paths=[str(catalogue_paths[g]) for g in top],
                     hits=[bool(h) for h in self.hits[q, : len(top)]],
                     num_relevant=int(self.truth.num_relevant[q]),
                     truth_boxes=boxes,

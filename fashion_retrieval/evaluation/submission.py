@@ -95,13 +95,13 @@ def write_test_submission(
     product_ids: Sequence[str],
     bundle_ids: Sequence[str],
     ranked: np.ndarray,
-    gallery_sections: np.ndarray,
+    catalogue_sections: np.ndarray,
     k: int,
 ) -> int:
     """Write the submission of every test bundle of ``catalogue``, in the test file's order: the searched
     ``bundle_ids`` with their ``(Q, k)`` int indices ``ranked`` into ``product_ids`` (``G`` ids, the index's),
     and each test bundle without a photo with its section's most popular products
-    (:func:`~fashion_retrieval.index.eligibility.popular_within_section`; ``gallery_sections (G,)`` int).
+    (:func:`~fashion_retrieval.index.eligibility.popular_within_section`; ``catalogue_sections (G,)`` int).
     Returns the number of bundles written."""
     if (ranked < 0).any():
         raise ValueError(f"fewer than {k} products are eligible for some bundle; the catalogue is too small")
@@ -110,7 +110,7 @@ def write_test_submission(
     sections = catalogue.bundle_sections()
     for bundle in catalogue.test_bundle_ids:
         if bundle not in rows:
-            rows[bundle] = popular_within_section(popularity, gallery_sections, sections[bundle], k)
+            rows[bundle] = popular_within_section(popularity, catalogue_sections, sections[bundle], k)
             if (rows[bundle] < 0).any():
                 raise ValueError(f"{bundle}: fewer than {k} products of its section {sections[bundle]}")
     filled = len(catalogue.test_bundle_ids) - len(bundle_ids)

@@ -53,9 +53,9 @@ def score_queries(scores: np.ndarray, queries: TextQueries, ks: Sequence[int]) -
     """Metrics of ``(Q, G)`` ``scores`` (higher is better; rows: ``queries``, columns: its gallery):
     ``recall@k``, ``hit_rate@k``, ``map@k`` for each ``k``, ``map@R``, ``num_queries`` and ``num_gallery``."""
     scores = np.asarray(scores)
-    if scores.shape != (len(queries), len(queries.gallery_ids)):
+    if scores.shape != (len(queries), len(queries.catalogue_ids)):
         raise ValueError(
-            f"scores {scores.shape} for {len(queries)} queries and {len(queries.gallery_ids)} products"
+            f"scores {scores.shape} for {len(queries)} queries and {len(queries.catalogue_ids)} products"
         )
     truth = GroundTruth.from_lists(queries.truth)
     depth = max(max(ks), int(truth.num_relevant.max(initial=0)))
@@ -65,7 +65,7 @@ def score_queries(scores: np.ndarray, queries: TextQueries, ks: Sequence[int]) -
     out = {f"{name}@{k}": metrics[f"{name}@{k}"] for name in REPORTED for k in ks}
     out["map@R"] = float(np.nanmean(average_precision_at_r(hits, truth.num_relevant)))
     out["num_queries"] = float(len(queries))
-    out["num_gallery"] = float(len(queries.gallery_ids))
+    out["num_gallery"] = float(len(queries.catalogue_ids))
     return out
 
 

@@ -11,7 +11,7 @@ The two entry points (docs/features.md):
 
 Example::
 
-    directory = ensure_features(encoder, datamodule.gallery_dataloader().dataset, datamodule.gallery_ids,
+    directory = ensure_features(encoder, datamodule.catalogue_dataloader().dataset, datamodule.catalogue_ids,
                                 "outputs/feature_cache", method="backbone_features")
     embeddings, ids = load_features(directory)
 """

@@ -66,14 +66,14 @@ class _PairBatches:
         if m.query_images is not None:  # given together with catalogue_images
             inputs = {
                 "query_image": m.query_images[query_rows],
-                "gallery_image": m.catalogue_images[product_rows],
+                "catalogue_image": m.catalogue_images[product_rows],
             }
         else:
-            inputs = {"query": m.query_features[query_rows], "gallery": m.catalogue_features[product_rows]}
+            inputs = {"query": m.query_features[query_rows], "catalogue": m.catalogue_features[product_rows]}
         return {
             **inputs,
             "query_row": query_rows,
-            "gallery_label": product_rows,
+            "catalogue_label": product_rows,
             "query_products": m.query_products[query_rows],
         }
 
@@ -123,12 +123,12 @@ class FeatureDataModule(pl.LightningDataModule):
         seed: shuffling seed (epoch ``e`` uses ``(seed, e)``).
         query_images, catalogue_images: ``(Q, 3, H, W)`` and ``(G, 3, H', W')`` uint8, the preprocessed images
             the features were computed from (row for row); given both, training batches carry
-            ``query_image`` / ``gallery_image`` instead of features, for a module with a
+            ``query_image`` / ``catalogue_image`` instead of features, for a module with a
             ``feature_extractor`` (the same head trained end to end through the frozen backbone). Same
             pairs, same batch order; validation batches keep the features.
 
-    Training batches: ``query (B, D)``, ``gallery (B, D)`` (the positive's catalogue features),
-    ``query_row (B,)``, ``gallery_label (B,)`` (product rows), ``query_products (B, L)`` (all product
+    Training batches: ``query (B, D)``, ``catalogue (B, D)`` (the positive's catalogue features),
+    ``query_row (B,)``, ``catalogue_label (B,)`` (product rows), ``query_products (B, L)`` (all product
     rows of each query, -1 padded). Validation batches: ``query (B, D)``, ``index (B,)`` (position in
     ``val_queries``).
     """

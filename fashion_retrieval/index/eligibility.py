@@ -21,7 +21,7 @@ from fashion_retrieval.index.faiss_index import PAD_SCORE, EmbeddingIndex
 __all__ = [
     "UNKNOWN_SECTION",
     "Eligibility",
-    "gallery_section_array",
+    "catalogue_section_array",
     "keep_allowed",
     "popular_within_section",
     "search_eligible",
@@ -31,21 +31,21 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Eligibility:
-    """Which gallery items each query may receive.
+    """Which catalogue items each query may receive.
 
-    ``query_sections (Q,)`` and ``gallery_sections (G,)`` int (``UNKNOWN_SECTION`` in the gallery matches
+    ``query_sections (Q,)`` and ``catalogue_sections (G,)`` int (``UNKNOWN_SECTION`` in the catalogue matches
     any query); optionally ``query_categories (Q, C)`` bool, the category codes each query may receive,
-    with ``gallery_categories (G,)`` int codes in ``[0, C)``.
+    with ``catalogue_categories (G,)`` int codes in ``[0, C)``.
     """
 
     query_sections: np.ndarray
-    gallery_sections: np.ndarray
+    catalogue_sections: np.ndarray
     query_categories: np.ndarray | None = None
-    gallery_categories: np.ndarray | None = None
+    catalogue_categories: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        if (self.query_categories is None) != (self.gallery_categories is None):
-            raise ValueError("query_categories and gallery_categories go together")
+        if (self.query_categories is None) != (self.catalogue_categories is None):
+            raise ValueError("query_categories and catalogue_categories go together")
         if self.query_categories is not None and len(self.query_categories) != len(self.query_sections):
             raise ValueError(
                 f"{len(self.query_categories)} category rows for {len(self.query_sections)} queries"
@@ -55,14 +55,18 @@ class Eligibility:
         """The constraints of a subset of the queries."""
         categories = None if self.query_categories is None else self.query_categories[rows]
         return Eligibility(
-            np.asarray(self.query_sections)[rows], self.gallery_sections, categories, self.gallery_categories
+            np.asarray(self.query_sections)[rows],
+            self.catalogue_sections,
+            categories,
+            self.catalogue_categories,
         )
 
     def allowed(self, candidates: np.ndarray) -> np.ndarray:
-        """``(Q, N)`` bool: which of the ``(Q, N)`` candidate gallery indices (``-1`` padding) are allowed."""
+        """``(Q, N)`` bool: which of the ``(Q, N)`` candidate catalogue indices (``-1`` padding) are
+        allowed."""
         valid = candidates >= 0
         safe = np.where(valid, candidates, 0)
-        sections = self.gallery_sections[safe]
+        sections = self.catalogue_sections[safe]
         query_sections = np.asarray(self.query_sections)[:, None]
         allowed = valid & ((sections == UNKNOWN_SECTION) | (sections == query_sections))
         return allowed & self.category_allowed(candidates)
@@ -70,9 +74,9 @@ class Eligibility:
     def category_allowed(self, candidates: np.ndarray) -> np.ndarray:
         """``(Q, N)`` bool: which candidates are of a category their query may receive (all ``True`` without
         a category mask; meaningless on ``-1`` padding)."""
-        if self.query_categories is None or self.gallery_categories is None:
+        if self.query_categories is None or self.catalogue_categories is None:
             return np.ones(np.shape(candidates), dtype=bool)
-        codes = self.gallery_categories[np.where(candidates >= 0, candidates, 0)]
+        codes = self.catalogue_categories[np.where(candidates >= 0, candidates, 0)]
         return np.take_along_axis(self.query_categories, codes, axis=1)
 
 
@@ -82,7 +86,7 @@ def keep_allowed(
     """The first ``k`` allowed candidates of each row, in rank order.
 
     Args:
-        candidates: ``(Q, N)`` int64 gallery indices in rank order, ``-1`` for padding.
+        candidates: ``(Q, N)`` int64 catalogue indices in rank order, ``-1`` for padding.
         scores: ``(Q, N)`` float32 their scores.
         allowed: ``(Q, N)`` bool.
         k: how many to keep.
@@ -108,7 +112,7 @@ def keep_allowed(
 def search_eligible(
     index: EmbeddingIndex, queries: np.ndarray, eligibility: Eligibility, k: int, depth: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` allowed gallery items per query ``(Q, D)``: ``(Q, k)`` int64 indices (``-1``-padded when
+    """Top-``k`` allowed catalogue items per query ``(Q, D)``: ``(Q, k)`` int64 indices (``-1``-padded when
     fewer qualify) and ``(Q, k)`` float32 scores.
 
     Searches ``depth`` candidates (default ``10 k``) and searches deeper only for the queries that the
@@ -131,28 +135,28 @@ def search_within_sections(
     index: EmbeddingIndex,
     queries: np.ndarray,
     query_sections: np.ndarray,
-    gallery_sections: np.ndarray,
+    catalogue_sections: np.ndarray,
     k: int,
     depth: int | None = None,
 ) -> np.ndarray:
-    """Top-``k`` gallery indices per query ``(Q, D)`` that respect sections; ``(Q, k)`` int64."""
-    eligibility = Eligibility(np.asarray(query_sections), gallery_sections)
+    """Top-``k`` catalogue indices per query ``(Q, D)`` that respect sections; ``(Q, k)`` int64."""
+    eligibility = Eligibility(np.asarray(query_sections), catalogue_sections)
     return search_eligible(index, queries, eligibility, k, depth)[0]
 
 
-def gallery_section_array(gallery_ids: list[str], product_sections: dict[str, int]) -> np.ndarray:
-    """``(G,)`` int64 section per gallery item, ``UNKNOWN_SECTION`` where no training match tells it."""
-    return np.array([product_sections.get(pid, UNKNOWN_SECTION) for pid in gallery_ids], dtype=np.int64)
+def catalogue_section_array(catalogue_ids: list[str], product_sections: dict[str, int]) -> np.ndarray:
+    """``(G,)`` int64 section per catalogue item, ``UNKNOWN_SECTION`` where no training match tells it."""
+    return np.array([product_sections.get(pid, UNKNOWN_SECTION) for pid in catalogue_ids], dtype=np.int64)
 
 
 def popular_within_section(
-    popularity: np.ndarray, gallery_sections: np.ndarray, section: int, k: int
+    popularity: np.ndarray, catalogue_sections: np.ndarray, section: int, k: int
 ) -> np.ndarray:
-    """``(k,)`` int64: the ``k`` most popular gallery items ``section`` may receive (its own and unknown
-    sections), ties in gallery order, ``-1``-padded; for a bundle with nothing to search (no photo).
+    """``(k,)`` int64: the ``k`` most popular catalogue items ``section`` may receive (its own and unknown
+    sections), ties in catalogue order, ``-1``-padded; for a bundle with nothing to search (no photo).
 
-    ``popularity (G,)``: e.g. training matches per product; ``gallery_sections (G,)`` int.
+    ``popularity (G,)``: e.g. training matches per product; ``catalogue_sections (G,)`` int.
     """
-    eligible = np.flatnonzero((gallery_sections == section) | (gallery_sections == UNKNOWN_SECTION))
+    eligible = np.flatnonzero((catalogue_sections == section) | (catalogue_sections == UNKNOWN_SECTION))
     order = eligible[np.argsort(-np.asarray(popularity)[eligible], kind="stable")][:k]
     return np.concatenate([order, np.full(k - len(order), -1)]).astype(np.int64)

@@ -1,4 +1,4 @@
-"""Offline hard-negative mining: for each query, the most similar gallery items that are not its matches.
+"""Offline hard-negative mining: for each query, the most similar catalogue items that are not its matches.
 
 Exact search in query chunks (a ``(chunk, G)`` block at a time, never ``Q x G``); no FAISS needed for
 catalogue-sized galleries. The results feed the sampler that adds mined packshots to training batches.
@@ -21,7 +21,7 @@ def _ids_per_row(name: str, rows: Sequence[Sequence[int]], count: int, limit: in
         ids = ids[ids >= 0]
         if ids.size and ids.max() >= limit:
             raise ValueError(
-                f"{name} holds gallery index {int(ids.max())}, but the gallery has {limit} items"
+                f"{name} holds catalogue index {int(ids.max())}, but the catalogue has {limit} items"
             )
         out.append(ids)
     return out
@@ -58,26 +58,26 @@ def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def mine_hard_negatives(
     query_embeddings: np.ndarray,
-    gallery_embeddings: np.ndarray,
+    catalogue_embeddings: np.ndarray,
     positives: Sequence[Sequence[int]],
     num_negatives: int,
     query_sections: np.ndarray | None = None,
-    gallery_sections: np.ndarray | None = None,
+    catalogue_sections: np.ndarray | None = None,
     exclude: Sequence[Sequence[int]] | None = None,
     skip_top: int = 0,
     chunk_size: int = 1024,
 ) -> np.ndarray:
-    """The ``num_negatives`` most similar gallery items of each query that are neither positive nor excluded.
+    """The ``num_negatives`` most similar catalogue items of each query, neither positive nor excluded.
 
     Args:
         query_embeddings: ``(Q, D)`` float32, L2-normalised (similarity is the dot product).
-        gallery_embeddings: ``(G, D)`` float32, L2-normalised.
-        positives: per query, the gallery indices of its true matches (never returned; -1 is padding).
+        catalogue_embeddings: ``(G, D)`` float32, L2-normalised.
+        positives: per query, the catalogue indices of its true matches (never returned; -1 is padding).
         num_negatives: how many negatives per query.
-        query_sections: ``(Q,)`` int, e.g. the category of the query; with ``gallery_sections``, a query
+        query_sections: ``(Q,)`` int, e.g. the category of the query; with ``catalogue_sections``, a query
             only gets negatives of its own section. -1 (unknown) on either side matches every section.
-        gallery_sections: ``(G,)`` int, the section of each gallery item.
-        exclude: per query, more gallery indices never to return (other colours of the same article...).
+        catalogue_sections: ``(G,)`` int, the section of each catalogue item.
+        exclude: per query, more catalogue indices never to return (other colours of the same article...).
         skip_top: drop the ``skip_top`` most similar remaining items before taking negatives. The very top
             "negatives" are often true matches that the annotations miss (an unlabelled product of the
             bundle, a near-duplicate packshot); training against them teaches the model to push real
@@ -86,34 +86,34 @@ def mine_hard_negatives(
         chunk_size: queries per block; memory is ``chunk_size x G`` float32.
 
     Returns:
-        ``(Q, num_negatives)`` int64 gallery indices, most similar first, ties to the lowest index, padded
+        ``(Q, num_negatives)`` int64 catalogue indices, most similar first, ties to the lowest index, padded
         with -1 when a query has fewer candidates.
     """
     query = np.asarray(query_embeddings, dtype=np.float32)
-    gallery = np.asarray(gallery_embeddings, dtype=np.float32)
-    if query.ndim != 2 or gallery.ndim != 2 or query.shape[1] != gallery.shape[1]:
+    catalogue = np.asarray(catalogue_embeddings, dtype=np.float32)
+    if query.ndim != 2 or catalogue.ndim != 2 or query.shape[1] != catalogue.shape[1]:
         raise ValueError(
-            f"embeddings must be (Q, D) and (G, D) with one D; got {query.shape}, {gallery.shape}"
+            f"embeddings must be (Q, D) and (G, D) with one D; got {query.shape}, {catalogue.shape}"
         )
     if num_negatives < 0 or skip_top < 0 or chunk_size < 1:
         raise ValueError(
             f"need num_negatives >= 0, skip_top >= 0, chunk_size >= 1; got {num_negatives}, {skip_top}, "
             f"{chunk_size}"
         )
-    if not (np.isfinite(query).all() and np.isfinite(gallery).all()):
+    if not (np.isfinite(query).all() and np.isfinite(catalogue).all()):
         raise ValueError("embeddings hold NaN or inf")
-    (num_queries, _), (num_gallery, _) = query.shape, gallery.shape
+    (num_queries, _), (num_gallery, _) = query.shape, catalogue.shape
     positive_ids = _ids_per_row("positives", positives, num_queries, num_gallery)
     excluded_ids = _ids_per_row("exclude", exclude, num_queries, num_gallery) if exclude is not None else None
-    if (query_sections is None) != (gallery_sections is None):
-        raise ValueError("give both query_sections and gallery_sections, or neither")
+    if (query_sections is None) != (catalogue_sections is None):
+        raise ValueError("give both query_sections and catalogue_sections, or neither")
     if query_sections is not None:
         query_sections = np.asarray(query_sections).reshape(-1)
-        gallery_sections = np.asarray(gallery_sections).reshape(-1)
-        if query_sections.shape != (num_queries,) or gallery_sections.shape != (num_gallery,):
+        catalogue_sections = np.asarray(catalogue_sections).reshape(-1)
+        if query_sections.shape != (num_queries,) or catalogue_sections.shape != (num_gallery,):
             raise ValueError(
                 f"sections must be ({num_queries},) and ({num_gallery},); got {query_sections.shape}, "
-                f"{gallery_sections.shape}"
+                f"{catalogue_sections.shape}"
             )
 
     result = np.full((num_queries, num_negatives), -1, dtype=np.int64)
@@ -122,7 +122,7 @@ def mine_hard_negatives(
         return result
     for start in range(0, num_queries, chunk_size):
         stop = min(start + chunk_size, num_queries)
-        scores = query[start:stop] @ gallery.T
+        scores = query[start:stop] @ catalogue.T
         banned = [positive_ids[start:stop]] + ([excluded_ids[start:stop]] if excluded_ids is not None else [])
         for lists in banned:
             rows = np.repeat(np.arange(stop - start), [len(ids) for ids in lists])
@@ -130,7 +130,7 @@ def mine_hard_negatives(
             scores[rows, columns] = -np.inf
         if query_sections is not None:
             own = query_sections[start:stop, None]
-            other = (gallery_sections[None, :] != own) & (gallery_sections[None, :] != -1) & (own != -1)
+            other = (catalogue_sections[None, :] != own) & (catalogue_sections[None, :] != -1) & (own != -1)
             scores[other] = -np.inf
         columns, values = _top_k_rows(scores, k)
         columns, values = columns[:, skip_top:], values[:, skip_top:]

@@ -90,15 +90,15 @@ class FeatureAdapterModule(pl.LightningModule):
         weight_averaging: a weight-averaging callback (Lightning's ``StochasticWeightAveraging``,
             :class:`~fashion_retrieval.callbacks.EMAWeightAveraging`) added by :meth:`configure_callbacks`.
         feature_extractor: a frozen ``images -> features`` module (:class:`FrozenFeatureExtractor`), used for
-            batches that carry ``query_image`` / ``gallery_image`` instead of features: the same head trained
-            end to end through the frozen backbone.
+            batches that carry ``query_image`` / ``catalogue_image`` instead of features: the same head
+            trained end to end through the frozen backbone.
 
     Training batches (:class:`~fashion_retrieval.features.datamodule.FeatureDataModule`): ``query (B, D)``
-    or ``query_image``, ``gallery (B, D)`` or ``gallery_image`` (each pair's product), ``gallery_label (B,)``
-    product rows, ``query_products (B, L)`` every product row of each query, -1 padded. Validation batches:
-    ``query`` or ``query_image`` and ``index (B,)``; the adapted queries are scored by a
-    :class:`~fashion_retrieval.callbacks.FeatureAdapterEvaluator` in the trainer (metrics live in callbacks,
-    as for :class:`~fashion_retrieval.models.module.RetrievalModule`).
+    or ``query_image``, ``catalogue (B, D)`` or ``catalogue_image`` (each pair's product),
+    ``catalogue_label (B,)`` product rows, ``query_products (B, L)`` every product row of each query, -1
+    padded. Validation batches: ``query`` or ``query_image`` and ``index (B,)``; the adapted queries are
+    scored by a :class:`~fashion_retrieval.callbacks.FeatureAdapterEvaluator` in the trainer (metrics live in
+    callbacks, as for :class:`~fashion_retrieval.models.module.RetrievalModule`).
     """
 
     def __init__(
@@ -203,7 +203,7 @@ class FeatureAdapterModule(pl.LightningModule):
     # -- training ------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.batch_loss(batch)
-        size = int(batch["gallery_label"].shape[0])
+        size = int(batch["catalogue_label"].shape[0])
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         temperature = getattr(self.loss, "current_temperature", None)
         if temperature is not None:
@@ -213,8 +213,8 @@ class FeatureAdapterModule(pl.LightningModule):
     def batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The loss of a batch: noisy, mixed queries against the batch's distinct products and the bank."""
         query = self._features(batch, "query")
-        gallery = self._features(batch, "gallery")
-        labels, products = batch["gallery_label"].long(), batch["query_products"].long()
+        gallery = self._features(batch, "catalogue")
+        labels, products = batch["catalogue_label"].long(), batch["query_products"].long()
         query = feature_noise(query, self.noise_std)
         query, partner, lam = mix_embeddings(query, self.mixup_probability, self.mixup_alpha)
         queries = self.embed_queries(query)

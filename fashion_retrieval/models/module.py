@@ -27,7 +27,7 @@ QUERY_LOADER, GALLERY_LOADER = 0, 1
 
 def image_keys(batch: dict[str, torch.Tensor]) -> tuple[str, ...]:
     """The keys of a training batch's images, in the order :meth:`RetrievalModule.batch_loss` embeds them."""
-    return ("image",) if "label" in batch else ("query", "gallery")
+    return ("image",) if "label" in batch else ("query", "catalogue")
 
 
 class Pairs(NamedTuple):
@@ -167,8 +167,8 @@ class RetrievalModule(pl.LightningModule):
         number of anchors and, when distilling, this process's pooled backbone features of the batch's
         images (:func:`image_keys`; else an empty list).
 
-        Two kinds of batch: bundle batches (keys ``query``, ``gallery``, ``query_products``,
-        ``query_excluded``, ``gallery_label``: :func:`fashion_retrieval.data.datasets.collate_bundles`) and
+        Two kinds of batch: bundle batches (keys ``query``, ``catalogue``, ``query_products``,
+        ``query_excluded``, ``catalogue_label``: :func:`fashion_retrieval.data.datasets.collate_bundles`) and
         labelled batches (``image``, ``label``:
         :class:`fashion_retrieval.data.datasets.LabelledImageDataset`), whose images are scored against each
         other (:meth:`labelled_pairs`). Both end as an anchor x candidate batch with masks, which every
@@ -202,9 +202,9 @@ class RetrievalModule(pl.LightningModule):
     def bundle_pairs(self, batch: dict[str, torch.Tensor], features: list[torch.Tensor]) -> Pairs:
         """Bundles against the batch's packshots; masks from product ids (:func:`pair_masks`)."""
         query = self.embed(batch["query"], features)
-        gallery = self.embed(batch["gallery"], features)
+        gallery = self.embed(batch["catalogue"], features)
         query_products, query_excluded = batch["query_products"], batch["query_excluded"]
-        gallery_labels = batch["gallery_label"]
+        gallery_labels = batch["catalogue_label"]
         if is_distributed():
             query = all_gather_uneven(query, keep_grad=True)
             gallery = all_gather_uneven(gallery, keep_grad=True)

@@ -1,4 +1,4 @@
-"""``baselines``: what the fine-tuned model must beat, on the same validation bundles and gallery.
+"""``baselines``: what the fine-tuned model must beat, on the same validation bundles and catalogue.
 
 - ``random``: a random ranking (random unit vectors through the same section-aware search);
 - ``colour_histogram``: global HSV histograms, Bhattacharyya similarity;
@@ -40,33 +40,35 @@ def frozen_embeddings(
     """``(Q, D)`` validation bundle and ``(G, D)`` catalogue pooled backbone features of a frozen ``encoder``
     (through ``cache`` when given, keyed by weights, preprocessing and files)."""
     queries = datamodule.query_dataloader("val").dataset
-    gallery = datamodule.gallery_dataloader().dataset
+    catalogue = datamodule.catalogue_dataloader().dataset
     if cache is None:
         return (
             embed_loader(encoder.backbone_features, datamodule.query_dataloader("val")),
-            embed_loader(encoder.backbone_features, datamodule.gallery_dataloader()),
+            embed_loader(encoder.backbone_features, datamodule.catalogue_dataloader()),
         )
     query_ids = [f"val/{b}" for b in datamodule.query_set("val").bundle_ids]
     return (
         image_features(cache, encoder, queries, query_ids, METHOD),
-        image_features(cache, encoder, gallery, datamodule.gallery_ids, METHOD),
+        image_features(cache, encoder, catalogue, datamodule.catalogue_ids, METHOD),
     )
 
 
 def baseline_embeddings(
     name: str, cfg: DictConfig, datamodule: ChallengeDataModule, encoder: ImageEncoder | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(Q, D)`` query and ``(G, D)`` gallery embeddings of one baseline (``pretrained``: ``encoder``)."""
+    """``(Q, D)`` query and ``(G, D)`` catalogue embeddings of one baseline (``pretrained``: ``encoder``)."""
     queries = datamodule.query_set("val")
-    gallery_paths = datamodule.gallery_paths
+    catalogue_paths = datamodule.catalogue_paths
     if name == "random":
         rng = np.random.default_rng(cfg.seed)
-        vectors = rng.standard_normal((len(queries.bundle_ids) + len(gallery_paths), 64)).astype(np.float32)
+        vectors = rng.standard_normal((len(queries.bundle_ids) + len(catalogue_paths), 64)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors[: len(queries.bundle_ids)], vectors[len(queries.bundle_ids) :]
     if name == "colour_histogram":
         query_crop = datamodule.hparams.query_crop  # the region the trained model sees, for a fair comparison
-        return histogram_embeddings(queries.image_paths, crop=query_crop), histogram_embeddings(gallery_paths)
+        return histogram_embeddings(queries.image_paths, crop=query_crop), histogram_embeddings(
+            catalogue_paths
+        )
     if name == "pretrained":
         torch.manual_seed(cfg.seed)
         encoder = encoder if encoder is not None else instantiate(cfg.model.encoder).eval()
@@ -87,7 +89,7 @@ def baselines(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     datamodule: ChallengeDataModule = instantiate(cfg.data)
     datamodule.setup()
     queries = datamodule.query_set("val")
-    gallery_sections = datamodule.gallery_section_array()
+    catalogue_sections = datamodule.catalogue_section_array()
     real_settings = real_photo_settings(cfg)
     rows = [(name, None) for name in cfg.baselines.names]
     rows += [(f"frozen_{name}", node) for name, node in (cfg.baselines.get("backbones") or {}).items()]
@@ -98,15 +100,17 @@ def baselines(cfg: DictConfig, context: RunContext) -> dict[str, float]:
             torch.manual_seed(cfg.seed)  # a backbone without pretrained weights: the same draw every run
             encoder = instantiate((cfg.model if model is None else model).encoder).eval()
         if model is None:
-            query_embeddings, gallery_embeddings = baseline_embeddings(name, cfg, datamodule, encoder)
+            query_embeddings, catalogue_embeddings = baseline_embeddings(name, cfg, datamodule, encoder)
         else:
-            query_embeddings, gallery_embeddings = frozen_embeddings(encoder, datamodule, baseline_cache(cfg))
+            query_embeddings, catalogue_embeddings = frozen_embeddings(
+                encoder, datamodule, baseline_cache(cfg)
+            )
         scores = evaluate_embeddings(
             query_embeddings,
-            gallery_embeddings,
-            datamodule.gallery_ids,
+            catalogue_embeddings,
+            datamodule.catalogue_ids,
             np.asarray(queries.sections),
-            gallery_sections,
+            catalogue_sections,
             queries.truth,
             cfg.retrieval.ks,
         )

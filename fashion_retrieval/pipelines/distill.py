@@ -150,11 +150,11 @@ def teacher_scores(
     query_ids = [f"val/{i}/{b}" for i, b in enumerate(queries.bundle_ids)]
     embeddings = teacher.embed(loader.dataset, query_ids, cache)
     assert queries.truth is not None
-    sections = datamodule.gallery_section_array()
+    sections = datamodule.catalogue_section_array()
     scores = evaluate_embeddings(
         embeddings,
         packshots,
-        datamodule.gallery_ids,
+        datamodule.catalogue_ids,
         np.asarray(queries.sections),
         sections,
         queries.truth,

@@ -52,13 +52,13 @@ def parity_metrics(
     limit = int(cfg.export_onnx.sample)
     if not datamodule.cat.searchable_test_bundle_ids:
         raise ValueError(f"{datamodule.data_dir}: no test bundle photo to check the export's parity on")
-    packshots = paired_embeddings(reference, candidate, datamodule.gallery_dataloader(), limit)
+    packshots = paired_embeddings(reference, candidate, datamodule.catalogue_dataloader(), limit)
     photos = paired_embeddings(reference, candidate, datamodule.query_dataloader("test"), limit)
     cosines = np.concatenate([embedding_cosines(*packshots), embedding_cosines(*photos)])
     onnx_catalogue = embed_loader(
-        candidate, datamodule.gallery_dataloader(), description="embedding the catalogue (ONNX)"
+        candidate, datamodule.catalogue_dataloader(), description="embedding the catalogue (ONNX)"
     )
-    onnx_index = EmbeddingIndex(onnx_catalogue, datamodule.gallery_ids, spec=instantiate(cfg.index.spec))
+    onnx_index = EmbeddingIndex(onnx_catalogue, datamodule.catalogue_ids, spec=instantiate(cfg.index.spec))
     torch_ranked = Retriever(cfg, reference, datamodule, index).search_split("test").ranked
     onnx_ranked = Retriever(cfg, candidate, datamodule, onnx_index).search_split("test").ranked
     k = int(cfg.retrieval.k)

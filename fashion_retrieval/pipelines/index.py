@@ -37,8 +37,8 @@ def build_index_sharded(
 ) -> EmbeddingIndex | None:
     """Embed the catalogue into ``cache`` (every rank of a distributed run takes part), then, on the first
     process only, build the ``spec`` index shard by shard into ``index_dir``; ``None`` on the others."""
-    dataset = datamodule.gallery_dataloader().dataset
-    directory = cache.get_or_compute(encoder, dataset, datamodule.gallery_ids)
+    dataset = datamodule.catalogue_dataloader().dataset
+    directory = cache.get_or_compute(encoder, dataset, datamodule.catalogue_ids)
     if not is_launch_leader():
         return None
     manifest = read_manifest(directory)
@@ -49,7 +49,7 @@ def build_index_sharded(
         int(manifest["dim"]),
         checkpoint,
         spec,
-        datamodule.gallery_paths,
+        datamodule.catalogue_paths,
     )
     log_index(index, spec, index_dir)
     return index

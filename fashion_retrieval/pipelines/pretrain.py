@@ -51,7 +51,7 @@ def challenge_images(cfg: DictConfig, sets: list[str]) -> dict[str, list[str]]:
     datamodule.setup()
     images: dict[str, list[str]] = {}
     if "packshots" in sets:
-        images["packshots"] = datamodule.gallery_paths
+        images["packshots"] = datamodule.catalogue_paths
     if "bundles" in sets:
         photos = datamodule.cat.bundle_paths()
         images["bundles"] = [photos[bundle] for bundle in datamodule.train_bundle_ids]

@@ -63,7 +63,7 @@ def self_train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         return found.ranked, found.scores
 
     ranked, _, pseudo, rows = configured_passes(
-        settings, search, base, queries.sections, len(datamodule.gallery_ids)
+        settings, search, base, queries.sections, len(datamodule.catalogue_ids)
     )
     metrics: dict[str, float] = {
         "self_train/pseudo_pairs": float(sum(len(p) for p in pseudo.values())),

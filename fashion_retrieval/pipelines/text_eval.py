@@ -91,9 +91,9 @@ def text_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     )
     documents = [" ".join(captions[p]) for p in gallery]
     paths = dict(zip(product_ids, catalogue.product_paths))
-    gallery_paths = [paths[p] for p in gallery]
-    image = backbone_embeddings(cfg, gallery_paths)
-    histogram = histogram_embeddings(gallery_paths)
+    catalogue_paths = [paths[p] for p in gallery]
+    image = backbone_embeddings(cfg, catalogue_paths)
+    histogram = histogram_embeddings(catalogue_paths)
     categories = attributes.loc[gallery, "category"].tolist()
 
     def text_only(queries: TextQueries) -> np.ndarray:
@@ -116,7 +116,7 @@ def text_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         # The model must not have trained on these products: train-text holds out text_eval's split
         # (text.heldout_* default to text_eval.*), which the caller keeps when scoring it.
         model = load_dual_encoder(settings.ckpt_path)
-        products = model.embed_products(gallery_paths)
+        products = model.embed_products(catalogue_paths)
         weight = float(settings.text_weight)
         methods["attribute"]["dual_encoder"] = lambda queries: model_scores(model, queries, products)
         methods["composed"]["dual_encoder"] = lambda queries: model_scores(model, queries, products, weight)

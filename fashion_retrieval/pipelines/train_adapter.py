@@ -188,9 +188,11 @@ class AdapterFeatures:
 
     def catalogue(self) -> tuple[Path, np.ndarray]:
         """The catalogue's cache directory and ``(G, D)`` features, in catalogue order."""
-        directory = self._features(lambda dm: dm.gallery_dataloader().dataset, self.datamodule.gallery_ids)
+        directory = self._features(
+            lambda dm: dm.catalogue_dataloader().dataset, self.datamodule.catalogue_ids
+        )
         features, ids = load_features(directory)
-        if list(ids) != self.datamodule.gallery_ids:
+        if list(ids) != self.datamodule.catalogue_ids:
             raise ValueError(f"feature cache {directory} does not hold this catalogue's products in order")
         return directory, features
 
@@ -253,7 +255,7 @@ def training_pairs(
         for product in products
     ]
     chosen = closest_crops(crop_features, crops.bundle_rows, catalogue, np.asarray(matches))
-    product_ids = datamodule.gallery_ids
+    product_ids = datamodule.catalogue_ids
     pairs = [(ids[c], product_ids[p]) for c, (_, p) in zip(chosen.tolist(), matches) if c >= 0]
     log.info(
         "train-adapter: %d pseudo pairs from %d crops of %d bundles", len(pairs), len(ids), len(train_ids)
@@ -367,7 +369,7 @@ def train_adapter(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     module, fit_metrics = fit_head(cfg, context, query_dir, catalogue_dir, pairs, backbone)
     metrics.update(fit_metrics)
     index = EmbeddingIndex(
-        apply_head(module, catalogue, "catalogue"), datamodule.gallery_ids, spec=instantiate(cfg.index.spec)
+        apply_head(module, catalogue, "catalogue"), datamodule.catalogue_ids, spec=instantiate(cfg.index.spec)
     )
     val_ids = datamodule.query_set("val").bundle_ids
 
@@ -408,7 +410,7 @@ def self_train_on_validation(cfg: DictConfig, retriever: Retriever) -> dict[str,
         return found.ranked, found.scores
 
     ranked, _, pseudo, _ = configured_passes(
-        cfg.self_train, search, base, queries.sections, len(datamodule.gallery_ids)
+        cfg.self_train, search, base, queries.sections, len(datamodule.catalogue_ids)
     )
     assert queries.truth is not None
     metrics = validation_metrics(cfg, datamodule, queries, ranked)

@@ -132,9 +132,9 @@ def packshot_features(cfg: DictConfig, encoder: ImageEncoder, datamodule: Captio
             f"text.features=cache needs an ImageEncoder (one backbone), not {type(encoder).__name__}"
         )
     backbone = encoder.backbone.requires_grad_(False).eval()
-    packshots = datamodule.gallery_dataloader()
+    packshots = datamodule.catalogue_dataloader()
     if cfg.features.enabled:
-        return image_features(feature_cache(cfg), backbone, packshots.dataset, datamodule.gallery_ids)  # type: ignore[arg-type]
+        return image_features(feature_cache(cfg), backbone, packshots.dataset, datamodule.catalogue_ids)  # type: ignore[arg-type]
     loader = DataLoader(packshots.dataset, batch_size=packshots.batch_size, shuffle=False)
     with torch.no_grad():
         return embed_loader(backbone, loader)

@@ -77,7 +77,7 @@ class BundleStatistics:
         embeddings: np.ndarray | None = None,
         pseudo: bool = False,
     ) -> BundleStatistics:
-        """Bundles from their gallery indices ``products`` (one iterable per bundle, ``-1`` ignored)."""
+        """Bundles from their catalogue indices ``products`` (one iterable per bundle, ``-1`` ignored)."""
         from scipy import sparse
 
         rows, columns = [], []
@@ -182,9 +182,9 @@ def cooccurrence_bonus(
 
     Args:
         cooccurrence: ``(G, G)`` counts from :func:`cooccurrence_counts`.
-        candidates: ``(N,)`` int gallery indices, ``-1`` padding (bonus 0).
-        strong: ``(S,)`` int gallery indices of the bundle's strong candidates (``-1`` ignored).
-        own: gallery indices the bundle itself contributed to the counts (its pseudo pairs): taken out
+        candidates: ``(N,)`` int catalogue indices, ``-1`` padding (bonus 0).
+        strong: ``(S,)`` int catalogue indices of the bundle's strong candidates (``-1`` ignored).
+        own: catalogue indices the bundle itself contributed to the counts (its pseudo pairs): taken out
             first, so a bundle never votes for itself.
 
     Returns:
@@ -260,7 +260,7 @@ def similar_bundle_bonus(
     """Share of the neighbours' similarity that lists each candidate (module docstring).
 
     ``neighbours (M,)`` rows of ``products (B, G)`` (``-1`` ignored), ``similarities (M,)`` their cosine
-    (clipped at 0 as weights), ``candidates (N,)`` gallery indices (``-1``: bonus 0). Returns ``(N,)``
+    (clipped at 0 as weights), ``candidates (N,)`` catalogue indices (``-1``: bonus 0). Returns ``(N,)``
     float32 in ``[0, 1]``.
     """
     neighbours = np.asarray(neighbours, dtype=np.int64)
@@ -438,7 +438,8 @@ def pseudo_statistics(
     embeddings: np.ndarray | None = None,
 ) -> BundleStatistics:
     """Pseudo-labelled bundles as known bundles: those of ``bundle_ids`` (with ``sections (Qb,)`` and
-    whole-photo ``embeddings (Qb, D)``) that have at least one predicted gallery index in ``predictions``."""
+    whole-photo ``embeddings (Qb, D)``) that have at least one predicted catalogue index in
+    ``predictions``."""
     kept = np.array([len(predictions.get(b, ())) > 0 for b in bundle_ids], dtype=bool)
     ids = [b for b, keep in zip(bundle_ids, kept) if keep]
     return BundleStatistics.from_lists(

@@ -2,16 +2,17 @@
 
 A step is any callable ``step(candidates, scores, context) -> (candidates, scores)``:
 
-* ``candidates``: ``(Q, N)`` int64 gallery indices in rank order, ``-1`` padding at the end of a row;
+* ``candidates``: ``(Q, N)`` int64 catalogue indices in rank order, ``-1`` padding at the end of a row;
 * ``scores``: ``(Q, N)`` float32, non-negative (the chain maps the search's cosine similarities, which can
   be negative, to ``(s + 1) / 2`` before the first step, so multiplying by a factor below one always
   demotes); ``PAD_SCORE`` on padding;
-* ``context``: a :class:`RerankContext`, what steps may know about the queries and the gallery.
+* ``context``: a :class:`RerankContext`, what steps may know about the queries and the catalogue.
 
 It returns both re-scored and re-sorted (descending, stable, padding last; :func:`resort`), same shape; it may
 drop candidates (index ``-1``, score ``PAD_SCORE``) but never adds any. A learned pairwise re-ranker is one
-more step: it reads the pairs ``(query i, gallery candidates[i, j])`` from the context (paths, boxes), scores
-them and returns :func:`resort` of its scores. Steps are configured in ``conf/reranker/`` (docs/reranking.md).
+more step: it reads the pairs ``(query i, catalogue candidates[i, j])`` from the context (paths, boxes),
+scores them and returns :func:`resort` of its scores. Steps are configured in ``conf/reranker/``
+(docs/reranking.md).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def check_factor(step: str, name: str, value: float) -> float:
 
 
 @dataclass(frozen=True)
-class GalleryMetadata:
+class CatalogueMetadata:
     """What steps may read about the catalogue besides sections and categories.
 
     ``paths``: ``G`` packshot image paths; ``articles``: ``(G,)`` int64 article code per product (colour
@@ -54,7 +55,7 @@ class GalleryMetadata:
     codes: np.ndarray | None = None
 
     @classmethod
-    def from_catalogue(cls, catalogue: Catalogue) -> GalleryMetadata:
+    def from_catalogue(cls, catalogue: Catalogue) -> CatalogueMetadata:
         """Packshot paths and article codes of the catalogue's products (in catalogue order); a product
         without an article is an article of its own."""
         products = [str(p) for p in catalogue.products["product_asset_id"]]
@@ -71,10 +72,10 @@ class GalleryMetadata:
 
 @dataclass(frozen=True)
 class RerankContext:
-    """What a step may need about ``Q`` queries and the gallery.
+    """What a step may need about ``Q`` queries and the catalogue.
 
-    ``eligibility``: query sections ``(Q,)``, gallery sections ``(G,)`` and, when queries carry detector
-    labels, the categories each query may receive ``(Q, C)`` bool with gallery category codes ``(G,)``.
+    ``eligibility``: query sections ``(Q,)``, catalogue sections ``(G,)`` and, when queries carry detector
+    labels, the categories each query may receive ``(Q, C)`` bool with catalogue category codes ``(G,)``.
     ``labelled``: ``(Q,)`` bool, whether the query's label maps to categories of this catalogue (``None``: no
     query has a label, e.g. whole photos). ``query_paths``: ``Q`` photo paths; ``query_boxes``: ``Q`` pixel
     boxes in them (``None`` entries or ``None``: the whole photo). ``query_bundles``: ``(Q,)`` int, the
@@ -88,7 +89,7 @@ class RerankContext:
     query_paths: Sequence[str]
     query_boxes: Sequence[Box | None] | None = None
     labelled: np.ndarray | None = None
-    gallery: GalleryMetadata = field(default_factory=GalleryMetadata)
+    catalogue: CatalogueMetadata = field(default_factory=CatalogueMetadata)
     query_bundles: np.ndarray | None = None
     query_timestamps: np.ndarray | None = None
     query_codes: np.ndarray | None = None

@@ -47,7 +47,7 @@ def _candidate_values(values: np.ndarray, candidates: np.ndarray, missing: float
 
 class TimestampPrior:
     """Score x ``floor + (1 - floor) exp(-dt^2 / 2 sigma^2)``, ``dt = |bundle ts - packshot ts|`` in days.
-    Needs ``RerankContext.query_timestamps`` and ``GalleryMetadata.timestamps``."""
+    Needs ``RerankContext.query_timestamps`` and ``CatalogueMetadata.timestamps``."""
 
     def __init__(self, floor: float = 0.7, sigma_days: float = 30.0) -> None:
         self.floor, self.sigma_days = float(floor), float(sigma_days)
@@ -61,13 +61,13 @@ class TimestampPrior:
 
     def factors(self, candidates: np.ndarray, context: RerankContext) -> np.ndarray:
         """``(Q, N)`` float32 factor of each candidate (1 where a timestamp is missing)."""
-        query, gallery = context.query_timestamps, context.gallery.timestamps
-        if query is None or gallery is None or np.isnan(query).all() or np.isnan(gallery).all():
+        query, catalogue = context.query_timestamps, context.catalogue.timestamps
+        if query is None or catalogue is None or np.isnan(query).all() or np.isnan(catalogue).all():
             if not self._warned:
                 log.warning("TimestampPrior: the data has no image timestamps; scores are left unchanged")
                 self._warned = True
             return np.ones(np.shape(candidates), dtype=np.float32)
-        product = _candidate_values(np.asarray(gallery, np.float64), candidates, np.nan)
+        product = _candidate_values(np.asarray(catalogue, np.float64), candidates, np.nan)
         dt = np.abs(np.asarray(query, np.float64)[:, None] - product) / DAY_MS
         return timestamp_factor(dt, self.floor, self.sigma_days)
 
@@ -83,7 +83,7 @@ class TimestampPrior:
 class ArticlePrefixBonus:
     """Score x ``(1 + weight)`` when the candidate's code shares the query bundle's first 8 digits (same
     article, any colour), x ``(1 + code_weight)`` instead when it shares all 11 (``code_weight`` defaults to
-    ``weight``). Needs ``RerankContext.query_codes`` and ``GalleryMetadata.codes``."""
+    ``weight``). Needs ``RerankContext.query_codes`` and ``CatalogueMetadata.codes``."""
 
     def __init__(self, weight: float = 0.1, code_weight: float | None = None) -> None:
         self.weight = check_factor("ArticlePrefixBonus", "weight", weight)
@@ -94,18 +94,18 @@ class ArticlePrefixBonus:
 
     def factors(self, candidates: np.ndarray, context: RerankContext) -> np.ndarray:
         """``(Q, N)`` float32 factor of each candidate (1 where a code is missing)."""
-        query, gallery = context.query_codes, context.gallery.codes
+        query, catalogue = context.query_codes, context.catalogue.codes
         if (
             query is None
-            or gallery is None
+            or catalogue is None
             or (np.asarray(query) < 0).all()
-            or (np.asarray(gallery) < 0).all()
+            or (np.asarray(catalogue) < 0).all()
         ):
             if not self._warned:
                 log.warning("ArticlePrefixBonus: the data has no article codes; scores are left unchanged")
                 self._warned = True
             return np.ones(np.shape(candidates), dtype=np.float32)
-        product = _candidate_values(np.asarray(gallery, np.int64), candidates, -1)
+        product = _candidate_values(np.asarray(catalogue, np.int64), candidates, -1)
         query = np.asarray(query, np.int64)[:, None]
         known = (query >= 0) & (product >= 0)
         colour = 10 ** (CODE_DIGITS - ARTICLE_PREFIX_DIGITS)

@@ -27,7 +27,7 @@ class SectionFilter:
     def __call__(
         self, candidates: np.ndarray, scores: np.ndarray, context: RerankContext
     ) -> tuple[np.ndarray, np.ndarray]:
-        sections = Eligibility(context.eligibility.query_sections, context.eligibility.gallery_sections)
+        sections = Eligibility(context.eligibility.query_sections, context.eligibility.catalogue_sections)
         return keep_allowed(candidates, scores, sections.allowed(candidates), np.shape(candidates)[1])
 
     def __repr__(self) -> str:
@@ -96,21 +96,21 @@ class ColourBonus:
             int(image_size),
             bool(gated),
         )
-        self._gallery: dict[str, np.ndarray] = {}
+        self._catalogue: dict[str, np.ndarray] = {}
 
     def histograms(self, path: str, box: Box | None = None) -> np.ndarray:
         """``(stripes, prod(bins))`` histograms of an image (its pixel ``box`` region when given)."""
         return stripe_histograms(image_hsv(path, box, self.image_size), self.stripes, self.bins)
 
     def _packshot(self, path: str) -> np.ndarray:
-        if path not in self._gallery:
-            self._gallery[path] = self.histograms(path)
-        return self._gallery[path]
+        if path not in self._catalogue:
+            self._catalogue[path] = self.histograms(path)
+        return self._catalogue[path]
 
     def bonus(self, candidates: np.ndarray, context: RerankContext) -> np.ndarray:
         """``(Q, N)`` float32 colour similarity, 0 where not computed (padding, failed gate)."""
-        if not context.gallery.paths:
-            raise ValueError("ColourBonus needs the packshot paths (RerankContext.gallery.paths)")
+        if not context.catalogue.paths:
+            raise ValueError("ColourBonus needs the packshot paths (RerankContext.catalogue.paths)")
         todo = candidates >= 0
         if self.gated:
             todo &= gate_passes(candidates, context)
@@ -119,7 +119,9 @@ class ColourBonus:
         for row in np.flatnonzero(todo.any(axis=1)):
             query = self.histograms(context.query_paths[row], None if boxes is None else boxes[row])
             columns = np.flatnonzero(todo[row])
-            packshots = np.stack([self._packshot(context.gallery.paths[g]) for g in candidates[row, columns]])
+            packshots = np.stack(
+                [self._packshot(context.catalogue.paths[g]) for g in candidates[row, columns]]
+            )
             bonus[row, columns] = colour_similarity(query, packshots)
         return bonus
 
@@ -145,7 +147,7 @@ class MetadataPrior:
 
     def repeated(self, candidates: np.ndarray, context: RerankContext) -> np.ndarray:
         """``(Q, N)`` bool: candidates whose article a better-ranked candidate of the same row shares."""
-        articles = context.gallery.articles
+        articles = context.catalogue.articles
         if articles is None:
             raise ValueError(
                 "MetadataPrior needs product articles (product_articles.csv), which this catalogue lacks; "

@@ -16,7 +16,7 @@ from fashion_retrieval.detection.types import Box, Detection
 from fashion_retrieval.detection.zones import WHOLE_LABEL
 from fashion_retrieval.index.eligibility import Eligibility, search_eligible
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
-from fashion_retrieval.rerank.chain import GalleryMetadata, RerankChain, RerankContext
+from fashion_retrieval.rerank.chain import CatalogueMetadata, RerankChain, RerankContext
 from fashion_retrieval.search.slots import (
     MergeStrategy,
     SlotConstraints,
@@ -78,7 +78,7 @@ class GarmentQueries:
 
 
 def category_codes(categories: Sequence[str]) -> tuple[np.ndarray, dict[str, int]]:
-    """``(G,)`` int code per gallery item and the category -> code map (codes in first-seen order)."""
+    """``(G,)`` int code per catalogue item and the category -> code map (codes in first-seen order)."""
     codes: dict[str, int] = {}
     array = np.array([codes.setdefault(category, len(codes)) for category in categories], dtype=np.int64)
     return array, codes
@@ -122,13 +122,13 @@ def unmapped_categories(label_categories: Mapping[str, Sequence[str]], codes: Ma
 
 
 def log_unmapped_categories(
-    label_categories: Mapping[str, Sequence[str]], gallery_codes: np.ndarray, codes: Mapping[str, int]
+    label_categories: Mapping[str, Sequence[str]], catalogue_codes: np.ndarray, codes: Mapping[str, int]
 ) -> list[str]:
-    """Log how many categories and products (``gallery_codes (G,)``) the label map does not cover, and
+    """Log how many categories and products (``catalogue_codes (G,)``) the label map does not cover, and
     return those categories (every crop may receive them, :func:`label_category_mask`)."""
     unmapped = unmapped_categories(label_categories, codes)
     if unmapped and label_categories:
-        counts = np.bincount(gallery_codes, minlength=len(codes))
+        counts = np.bincount(catalogue_codes, minlength=len(codes))
         products = {category: int(counts[codes[category]]) for category in unmapped}
         log.warning(
             "category mask: %d of %d categories (%d of %d products) are in no detector label's list; every "
@@ -136,7 +136,7 @@ def log_unmapped_categories(
             len(unmapped),
             len(codes),
             sum(products.values()),
-            len(gallery_codes),
+            len(catalogue_codes),
             list_examples([f"{c} ({n})" for c, n in sorted(products.items(), key=lambda x: -x[1])], 10),
         )
     return unmapped
@@ -162,7 +162,7 @@ class SlotSettings:
     label's categories; ``label_weights`` weigh crops by label for ``quota`` (default 1).
     ``category_caps``: the most products of a category (by name) in the ``k`` slots, ``default_category_cap``
     for the others (``None``: uncapped); ``one_per_article``: at most one product per article (needs
-    ``GalleryMetadata.articles``). See :class:`fashion_retrieval.search.slots.SlotConstraints`.
+    ``CatalogueMetadata.articles``). See :class:`fashion_retrieval.search.slots.SlotConstraints`.
     """
 
     k: int = 15
@@ -175,22 +175,22 @@ class SlotSettings:
     one_per_article: bool = False
 
     def constraints(
-        self, codes: np.ndarray, code_of: Mapping[str, int], gallery: GalleryMetadata | None
+        self, codes: np.ndarray, code_of: Mapping[str, int], catalogue: CatalogueMetadata | None
     ) -> SlotConstraints | None:
-        """The slot rules for gallery category ``codes (G,)``; ``None`` when nothing is constrained."""
+        """The slot rules for catalogue category ``codes (G,)``; ``None`` when nothing is constrained."""
         articles = None
         if self.one_per_article:
-            articles = None if gallery is None else gallery.articles
+            articles = None if catalogue is None else catalogue.articles
             if articles is None:
                 raise ValueError(
-                    "retrieval.one_per_article needs product articles (GalleryMetadata.articles), which "
+                    "retrieval.one_per_article needs product articles (CatalogueMetadata.articles), which "
                     "this catalogue lacks; set retrieval.one_per_article=false"
                 )
         return SlotConstraints.build(codes, code_of, self.category_caps, self.default_category_cap, articles)
 
 
 def rank_bundles(*args: Any, **kwargs: Any) -> np.ndarray:
-    """:func:`rank_bundles_sourced` without the scores and crops: ``(Q, k)`` int64 gallery indices."""
+    """:func:`rank_bundles_sourced` without the scores and crops: ``(Q, k)`` int64 catalogue indices."""
     return rank_bundles_sourced(*args, **kwargs)[0]
 
 
@@ -200,12 +200,12 @@ def rank_bundles_sourced(
     num_bundles: int,
     bundle_sections: np.ndarray,
     index: EmbeddingIndex,
-    gallery_sections: np.ndarray,
-    gallery_categories: Sequence[str],
+    catalogue_sections: np.ndarray,
+    catalogue_categories: Sequence[str],
     label_categories: Mapping[str, Sequence[str]],
     settings: SlotSettings,
     reranker: RerankChain | None = None,
-    gallery: GalleryMetadata | None = None,
+    catalogue: CatalogueMetadata | None = None,
     bundle_timestamps: np.ndarray | None = None,
     bundle_codes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -214,16 +214,16 @@ def rank_bundles_sourced(
     Args:
         crop_embeddings: ``(N, D)`` float32, L2-normalised, one row per crop of ``queries``.
         num_bundles: ``Q``; bundle_sections ``(Q,)`` int.
-        index: the catalogue; gallery_sections ``(G,)`` int; gallery_categories ``G`` category names.
+        index: the catalogue; catalogue_sections ``(G,)`` int; catalogue_categories ``G`` category names.
         label_categories: detector label -> categories it may match.
         reranker: applied to each crop's candidates before merging (default: none); its steps see the
             crops' labels as category masks whether or not ``settings.category_mask`` restricts the search.
-        gallery: packshot paths and articles for the re-ranking steps.
+        catalogue: packshot paths and articles for the re-ranking steps.
         bundle_timestamps, bundle_codes: ``(Q,)`` URL metadata of the bundles (float64 ms, int64 codes), for
             the metadata priors (:mod:`fashion_retrieval.rerank.priors`); each crop gets its bundle's.
 
     Returns:
-        ``(Q, k)`` int64 gallery indices, ``-1``-padded where the eligible catalogue is too small, and
+        ``(Q, k)`` int64 catalogue indices, ``-1``-padded where the eligible catalogue is too small, and
         ``(Q, k)`` float32 their best score over the bundle's crops (the re-ranking chain's scale when it
         has steps, else cosine; ``nan`` for padding and for free slots filled outside the crops' lists),
         and ``(Q, k)`` int64 the crop (row of ``queries``) whose list gave each slot its score (``-1``
@@ -231,14 +231,14 @@ def rank_bundles_sourced(
     """
     if len(crop_embeddings) != len(queries):
         raise ValueError(f"{len(crop_embeddings)} embeddings for {len(queries)} crops")
-    codes, code_of = category_codes(gallery_categories)
+    codes, code_of = category_codes(catalogue_categories)
     mask = None
     if settings.category_mask:
         log_unmapped_categories(label_categories, codes, code_of)
         mask = label_category_mask(queries.labels, label_categories, code_of)
     eligibility = Eligibility(
         np.asarray(bundle_sections)[queries.bundle_rows],
-        gallery_sections,
+        catalogue_sections,
         mask,
         codes if mask is not None else None,
     )
@@ -248,14 +248,14 @@ def rank_bundles_sourced(
         context = RerankContext(
             Eligibility(
                 eligibility.query_sections,
-                gallery_sections,
+                catalogue_sections,
                 label_category_mask(queries.labels, label_categories, code_of) if mask is None else mask,
                 codes,
             ),
             queries.paths,
             queries.boxes,
             label_known(queries.labels, label_categories, code_of),
-            gallery or GalleryMetadata(),
+            catalogue or CatalogueMetadata(),
             query_bundles=queries.bundle_rows,
             query_timestamps=None if bundle_timestamps is None else bundle_timestamps[queries.bundle_rows],
             query_codes=None if bundle_codes is None else bundle_codes[queries.bundle_rows],
@@ -264,7 +264,7 @@ def rank_bundles_sourced(
         index, crop_embeddings, eligibility, settings.per_crop_k or settings.k, context
     )
     weights = np.array([settings.label_weights.get(label, 1.0) for label in queries.labels])
-    constraints = settings.constraints(codes, code_of, gallery)
+    constraints = settings.constraints(codes, code_of, catalogue)
     result = np.full((num_bundles, settings.k), -1, dtype=np.int64)
     scores = np.full((num_bundles, settings.k), np.nan, dtype=np.float32)
     sources = np.full((num_bundles, settings.k), -1, dtype=np.int64)
@@ -289,7 +289,7 @@ def rank_bundles_sourced(
         # to the crops' best products of any category, so a submission still gets k products per bundle.
         crops_of_short = np.flatnonzero(np.isin(queries.bundle_rows, short))
         unmasked = Eligibility(
-            np.asarray(bundle_sections)[queries.bundle_rows[crops_of_short]], gallery_sections
+            np.asarray(bundle_sections)[queries.bundle_rows[crops_of_short]], catalogue_sections
         )
         extra_ids, extra_scores = search_eligible(
             index, crop_embeddings[crops_of_short], unmasked, settings.k

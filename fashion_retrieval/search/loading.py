@@ -50,9 +50,11 @@ def build_index(
 ) -> EmbeddingIndex:
     """Embed the catalogue with ``encoder`` (from ``checkpoint``) in memory, save a ``spec`` index in
     ``index_dir``."""
-    embeddings = embed_loader(encoder, datamodule.gallery_dataloader(), description="embedding the catalogue")
+    embeddings = embed_loader(
+        encoder, datamodule.catalogue_dataloader(), description="embedding the catalogue"
+    )
     index = export_catalogue(
-        index_dir, embeddings, datamodule.gallery_ids, checkpoint, spec, datamodule.gallery_paths
+        index_dir, embeddings, datamodule.catalogue_ids, checkpoint, spec, datamodule.catalogue_paths
     )
     log_index(index, spec, index_dir)
     return index
@@ -72,7 +74,7 @@ def load_or_build_index(
                 index_dir,
                 expected_checkpoint_sha256=content_digest(checkpoint),  # memoised: ONNX checks it too
                 spec=spec,
-                expected_catalogue_sha256=contents_digest(datamodule.gallery_paths),
+                expected_catalogue_sha256=contents_digest(datamodule.catalogue_paths),
                 mmap=bool(cfg.index.get("mmap", False)),
             )
         except IndexMismatchError as error:
@@ -90,7 +92,7 @@ def load_for_search(cfg: DictConfig, checkpoint: Path) -> tuple[ImageEncoder, Ca
     encoder = load_search_encoder(cfg, checkpoint)
     datamodule = datamodule_for(cfg)
     index = load_or_build_index(cfg, encoder, datamodule, checkpoint)
-    if list(index.ids) != datamodule.gallery_ids:
+    if list(index.ids) != datamodule.catalogue_ids:
         raise ValueError(
             f"index {cfg.index.dir} does not hold this catalogue's products; delete it to rebuild"
         )

@@ -49,7 +49,7 @@ from fashion_retrieval.rerank.bundle_priors import (
     bind_bundle_priors,
     bundle_prior_steps,
 )
-from fashion_retrieval.rerank.chain import GalleryMetadata, RerankChain, RerankContext
+from fashion_retrieval.rerank.chain import CatalogueMetadata, RerankChain, RerankContext
 from fashion_retrieval.rerank.steps import ColourBonus
 from fashion_retrieval.search.bundles import (
     bundle_photo_embeddings,
@@ -144,7 +144,7 @@ class SearchResult:
 @dataclass(frozen=True)
 class RankedQueries:
     """A query set's search as arrays (what the stages score and write): ``queries`` (``Q`` bundles),
-    ``ranked (Q, k)`` int64 gallery indices (``-1`` padding), ``scores (Q, k)`` float32 (see
+    ``ranked (Q, k)`` int64 catalogue indices (``-1`` padding), ``scores (Q, k)`` float32 (see
     :class:`RankedProduct`), ``sources (Q, k)`` int64 the row of ``crops`` that found each slot (``-1``:
     none), ``crops`` the searched regions (whole photos: one per bundle) and the call's ``timings``."""
 
@@ -294,7 +294,7 @@ class Retriever:
         index: EmbeddingIndex,
         crop_embedder: Callable[[GarmentQueries], np.ndarray] | None = None,
     ) -> None:
-        if list(index.ids) != datamodule.gallery_ids:
+        if list(index.ids) != datamodule.catalogue_ids:
             raise ValueError("the index does not hold the data module's catalogue products in order")
         self.cfg, self.encoder, self.datamodule, self.index = cfg, encoder, datamodule, index
         self.crop_embedder = crop_embedder
@@ -306,8 +306,10 @@ class Retriever:
         self.crop_settings: CropSettings = instantiate(cfg.crops)
         self.reranker = _TimedChain(instantiate(cfg.reranker))
         self.priors = bundle_prior_steps(self.reranker)
-        needs_gallery = bool(self.reranker) or self.settings.one_per_article
-        self.gallery = GalleryMetadata.from_catalogue(self.catalogue) if needs_gallery else None
+        needs_catalogue = bool(self.reranker) or self.settings.one_per_article
+        self.catalogue_metadata = (
+            CatalogueMetadata.from_catalogue(self.catalogue) if needs_catalogue else None
+        )
         self.product_ids = list(index.ids)
         self.categories = list(self.catalogue.products["product_description"])
         self.known_sections = self.catalogue.section_array()
@@ -390,13 +392,13 @@ class Retriever:
             prior_data = BundlePriorData(self._known_statistics(), names, photos)
         if sections is None:
             query_sections = np.full(len(names), UNKNOWN_SECTION, dtype=np.int64)
-            gallery_sections = np.full(len(self.product_ids), UNKNOWN_SECTION, dtype=np.int64)
+            catalogue_sections = np.full(len(self.product_ids), UNKNOWN_SECTION, dtype=np.int64)
         else:
             query_sections = np.asarray(sections, dtype=np.int64)
-            gallery_sections = self._configured_sections(self.known_sections)
+            catalogue_sections = self._configured_sections(self.known_sections)
         metadata = np.full(len(names), np.nan), np.full(len(names), -1, dtype=np.int64)
         ranked, scores, sources = self._rank(
-            embeddings, crops, query_sections, gallery_sections, metadata, prior_data, k, clock, rerank
+            embeddings, crops, query_sections, catalogue_sections, metadata, prior_data, k, clock, rerank
         )
         return self._results(names, crops, ranked, scores, sources, clock.timings())
 
@@ -418,8 +420,8 @@ class Retriever:
             if any(prior.needs_embeddings for prior in self.priors):
                 photos = bundle_photo_embeddings(self.encoder, self.datamodule, list(bundle_ids), self.views)
             prior_data = BundlePriorData(self._known_statistics(), list(bundle_ids), photos)
-        gallery_sections = self._configured_sections(self.known_sections)
-        found = self._search_query_set(queries, gallery_sections, prior_data, k, rerank)
+        catalogue_sections = self._configured_sections(self.known_sections)
+        found = self._search_query_set(queries, catalogue_sections, prior_data, k, rerank)
         return self._results(
             queries.bundle_ids, found.crops, found.ranked, found.scores, found.sources, found.timings
         )
@@ -429,7 +431,9 @@ class Retriever:
         come from the training matches the split may know (``val``: the data module's training split only;
         ``test``: every training match); so do the bundle priors (:func:`bundle_prior_data`, computed once
         per split) unless ``prior_data`` is given (self-training adds pseudo pairs)."""
-        gallery_sections = self.datamodule.gallery_section_array() if split == "val" else self.known_sections
+        catalogue_sections = (
+            self.datamodule.catalogue_section_array() if split == "val" else self.known_sections
+        )
         if self.priors and prior_data is None:
             if split not in self._prior_data:
                 needs_embeddings = any(prior.needs_embeddings for prior in self.priors)
@@ -438,19 +442,19 @@ class Retriever:
                 )
             prior_data = self._prior_data[split]
         queries = self.datamodule.query_set(split)
-        return self._search_query_set(queries, self._configured_sections(gallery_sections), prior_data)
+        return self._search_query_set(queries, self._configured_sections(catalogue_sections), prior_data)
 
     # -- shared steps -------------------------------------------------------------------------------------
     def _start(self) -> _Clock:
         self.reranker.clock = _Clock()
         return self.reranker.clock
 
-    def _configured_sections(self, gallery_sections: np.ndarray) -> np.ndarray:
+    def _configured_sections(self, catalogue_sections: np.ndarray) -> np.ndarray:
         if not self.cfg.retrieval.get("sections", True):
             # Measuring the section rule: every product's section unknown, so neither the search nor the
             # chain's SectionFilter can rule a product out.
-            return np.full(np.shape(gallery_sections), UNKNOWN_SECTION, dtype=np.int64)
-        return gallery_sections
+            return np.full(np.shape(catalogue_sections), UNKNOWN_SECTION, dtype=np.int64)
+        return catalogue_sections
 
     def _known_statistics(self) -> BundleStatistics:
         """Every training bundle's products (and whole-photo embeddings when a prior needs them), once."""
@@ -501,7 +505,7 @@ class Retriever:
     def _search_query_set(
         self,
         queries: QuerySet,
-        gallery_sections: np.ndarray,
+        catalogue_sections: np.ndarray,
         prior_data: BundlePriorData | None,
         k: int | None = None,
         rerank: bool = True,
@@ -543,7 +547,7 @@ class Retriever:
             embeddings,
             crops,
             np.asarray(queries.sections),
-            gallery_sections,
+            catalogue_sections,
             metadata,
             prior_data,
             k,
@@ -557,14 +561,14 @@ class Retriever:
         embeddings: np.ndarray,
         crops: GarmentQueries,
         query_sections: np.ndarray,
-        gallery_sections: np.ndarray,
+        catalogue_sections: np.ndarray,
         metadata: tuple[np.ndarray, np.ndarray],
         prior_data: BundlePriorData | None,
         k: int | None,
         clock: _Clock,
         rerank: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(Q, k)`` ranked gallery indices, scores and source crops of ``Q`` photos from the ``(N, D)``
+        """``(Q, k)`` ranked catalogue indices, scores and source crops of ``Q`` photos from the ``(N, D)``
         embeddings of their ``crops`` (whole-photo search: one per photo, in photo order); through the
         re-ranking chain unless ``rerank`` is false."""
         settings = self.settings if k is None else replace(self.settings, k=int(k))
@@ -580,7 +584,7 @@ class Retriever:
         rerank_before = clock.seconds["rerank"]
         if self.whole_photos:
             ranked, scores = self._rank_whole(
-                embeddings, crops, query_sections, gallery_sections, metadata, settings, chain
+                embeddings, crops, query_sections, catalogue_sections, metadata, settings, chain
             )
             photos = np.arange(len(query_sections))[:, None]
             sources = np.where(np.isfinite(scores) & (ranked >= 0), photos, -1)
@@ -591,12 +595,12 @@ class Retriever:
                 len(query_sections),
                 query_sections,
                 self.index,
-                gallery_sections,
+                catalogue_sections,
                 self.categories,
                 self.detector.label_categories,
                 settings,
                 chain,
-                self.gallery,
+                self.catalogue_metadata,
                 bundle_timestamps=timestamps,
                 bundle_codes=codes,
             )
@@ -609,26 +613,26 @@ class Retriever:
         embeddings: np.ndarray,
         crops: GarmentQueries,
         query_sections: np.ndarray,
-        gallery_sections: np.ndarray,
+        catalogue_sections: np.ndarray,
         metadata: tuple[np.ndarray, np.ndarray],
         settings: SlotSettings,
         chain: RerankChain,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Whole-photo search: one list per photo, re-ranked by ``chain``, under the slot rules when there
         are any."""
-        eligibility = Eligibility(query_sections, gallery_sections)
+        eligibility = Eligibility(query_sections, catalogue_sections)
         context = None
         if chain:
             context = RerankContext(
                 eligibility,
                 crops.paths,
                 None,
-                gallery=self.gallery or GalleryMetadata(),
+                catalogue=self.catalogue_metadata or CatalogueMetadata(),
                 query_bundles=np.arange(len(query_sections)),
                 query_timestamps=metadata[0],
                 query_codes=metadata[1],
             )
-        constraints = settings.constraints(*category_codes(self.categories), self.gallery)
+        constraints = settings.constraints(*category_codes(self.categories), self.catalogue_metadata)
         if constraints is None:
             return chain.search(self.index, embeddings, eligibility, settings.k, context)
         # Diverse slots: the photo's list is one "crop" list, searched deeper so the rules have room.

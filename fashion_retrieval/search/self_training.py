@@ -28,7 +28,7 @@ def confident_pairs(
 ) -> list[list[int]]:
     """Each bundle's confident predictions: slots of ``ranked (Q, k)`` whose ``scores (Q, k)`` reach
     ``confidence`` (``nan`` never does), best score first (ties: better slot), at most ``max_per_bundle``.
-    Returns ``Q`` lists of gallery indices."""
+    Returns ``Q`` lists of catalogue indices."""
     ranked = np.asarray(ranked, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float64)
     kept: list[list[int]] = []
@@ -52,7 +52,7 @@ def self_training_passes(
 
     ``search(prior_data) -> (ranked (Q, k), scores (Q, k))`` over the query bundles ``base.query_ids``
     (sections ``(Q,)``); ``base``: the known (training) bundles. Returns the final ``ranked``, ``scores``,
-    the pseudo pairs (bundle id -> gallery indices) and one log row per pass.
+    the pseudo pairs (bundle id -> catalogue indices) and one log row per pass.
     """
     pseudo: dict[str, list[int]] = {}
     rows: list[dict[str, float]] = []

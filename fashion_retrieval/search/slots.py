@@ -25,7 +25,7 @@ MERGE_STRATEGIES: tuple[str, ...] = ("round_robin", "score", "quota")
 class SlotConstraints:
     """Diversity rules for a bundle's slots.
 
-    ``categories``: ``(G,)`` int category code per gallery product and ``caps``: ``(C,)`` int the most
+    ``categories``: ``(G,)`` int category code per catalogue product and ``caps``: ``(C,)`` int the most
     products of each code in the slots (negative: no cap), both ``None`` for no caps; ``articles``: ``(G,)``
     int article code per product (at most one product per article), ``None`` for no article rule.
     """
@@ -121,7 +121,7 @@ def merge_round_robin(ids: np.ndarray, k: int, constraints: SlotConstraints | No
     """Each crop's best remaining product in turn: rank 1 of every crop, then rank 2, ...
 
     Args:
-        ids: ``(C, K)`` int64 gallery indices per crop in rank order, ``-1`` padding.
+        ids: ``(C, K)`` int64 catalogue indices per crop in rank order, ``-1`` padding.
         k: slots.
         constraints: diversity rules (module docstring); a crop whose product they rule out loses that
             turn, as it does when its product is already taken.

@@ -45,8 +45,8 @@ def test_the_exported_validation_embeddings_equal_a_fresh_embedding_of_the_best_
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.setup("fit")
     encoder = load_encoder(tmp_path / "checkpoints" / "best.ckpt")
-    fresh = embed_loader(encoder, datamodule.gallery_dataloader())
-    assert list(ids) == list(datamodule.gallery_ids)
+    fresh = embed_loader(encoder, datamodule.catalogue_dataloader())
+    assert list(ids) == list(datamodule.catalogue_ids)
     np.testing.assert_array_equal(exported, fresh)
 
 

@@ -71,9 +71,9 @@ def reference_negatives(datamodule, encoder, pool_size):
     products of another (known) section."""
     with torch.no_grad():
         queries = embed_loader(encoder, datamodule.mining_query_loader())
-        gallery = embed_loader(encoder, datamodule.gallery_dataloader())
+        gallery = embed_loader(encoder, datamodule.catalogue_dataloader())
     targets = datamodule.mining_targets()
-    sections = datamodule.gallery_section_array()
+    sections = datamodule.catalogue_section_array()
     result = {}
     for row, label in enumerate(targets.bundle_labels):
         scores = gallery @ queries[row]
@@ -164,9 +164,9 @@ class Recorder(pl.LightningModule):
         self.seen: dict[int, list] = {}
 
     def training_step(self, batch, batch_idx):
-        labels = (batch["query_label"].tolist(), batch["gallery_label"].tolist())
+        labels = (batch["query_label"].tolist(), batch["catalogue_label"].tolist())
         self.seen.setdefault(self.current_epoch, []).append(labels)
-        return (self.encoder(batch["query"]) @ self.encoder(batch["gallery"]).T).mean()
+        return (self.encoder(batch["query"]) @ self.encoder(batch["catalogue"]).T).mean()
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)

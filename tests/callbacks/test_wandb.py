@@ -226,27 +226,27 @@ class StubData:
         import cv2
         import pandas as pd
 
-        self.gallery_ids = ["p0", "p1", "p2", "p3"]
+        self.catalogue_ids = ["p0", "p1", "p2", "p3"]
         paths = []
-        for name in [*self.gallery_ids, "b0", "b1", "b2"]:
+        for name in [*self.catalogue_ids, "b0", "b1", "b2"]:
             paths.append(str(directory / f"{name}.png"))
             cv2.imwrite(paths[-1], np.full((40, 30, 3), 10 * len(paths), dtype=np.uint8))
         self.cat = SimpleNamespace(
             products=pd.DataFrame(
                 {
-                    "product_asset_id": self.gallery_ids,
+                    "product_asset_id": self.catalogue_ids,
                     "product_description": ["shirt", "shirt", "shoe", "bag"],
                     "image_path": paths[:4],
                 }
             )
         )
-        self.gallery_paths = paths[:4]
+        self.catalogue_paths = paths[:4]
         self.queries = QuerySet(["b0", "b1", "b2"], paths[4:], [1, 1, 2], [[0], [1, 2], [3]])
 
     def validation_queries(self) -> QuerySet:
         return self.queries
 
-    def gallery_sections(self) -> dict[str, int]:
+    def catalogue_sections(self) -> dict[str, int]:
         return {"p0": 1, "p1": 1}
 
 
@@ -267,7 +267,7 @@ def stub_trainer(directory: Path, callback: WandbTables) -> SimpleNamespace:
     )
     exporter = EmbeddingExporter(output_dir=str(directory / "index"))
     embeddings = np.eye(4, 8, dtype=np.float32)
-    export_catalogue(exporter.output_dir, embeddings, data.gallery_ids, None)
+    export_catalogue(exporter.output_dir, embeddings, data.catalogue_ids, None)
     exporter.written = exporter.output_dir
     checkpoint = directory / "best.ckpt"
     checkpoint.write_bytes(b"0" * 2048)

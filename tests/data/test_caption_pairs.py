@@ -60,7 +60,7 @@ def caption_data(tiny_data: Path, tmp_path: Path) -> CaptionDataModule:
 def test_validation_queries_are_heldout_texts_with_every_owner_as_truth(
     caption_data: CaptionDataModule,
 ) -> None:
-    ids = caption_data.gallery_ids
+    ids = caption_data.catalogue_ids
     # Products 0 and 1 share "Red Shirt" (in two spellings): a query of it finds both.
     texts = {pid: [f"caption {i}"] for i, pid in enumerate(ids)}
     texts[ids[0]] = ["Red Shirt", "first only"]
@@ -72,7 +72,7 @@ def test_validation_queries_are_heldout_texts_with_every_owner_as_truth(
     assert queries == ["Red Shirt", "first only", "caption 2"]
     assert truth == [[0, 1], [0], [2]]
     assert caption_data.validation_queries().truth == truth
-    assert caption_data.gallery_sections() == {}  # a text query searches every section
+    assert caption_data.catalogue_sections() == {}  # a text query searches every section
     pairs = caption_data.pair_dataset()
     assert 0 not in pairs.rows and 2 not in pairs.rows and 5 not in pairs.rows
     assert len(pairs) == len(ids) - 3
@@ -82,10 +82,10 @@ def test_validation_queries_are_heldout_texts_with_every_owner_as_truth(
 
 
 def test_set_texts_needs_heldout_and_training_products(caption_data: CaptionDataModule) -> None:
-    texts = {pid: ["a text"] for pid in caption_data.gallery_ids}
+    texts = {pid: ["a text"] for pid in caption_data.catalogue_ids}
     with pytest.raises(ValueError, match="held out"):
         caption_data.set_texts(texts, heldout=set())
     with pytest.raises(ValueError, match="held out"):
-        caption_data.set_texts(texts, heldout=set(caption_data.gallery_ids))
+        caption_data.set_texts(texts, heldout=set(caption_data.catalogue_ids))
     with pytest.raises(ValueError, match="not in the catalogue"):
         caption_data.set_texts(texts, heldout={"no-such-product"})

@@ -96,14 +96,14 @@ def test_training_batches_follow_the_contract(data_dir):
     bundles = {b.bundle_label: b for b in module.training_bundles()}
     products = module.cat.products
     count = len(batch["query_label"])
-    assert batch["query"].shape == (count, 3, 48, 32) and batch["gallery"].shape[1:] == (3, 32, 24)
-    assert batch["gallery"].shape[0] == len(batch["gallery_label"])
+    assert batch["query"].shape == (count, 3, 48, 32) and batch["catalogue"].shape[1:] == (3, 32, 24)
+    assert batch["catalogue"].shape[0] == len(batch["catalogue_label"])
     for row, label in enumerate(batch["query_label"].tolist()):
         own = [p for p in batch["query_products"][row].tolist() if p >= 0]
         assert own == list(bundles[label].product_labels)
     # Each bundle brought up to 2 products and one negative of the category of one of them.
-    categories = set(products["product_description"].iloc[batch["gallery_label"].tolist()])
-    assert len(batch["gallery_label"]) <= 3 * count and categories
+    categories = set(products["product_description"].iloc[batch["catalogue_label"].tolist()])
+    assert len(batch["catalogue_label"]) <= 3 * count and categories
 
 
 def test_mask_same_article_excludes_colour_variants(data_dir, tmp_path, caplog):
@@ -111,7 +111,7 @@ def test_mask_same_article_excludes_colour_variants(data_dir, tmp_path, caplog):
     variants = module.cat.article_variants()
     assert variants, "the synthetic catalogue has colour variants"
     index = module.cat.product_index()
-    ids = module.gallery_ids
+    ids = module.catalogue_ids
     with_variants = [b for b in module.training_bundles() if b.excluded_labels]
     assert with_variants
     for bundle in with_variants:
@@ -133,13 +133,13 @@ def test_mined_negatives_reach_the_loader_and_the_checkpoint(data_dir):
     loader = module.train_dataloader()
     assert not loader.persistent_workers  # a persistent worker would keep a stale dataset copy
     first = next(iter(loader))
-    assert len(first["gallery_label"]) <= 2 * len(first["query_label"])  # nothing mined yet: products only
+    assert len(first["catalogue_label"]) <= 2 * len(first["query_label"])  # nothing mined yet: products only
     targets = module.mining_targets()
     negatives = {}
     for label, excluded, section in zip(targets.bundle_labels, targets.excluded, targets.sections):
         pool = [
             p
-            for p, s in enumerate(module.gallery_section_array())
+            for p, s in enumerate(module.catalogue_section_array())
             if p not in excluded and s in (section, -1)
         ]
         negatives[label] = [*pool[:5], -1]
@@ -149,10 +149,10 @@ def test_mined_negatives_reach_the_loader_and_the_checkpoint(data_dir):
     for row, label in enumerate(batch["query_label"].tolist()):
         own = {p for p in batch["query_products"][row].tolist() if p >= 0}
         drawn = min(len(own), 2)
-        labels = batch["gallery_label"][offset : offset + drawn + 2].tolist()
+        labels = batch["catalogue_label"][offset : offset + drawn + 2].tolist()
         assert set(labels[:drawn]) <= own and set(labels[drawn:]) <= set(negatives[label][:3])
         offset += drawn + 2
-    assert offset == len(batch["gallery_label"])
+    assert offset == len(batch["catalogue_label"])
     state = module.state_dict()
     restored = make(data_dir, same_category_negatives=0, mined_negatives=2, mined_pool=3)
     restored.load_state_dict(state)
@@ -168,8 +168,8 @@ def test_mining_sets_line_up(data_dir):
     assert len(loader.dataset) == len(targets.bundle_labels) == len(targets.sections) == 7
     assert loader.dataset.paths == [b.bundle_path for b in bundles]
     assert targets.positives == [list(b.product_labels) for b in bundles]
-    sections = module.gallery_section_array()
-    assert sections.shape == (len(module.gallery_ids),) and set(sections.tolist()) <= {-1, 1, 2, 3}
+    sections = module.catalogue_section_array()
+    assert sections.shape == (len(module.catalogue_ids),) and set(sections.tolist()) <= {-1, 1, 2, 3}
 
 
 def test_category_balanced_sampler_from_the_config(data_dir):
@@ -192,7 +192,7 @@ def test_garment_queries_crop_the_ground_truth_boxes(data_dir):
     module = make(data_dir, train_queries="garments", crop_size=(40, 30), garment_padding=0.0)
     boxes = module.garment_boxes()
     items = module.training_bundles()
-    product_ids = module.gallery_ids
+    product_ids = module.catalogue_ids
     train_pairs = sum(len(p) for p in module.cat.products_of(module.train_bundle_ids).values())
     assert len(items) == train_pairs  # every listed product of the generator has a box
     assert [item.bundle_label for item in items] == list(range(len(items)))
@@ -299,7 +299,7 @@ def test_the_search_builds_the_catalogue_side_of_the_same_config(data_dir):
     module = instantiate(cfg.data)
     for side in (catalogue, module):
         side.setup()
-    assert catalogue.gallery_ids == module.gallery_ids
+    assert catalogue.catalogue_ids == module.catalogue_ids
     assert (catalogue.train_bundle_ids, catalogue.val_bundle_ids) == (
         module.train_bundle_ids,
         module.val_bundle_ids,
@@ -309,7 +309,7 @@ def test_the_search_builds_the_catalogue_side_of_the_same_config(data_dir):
     )
     for ours, theirs in (
         (catalogue.query_dataloader("val"), module.query_dataloader("val")),
-        (catalogue.gallery_dataloader(), module.gallery_dataloader()),
+        (catalogue.catalogue_dataloader(), module.catalogue_dataloader()),
     ):
         assert torch.equal(next(iter(ours))["image"], next(iter(theirs))["image"])
     with pytest.raises(ValueError, match="data=challenge"):

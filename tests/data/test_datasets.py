@@ -64,16 +64,16 @@ def test_batch_contract(bundles):
     batch = collate_bundles([dataset[0], dataset[1]])
     assert set(batch) == {
         "query",
-        "gallery",
+        "catalogue",
         "query_label",
-        "gallery_label",
+        "catalogue_label",
         "query_products",
         "query_excluded",
     }
     assert batch["query"].shape == (2, 3, 6, 4) and batch["query"].dtype == torch.uint8
-    assert batch["gallery"].shape == (5, 3, 6, 4) and batch["gallery"].dtype == torch.uint8
+    assert batch["catalogue"].shape == (5, 3, 6, 4) and batch["catalogue"].dtype == torch.uint8
     assert batch["query_label"].tolist() == [0, 1]
-    assert batch["gallery_label"].tolist() == [1, 2, 3, 5, 3]
+    assert batch["catalogue_label"].tolist() == [1, 2, 3, 5, 3]
     # Product 3 is in both bundles; masks are the model's job (miners.masks.pair_masks) from these ids.
     assert batch["query_products"].tolist() == [[1, 2, 3], [5, 3, -1]]
     assert batch["query_excluded"].tolist() == [[1, 2, 3, 7], [5, 3, -1, -1]]
@@ -90,8 +90,8 @@ def test_large_outfits_are_subsampled_but_keep_every_label(bundles):
     transform = resize_only()
     dataset = BundleDataset(bundles, transform, transform, max_products=2)
     item = dataset[0]
-    assert item["gallery"].shape[0] == 2
-    assert set(item["gallery_labels"]) <= {1, 2, 3}
+    assert item["catalogue"].shape[0] == 2
+    assert set(item["catalogue_labels"]) <= {1, 2, 3}
     assert item["products"] == (1, 2, 3)
     # Subsets are a function of (seed, epoch, index): the same key gives the same subset.
     draws = {tuple(dataset.draw((0, epoch))[0]) for epoch in range(20)}
@@ -133,17 +133,17 @@ def test_items_carry_same_category_and_mined_negatives(bundles, products):
     dataset.set_mined_negatives({0: [8, 6, -1], 1: [1]})
     for epoch in range(10):
         item = dataset[(0, epoch)]
-        drawn, negatives = item["gallery_labels"][:3], item["gallery_labels"][3:]
+        drawn, negatives = item["catalogue_labels"][:3], item["catalogue_labels"][3:]
         assert drawn == [1, 2, 3] and len(negatives) == 3 == len(set(negatives))
         same_category, mined = negatives[:2], negatives[2]
         # Section 1 (or unknown: product 9) and a category of products 1, 2, 3; never 7 (excluded).
         assert set(same_category) <= {0, 6, 9}
         assert mined in {8, 6} and mined not in same_category
-        assert item["gallery"].shape == (6, 3, 6, 4)
+        assert item["catalogue"].shape == (6, 3, 6, 4)
         # The packshot of a negative is that product's image (paths[i] holds value 20 i).
-        assert int(item["gallery"][3].float().mean().round()) == 20 * negatives[0]
+        assert int(item["catalogue"][3].float().mean().round()) == 20 * negatives[0]
     # Bundle 1 (section 2): products 5 (category 1) and 3 (category 2); 4 is category 0, 6 and 7 section 1.
-    negatives = {p for epoch in range(20) for p in dataset[(1, epoch)]["gallery_labels"][2:]}
+    negatives = {p for epoch in range(20) for p in dataset[(1, epoch)]["catalogue_labels"][2:]}
     assert negatives <= {8, 9, 1} and 1 in negatives
 
 
@@ -162,7 +162,7 @@ def test_augmentation_is_a_function_of_the_key_only(bundles):
     torch.manual_seed(1)
     dataset[(0, 0)]
     again = dataset[(1, 2)]
-    assert torch.equal(first["query"], again["query"]) and torch.equal(first["gallery"], again["gallery"])
+    assert torch.equal(first["query"], again["query"]) and torch.equal(first["catalogue"], again["catalogue"])
     image = np.random.default_rng(0).integers(0, 255, (24, 16, 3), dtype=np.uint8)
     outputs = {seeded_apply(augment, image, np.random.default_rng(s)).numpy().tobytes() for s in range(8)}
     assert len(outputs) > 1  # and it does augment

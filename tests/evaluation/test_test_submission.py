@@ -10,7 +10,7 @@ import pytest
 
 from fashion_retrieval.data.catalogue import load_catalogue
 from fashion_retrieval.evaluation.submission import read_pairs, validate_submission, write_test_submission
-from fashion_retrieval.index.eligibility import gallery_section_array
+from fashion_retrieval.index.eligibility import catalogue_section_array
 from tests.data.test_catalogue import PRODUCTS, write_dataset
 
 
@@ -29,7 +29,7 @@ def test_a_test_bundle_without_a_photo_still_gets_k_products(
     )
     catalogue = load_catalogue(root, missing_images="skip")
     assert catalogue.searchable_test_bundle_ids == ["B_00000000000c"]
-    sections = gallery_section_array(PRODUCTS, catalogue.product_sections())
+    sections = catalogue_section_array(PRODUCTS, catalogue.product_sections())
     path = tmp_path / "submission.csv"
     with caplog.at_level(logging.WARNING):
         written = write_test_submission(
@@ -45,7 +45,7 @@ def test_a_test_bundle_without_a_photo_still_gets_k_products(
         bundle_section=catalogue.bundle_sections(),
     )
     pairs = read_pairs(path, "submission")
-    # Section 1: products 1 and 2 (one match each, gallery order); product 3 is section 2's.
+    # Section 1: products 1 and 2 (one match each, catalogue order); product 3 is section 2's.
     assert pairs[pairs.bundle_asset_id == "B_00000000000d"].product_asset_id.tolist() == PRODUCTS[:2]
     assert pairs[pairs.bundle_asset_id == "B_00000000000c"].product_asset_id.tolist() == [
         PRODUCTS[3],

@@ -21,7 +21,7 @@ def test_rank_scores_breaks_ties_by_row_and_drops_the_query_image() -> None:
 
 
 def test_score_queries_by_hand() -> None:
-    queries = TextQueries(gallery_ids=["a", "b", "c", "d"], texts=["q0", "q1"], truth=[[0, 2], [3]])
+    queries = TextQueries(catalogue_ids=["a", "b", "c", "d"], texts=["q0", "q1"], truth=[[0, 2], [3]])
     scores = np.array([[0.9, 0.8, 0.7, 0.1], [0.1, 0.2, 0.3, 0.4]])  # q0 ranks a, b, c, d; q1 ranks d first
     metrics = score_queries(scores, queries, ks=[1, 2])
     assert metrics["recall@1"] == pytest.approx(2 / 3)  # a and d of 3 relevant
@@ -34,7 +34,7 @@ def test_score_queries_by_hand() -> None:
 
 
 def test_composed_query_never_finds_its_own_image() -> None:
-    queries = TextQueries(gallery_ids=["a", "b", "c"], texts=["in red"], truth=[[1]], image_rows=[0])
+    queries = TextQueries(catalogue_ids=["a", "b", "c"], texts=["in red"], truth=[[1]], image_rows=[0])
     metrics = score_queries(np.array([[1.0, 0.5, 0.6]]), queries, ks=[1])
     assert metrics["recall@1"] == 0.0  # c outranks b once a is left out
     metrics = score_queries(np.array([[1.0, 0.6, 0.5]]), queries, ks=[1])

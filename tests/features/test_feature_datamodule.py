@@ -29,12 +29,12 @@ def test_padded_products_lists_each_querys_distinct_products():
 def test_training_batches_carry_features_and_every_product_of_the_query():
     module = small_module(batch_size=3, seed=1)
     batches = list(module.train_dataloader())
-    assert [len(b["gallery_label"]) for b in batches] == [3, 3, 1]
-    seen = torch.cat([torch.stack([b["query_row"], b["gallery_label"]], 1) for b in batches])
+    assert [len(b["catalogue_label"]) for b in batches] == [3, 3, 1]
+    seen = torch.cat([torch.stack([b["query_row"], b["catalogue_label"]], 1) for b in batches])
     assert sorted(map(tuple, seen.tolist())) == sorted(map(tuple, module.train_pairs.tolist()))
     for batch in batches:
         assert torch.equal(batch["query"], module.query_features[batch["query_row"]])
-        assert torch.equal(batch["gallery"], module.catalogue_features[batch["gallery_label"]])
+        assert torch.equal(batch["catalogue"], module.catalogue_features[batch["catalogue_label"]])
         for row, products in zip(batch["query_row"].tolist(), batch["query_products"].tolist()):
             expected = sorted({p for q, p in module.train_pairs.tolist() if q == row})
             assert [p for p in products if p >= 0] == expected
@@ -48,12 +48,12 @@ def test_with_images_training_batches_carry_the_rows_images_in_the_same_order():
         batch_size=3, seed=1, query_images=query_images, catalogue_images=catalogue_images
     ).train_dataloader()
     for plain, batch in zip(small_module(batch_size=3, seed=1).train_dataloader(), images, strict=True):
-        assert "query" not in batch and "gallery" not in batch
+        assert "query" not in batch and "catalogue" not in batch
         assert torch.equal(batch["query_row"], plain["query_row"])
-        assert torch.equal(batch["gallery_label"], plain["gallery_label"])
+        assert torch.equal(batch["catalogue_label"], plain["catalogue_label"])
         assert torch.equal(batch["query_products"], plain["query_products"])
         assert torch.equal(batch["query_image"], query_images[plain["query_row"]])
-        assert torch.equal(batch["gallery_image"], catalogue_images[plain["gallery_label"]])
+        assert torch.equal(batch["catalogue_image"], catalogue_images[plain["catalogue_label"]])
 
 
 def test_images_go_together_and_match_the_rows():

@@ -126,12 +126,12 @@ def test_a_changed_image_invalidates_its_features_and_the_index_built_from_them(
     datamodule = datamodule_for(cfg)
     with pytest.raises(IndexMismatchError, match="other catalogue images"):
         EmbeddingIndex.load(
-            tmp_path / "stale", expected_catalogue_sha256=contents_digest(datamodule.gallery_paths)
+            tmp_path / "stale", expected_catalogue_sha256=contents_digest(datamodule.catalogue_paths)
         )
     with open_dict(cfg):
         cfg.index.dir = str(tmp_path / "stale")
     load_or_build_index(cfg, encoder, datamodule, checkpoint)
     restored, _ = load_embeddings(tmp_path / "stale" / EMBEDDINGS_FILE)
     np.testing.assert_allclose(restored, before, atol=1e-5)
-    now = contents_digest(datamodule.gallery_paths)
+    now = contents_digest(datamodule.catalogue_paths)
     EmbeddingIndex.load(tmp_path / "stale", expected_catalogue_sha256=now)

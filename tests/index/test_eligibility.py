@@ -11,10 +11,10 @@ from fashion_retrieval.index.eligibility import (
 from fashion_retrieval.index.faiss_index import PAD_SCORE, EmbeddingIndex
 
 
-def reference_filter(candidates, query_sections, gallery_sections, k):
+def reference_filter(candidates, query_sections, catalogue_sections, k):
     rows = []
     for row, section in zip(candidates, query_sections):
-        kept = [c for c in row if c >= 0 and gallery_sections[c] in (section, UNKNOWN_SECTION)][:k]
+        kept = [c for c in row if c >= 0 and catalogue_sections[c] in (section, UNKNOWN_SECTION)][:k]
         rows.append(kept + [-1] * (k - len(kept)))
     return np.array(rows, dtype=np.int64)
 
@@ -22,12 +22,12 @@ def reference_filter(candidates, query_sections, gallery_sections, k):
 @pytest.mark.parametrize("seed", range(5))
 def test_filter_matches_reference(seed):
     rng = np.random.default_rng(seed)
-    gallery_sections = rng.choice([1, 2, 3, UNKNOWN_SECTION], size=40)
+    catalogue_sections = rng.choice([1, 2, 3, UNKNOWN_SECTION], size=40)
     candidates = np.stack([rng.permutation(40)[:25] for _ in range(12)])
     candidates[rng.random(candidates.shape) < 0.1] = -1
     query_sections = rng.choice([1, 2, 3], size=12)
-    expected = reference_filter(candidates, query_sections, gallery_sections, 10)
-    allowed = Eligibility(query_sections, gallery_sections).allowed(candidates)
+    expected = reference_filter(candidates, query_sections, catalogue_sections, 10)
+    allowed = Eligibility(query_sections, catalogue_sections).allowed(candidates)
     kept, _ = keep_allowed(candidates, np.zeros(candidates.shape, np.float32), allowed, 10)
     np.testing.assert_array_equal(kept, expected)
 
@@ -76,5 +76,10 @@ def test_popular_within_section_ranks_by_popularity_in_the_bundle_section() -> N
 
     popularity = np.array([5, 9, 1, 0, 7, 7])
     sections = np.array([1, 2, 1, UNKNOWN_SECTION, 1, 1])
-    assert popular_within_section(popularity, sections, 1, 4).tolist() == [4, 5, 0, 2]  # ties: gallery order
+    assert popular_within_section(popularity, sections, 1, 4).tolist() == [
+        4,
+        5,
+        0,
+        2,
+    ]  # ties: catalogue order
     assert popular_within_section(popularity, sections, 2, 3).tolist() == [1, 3, -1]

@@ -117,7 +117,7 @@ def test_bank_entries_of_the_querys_own_products_are_not_negatives():
     module = FeatureAdapterModule(DIM, query_head=ResidualAdapter(DIM), bank_size=64)
     first, second = batch_of(datamodule, list(range(8))), batch_of(datamodule, list(range(8, 16)))
     module.batch_loss(first)
-    assert module.bank.contents()[1].tolist() == sorted(set(first["gallery_label"].tolist()))
+    assert module.bank.contents()[1].tolist() == sorted(set(first["catalogue_label"].tolist()))
     seen = {}
 
     class Spy(torch.nn.Module):
@@ -127,11 +127,11 @@ def test_bank_entries_of_the_querys_own_products_are_not_negatives():
 
     module.loss = Spy()
     # Second batch, whose first query owns a product already in the bank.
-    second["query_products"][0, 0] = first["gallery_label"][0]
+    second["query_products"][0, 0] = first["catalogue_label"][0]
     module.batch_loss(second)
-    distinct = len(set(second["gallery_label"].tolist()))
+    distinct = len(set(second["catalogue_label"].tolist()))
     bank_labels = module.bank.contents()[1][:8].tolist()  # slot order = the first batch's products
-    owned = bank_labels.index(int(first["gallery_label"][0]))
+    owned = bank_labels.index(int(first["catalogue_label"][0]))
     assert seen["candidates"].shape[0] == distinct + len(bank_labels)
     assert not seen["positive"][:, distinct:].any()  # bank columns are never positives
     assert not seen["negative"][0, distinct + owned]
@@ -186,8 +186,8 @@ class ImagePairs(pl.LightningDataModule):
             batch = self.features.train_dataloader().dataset[positions]
             return {
                 "query_image": self.query_images[batch.pop("query_row")],
-                "gallery_image": self.catalogue_images[batch["gallery_label"]],
-                "gallery_label": batch["gallery_label"],
+                "catalogue_image": self.catalogue_images[batch["catalogue_label"]],
+                "catalogue_label": batch["catalogue_label"],
                 "query_products": batch["query_products"],
             }
 
@@ -308,8 +308,8 @@ def test_mined_hard_negatives_are_each_querys_closest_other_products_added_once(
         float("-inf"),
     )
     top = scores.topk(3, dim=1).indices
-    expected = sorted(set(top.flatten().tolist()) - set(batch["gallery_label"].tolist()))
-    distinct = len(set(batch["gallery_label"].tolist()))
+    expected = sorted(set(top.flatten().tolist()) - set(batch["catalogue_label"].tolist()))
+    distinct = len(set(batch["catalogue_label"].tolist()))
     mined = seen["candidates"][distinct:]
     assert mined.shape[0] == len(expected)
     assert torch.allclose(mined, catalogue[expected], atol=1e-6)
@@ -328,11 +328,11 @@ def test_mined_negatives_reach_a_trainable_catalogue_head_and_need_the_catalogue
     module.loss = LossSpy()
     module.batch_loss(batch_of(datamodule, list(range(16, 32)))).backward()
     seen = module.loss.seen
-    distinct = len(set(batch_of(datamodule, list(range(16, 32)))["gallery_label"].tolist()))
+    distinct = len(set(batch_of(datamodule, list(range(16, 32)))["catalogue_label"].tolist()))
     assert seen["candidates"].shape[0] > distinct + module.bank.filled  # batch, mined, then the bank
     assert head.net[1].weight.grad is not None
     batch = batch_of(datamodule, list(range(16)))
-    mined, _ = module.mined_negatives(head(batch["query"]), batch["query_products"], batch["gallery_label"])
+    mined, _ = module.mined_negatives(head(batch["query"]), batch["query_products"], batch["catalogue_label"])
     assert mined.shape[0] > 0 and mined.grad_fn is not None  # re-embedded through the trainable head
     module.trainer = FakeTrainer(None)
     with pytest.raises(ValueError, match="catalogue_features"):

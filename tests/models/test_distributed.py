@@ -52,10 +52,10 @@ def make_batch(rows: tuple[int, int]) -> dict[str, torch.Tensor]:
     packshots = torch.randint(0, 256, (10, 3, 4, 4), generator=generator, dtype=torch.uint8)
     return {
         "query": queries[first:last],
-        "gallery": packshots[labels],
+        "catalogue": packshots[labels],
         "query_products": torch.tensor(padded),
         "query_excluded": torch.tensor(padded),
-        "gallery_label": torch.tensor(labels),
+        "catalogue_label": torch.tensor(labels),
     }
 
 
@@ -105,8 +105,8 @@ def _bank_step(rank: int, folder: str) -> None:
     labels = torch.tensor([[0, 1, 1], [5, 6]][rank])  # rank 0 draws product 1 twice: enqueued once
     batch = {
         "query": torch.randn(len(labels), 4),
-        "gallery": torch.randn(len(labels), 4),
-        "gallery_label": labels,
+        "catalogue": torch.randn(len(labels), 4),
+        "catalogue_label": labels,
         "query_products": labels.unsqueeze(1),
     }
     module.batch_loss(batch)

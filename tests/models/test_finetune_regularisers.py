@@ -55,7 +55,7 @@ def test_l2_sp_pulls_towards_the_frozen_pretrained_copy():
     assert anchor is not None and not any(p.requires_grad for p in anchor.parameters())
     model.train()
     assert not anchor.training  # the teacher keeps its batch-norm statistics
-    batch = {"query": uint8_images(2, 32, 32), "gallery": uint8_images(2, 32, 32, seed=1)}
+    batch = {"query": uint8_images(2, 32, 32), "catalogue": uint8_images(2, 32, 32, seed=1)}
     assert float(model.regularisation(batch, [], 2)) == 0.0
     shift_backbone(model, 0.01)
     trainable = sum(p.numel() for p in model.encoder.backbone.parameters() if p.requires_grad)
@@ -68,10 +68,10 @@ def test_l2_sp_pulls_towards_the_frozen_pretrained_copy():
 
 def test_distillation_is_zero_for_the_pretrained_features_and_grows_as_they_drift():
     model = module(distill=2.0).eval()
-    batch = {"query": uint8_images(2, 32, 32), "gallery": uint8_images(3, 32, 32, seed=1)}
+    batch = {"query": uint8_images(2, 32, 32), "catalogue": uint8_images(3, 32, 32, seed=1)}
 
     def distill() -> float:
-        features = [model.encoder.encode(batch[key])[0] for key in ("query", "gallery")]
+        features = [model.encoder.encode(batch[key])[0] for key in ("query", "catalogue")]
         return float(model.regularisation(batch, features, 2))
 
     assert distill() == pytest.approx(0.0, abs=1e-6)

@@ -22,9 +22,11 @@ def gpu_benchmark() -> dict:
 
 def test_bundle_batch_pairs_each_bundle_with_its_own_product(gpu_benchmark):
     batch = gpu_benchmark["bundle_batch"](3, 8, torch.device("cpu"))
-    assert batch["query"].shape == batch["gallery"].shape == (3, 3, 8, 8)
+    assert batch["query"].shape == batch["catalogue"].shape == (3, 3, 8, 8)
     assert batch["query"].dtype == torch.uint8
-    positive, negative = pair_masks(batch["query_products"], batch["query_excluded"], batch["gallery_label"])
+    positive, negative = pair_masks(
+        batch["query_products"], batch["query_excluded"], batch["catalogue_label"]
+    )
     assert torch.equal(positive, torch.eye(3, dtype=torch.bool))
     assert torch.equal(negative, ~positive)
 

@@ -51,7 +51,7 @@ def tiny_checkpoint(tiny_data: Path, tmp_path: Path) -> Path:
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.reset_running_stats()
                 module.momentum = None  # a plain average over the batches
-        for batch in datamodule.gallery_dataloader():
+        for batch in datamodule.catalogue_dataloader():
             encoder(batch["image"])
     checkpoint = {
         "state_dict": {f"encoder.{k}": v for k, v in encoder.state_dict().items()},

@@ -152,7 +152,7 @@ def test_the_backbone_path_computes_the_cached_features(tiny_data: Path, tmp_pat
     np.testing.assert_allclose(through, cached, atol=1e-5)
     assert not any(p.requires_grad for p in extractor.parameters())
     assert all(p is not q for p, q in zip(extractor.parameters(), encoder.parameters()))  # a copy
-    assert load_features(directory)[1] == features.datamodule.gallery_ids
+    assert load_features(directory)[1] == features.datamodule.catalogue_ids
 
 
 def test_the_backbone_path_trains_the_same_head_as_the_cache(tiny_data: Path, tmp_path: Path) -> None:
@@ -207,7 +207,7 @@ def test_crops_and_packshots_default_to_the_native_input_size(
     expected = expected or encoder.native_input_size
     assert expected != (64, 48)  # differs from data.catalogue_size, so the test can fail
     datamodule = adapter_datamodule(cfg, encoder)
-    packshots = next(iter(datamodule.gallery_dataloader()))["image"]
+    packshots = next(iter(datamodule.catalogue_dataloader()))["image"]
     photo = str(datamodule.cat.bundles["image_path"].iloc[0])
     crops = next(iter(datamodule.crop_dataloader([photo], [(0.0, 0.0, 20.0, 30.0)])))["image"]
     assert tuple(packshots.shape[2:]) == tuple(crops.shape[2:]) == expected
@@ -236,7 +236,7 @@ def test_an_ensemble_concatenates_its_members_features_each_at_its_own_size(
     expected = np.concatenate([np.sqrt(0.25) * alone[0], np.sqrt(0.75) * alone[1]], axis=1)
     np.testing.assert_allclose(fused, expected, atol=1e-6)
     assert len(manifests(logs)) == 3  # each member's entry, reused by the members alone, and the combined one
-    assert load_features(directory)[1] == features.datamodule.gallery_ids
+    assert load_features(directory)[1] == features.datamodule.catalogue_ids
 
 
 def test_combining_feature_caches_of_other_items_is_refused(tmp_path: Path) -> None:

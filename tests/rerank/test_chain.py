@@ -10,7 +10,7 @@ from PIL import Image
 
 from fashion_retrieval.index.eligibility import UNKNOWN_SECTION, Eligibility, search_eligible
 from fashion_retrieval.index.faiss_index import PAD_SCORE, EmbeddingIndex
-from fashion_retrieval.rerank.chain import GalleryMetadata, RerankChain, RerankContext, affinity, resort
+from fashion_retrieval.rerank.chain import CatalogueMetadata, RerankChain, RerankContext, affinity, resort
 from fashion_retrieval.rerank.colour import bhattacharyya, colour_similarity, stripe_histograms
 from fashion_retrieval.rerank.steps import CategoryGate, ColourBonus, MetadataPrior, SectionFilter
 from tests.test_configs import compose_config
@@ -31,8 +31,10 @@ def random_case(seed: int) -> tuple[np.ndarray, np.ndarray, RerankContext]:
         rng.random((Q, C)) < 0.5,
         rng.integers(0, C, G),
     )
-    gallery = GalleryMetadata([f"p{g}.jpg" for g in range(G)], rng.integers(0, 8, G))
-    context = RerankContext(eligibility, [f"q{q}.jpg" for q in range(Q)], None, rng.random(Q) < 0.7, gallery)
+    catalogue = CatalogueMetadata([f"p{g}.jpg" for g in range(G)], rng.integers(0, 8, G))
+    context = RerankContext(
+        eligibility, [f"q{q}.jpg" for q in range(Q)], None, rng.random(Q) < 0.7, catalogue
+    )
     return candidates, scores, context
 
 
@@ -50,7 +52,7 @@ def reference_sort(rows: list[list[tuple[int, float]]]) -> tuple[np.ndarray, np.
 @pytest.mark.parametrize("seed", range(4))
 def test_section_filter_matches_reference(seed: int) -> None:
     candidates, scores, context = random_case(seed)
-    sections_q, sections_g = context.eligibility.query_sections, context.eligibility.gallery_sections
+    sections_q, sections_g = context.eligibility.query_sections, context.eligibility.catalogue_sections
     expected = reference_sort(
         [
             [
@@ -79,7 +81,7 @@ def test_category_gate_matches_reference(seed: int) -> None:
             if not context.labelled[q]:
                 factor = 0.5
             else:
-                factor = 1.0 if e.query_categories[q, e.gallery_categories[c]] else 0.05
+                factor = 1.0 if e.query_categories[q, e.catalogue_categories[c]] else 0.05
             pairs.append((c, np.float32(s) * np.float32(factor)))
         rows.append(pairs)
     expected = reference_sort(rows)
@@ -91,7 +93,7 @@ def test_category_gate_matches_reference(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(3))
 def test_metadata_prior_matches_reference(seed: int) -> None:
     candidates, scores, context = random_case(seed)
-    articles = context.gallery.articles
+    articles = context.catalogue.articles
     rows = []
     for row, srow in zip(candidates, scores):
         seen: set[int] = set()
@@ -106,7 +108,7 @@ def test_metadata_prior_matches_reference(seed: int) -> None:
     np.testing.assert_array_equal(got[0], expected[0])
     np.testing.assert_allclose(got[1], expected[1], rtol=1e-6)
     without = RerankContext(
-        context.eligibility, context.query_paths, gallery=GalleryMetadata(context.gallery.paths)
+        context.eligibility, context.query_paths, catalogue=CatalogueMetadata(context.catalogue.paths)
     )
     with pytest.raises(ValueError, match=r"product_articles\.csv"):
         MetadataPrior()(candidates, scores, without)
@@ -154,7 +156,7 @@ def test_colour_bonus_promotes_the_matching_colour_where_the_gate_passes(tmp_pat
         [str(tmp_path / "photo.png")] * 2,
         [(10, 10, 30, 30), (10, 10, 30, 30)],
         np.array([True, True]),
-        GalleryMetadata(packshots),
+        CatalogueMetadata(packshots),
     )
     candidates = np.array([[0, 1], [0, 1]])
     scores = np.array([[0.8, 0.75], [0.8, 0.75]], np.float32)
@@ -163,7 +165,7 @@ def test_colour_bonus_promotes_the_matching_colour_where_the_gate_passes(tmp_pat
     ids, new_scores = step(candidates, scores, context)
     assert ids.tolist() == [[1, 0], [0, 1]]  # query 2's label rules the red packshot out: no bonus
     assert new_scores[0, 0] == pytest.approx(0.75 * 1.25)
-    assert set(step._gallery) == set(packshots)  # cached by path
+    assert set(step._catalogue) == set(packshots)  # cached by path
 
 
 def test_chain_composes_its_steps_in_order() -> None:
@@ -185,9 +187,9 @@ def test_affinity_is_monotone_and_keeps_padding() -> None:
 
 def test_empty_chain_is_the_identity_and_searches_like_today() -> None:
     rng = np.random.default_rng(3)
-    gallery = rng.standard_normal((80, 8)).astype(np.float32)
-    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
-    index = EmbeddingIndex(gallery, [f"I_{i:012x}" for i in range(80)])
+    catalogue = rng.standard_normal((80, 8)).astype(np.float32)
+    catalogue /= np.linalg.norm(catalogue, axis=1, keepdims=True)
+    index = EmbeddingIndex(catalogue, [f"I_{i:012x}" for i in range(80)])
     queries = rng.standard_normal((7, 8)).astype(np.float32)
     eligibility = Eligibility(rng.choice([1, 2], 7), rng.choice([1, 2, UNKNOWN_SECTION], 80))
     chain = RerankChain()

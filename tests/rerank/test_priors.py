@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 
 from fashion_retrieval.data.catalogue import load_catalogue
 from fashion_retrieval.index.eligibility import Eligibility
-from fashion_retrieval.rerank.chain import GalleryMetadata, RerankChain, RerankContext, resort
+from fashion_retrieval.rerank.chain import CatalogueMetadata, RerankChain, RerankContext, resort
 from fashion_retrieval.rerank.priors import DAY_MS, ArticlePrefixBonus, TimestampPrior, timestamp_factor
 from tests.test_configs import compose_config
 
@@ -27,12 +27,12 @@ def case(seed: int) -> tuple[np.ndarray, np.ndarray, RerankContext]:
     candidates = np.stack([rng.permutation(G)[:N] for _ in range(Q)]).astype(np.int64)
     candidates[:, -1][rng.random(Q) < 0.5] = -1
     candidates, scores = resort(candidates, rng.random((Q, N)).astype(np.float32))
-    gallery_ts = T0 + rng.uniform(0, 200, G) * DAY_MS
-    gallery_ts[rng.random(G) < 0.2] = np.nan
+    catalogue_ts = T0 + rng.uniform(0, 200, G) * DAY_MS
+    catalogue_ts[rng.random(G) < 0.2] = np.nan
     articles = rng.integers(0, 4, G)  # few articles, so prefixes are shared
     codes = 10_000_000_000 + articles * 1000 + rng.integers(0, 3, G)
     codes[rng.random(G) < 0.2] = -1
-    gallery = GalleryMetadata([f"p{g}.jpg" for g in range(G)], timestamps=gallery_ts, codes=codes)
+    catalogue = CatalogueMetadata([f"p{g}.jpg" for g in range(G)], timestamps=catalogue_ts, codes=codes)
     query_ts = T0 + rng.uniform(0, 200, Q) * DAY_MS
     query_ts[0] = np.nan
     query_codes = codes[rng.integers(0, G, Q)]
@@ -40,7 +40,7 @@ def case(seed: int) -> tuple[np.ndarray, np.ndarray, RerankContext]:
     context = RerankContext(
         Eligibility(np.ones(Q, np.int64), np.ones(G, np.int64)),
         [f"q{q}.jpg" for q in range(Q)],
-        gallery=gallery,
+        catalogue=catalogue,
         query_timestamps=query_ts,
         query_codes=query_codes,
     )
@@ -68,12 +68,12 @@ def test_timestamp_factor_reference_values() -> None:
 def test_timestamp_prior_matches_reference(seed: int) -> None:
     candidates, scores, context = case(seed)
     step = TimestampPrior(floor=0.6, sigma_days=20.0)
-    query_ts, gallery_ts = context.query_timestamps, context.gallery.timestamps
+    query_ts, catalogue_ts = context.query_timestamps, context.catalogue.timestamps
 
     def factor(q: int, g: int) -> float:
-        if math.isnan(query_ts[q]) or math.isnan(gallery_ts[g]):
+        if math.isnan(query_ts[q]) or math.isnan(catalogue_ts[g]):
             return 1.0
-        dt = abs(query_ts[q] - gallery_ts[g]) / DAY_MS
+        dt = abs(query_ts[q] - catalogue_ts[g]) / DAY_MS
         return 0.6 + 0.4 * math.exp(-(dt**2) / (2 * 20.0**2))
 
     got = step(candidates, scores, context)
@@ -89,7 +89,7 @@ def test_timestamp_prior_matches_reference(seed: int) -> None:
 def test_article_prefix_bonus_matches_reference(seed: int) -> None:
     candidates, scores, context = case(seed)
     step = ArticlePrefixBonus(weight=0.2, code_weight=0.5)
-    query_codes, codes = context.query_codes, context.gallery.codes
+    query_codes, codes = context.query_codes, context.catalogue.codes
 
     def factor(q: int, g: int) -> float:
         a, b = str(query_codes[q]), str(codes[g])
@@ -108,7 +108,7 @@ def test_a_close_candidate_overtakes_a_distant_one() -> None:
     context = RerankContext(
         Eligibility(np.ones(1, np.int64), np.ones(2, np.int64)),
         ["q.jpg"],
-        gallery=GalleryMetadata(timestamps=np.array([T0 + 200 * DAY_MS, T0 + 2 * DAY_MS])),
+        catalogue=CatalogueMetadata(timestamps=np.array([T0 + 200 * DAY_MS, T0 + 2 * DAY_MS])),
         query_timestamps=np.array([T0]),
     )
     ranked, _ = TimestampPrior()(np.array([[0, 1]]), np.array([[0.9, 0.8]], np.float32), context)
@@ -118,7 +118,7 @@ def test_a_close_candidate_overtakes_a_distant_one() -> None:
 def test_without_metadata_scores_are_unchanged_and_it_says_so(caplog: pytest.LogCaptureFixture) -> None:
     candidates, scores, context = case(0)
     bare = RerankContext(
-        context.eligibility, context.query_paths, gallery=GalleryMetadata(context.gallery.paths)
+        context.eligibility, context.query_paths, catalogue=CatalogueMetadata(context.catalogue.paths)
     )
     with caplog.at_level(logging.WARNING, logger="fashion_retrieval.rerank.priors"):
         for step in (TimestampPrior(), ArticlePrefixBonus()):
@@ -146,7 +146,7 @@ def test_context_checks_query_metadata_lengths() -> None:
         RerankContext(Eligibility(np.ones(2), np.ones(3)), ["a", "b"], query_timestamps=np.zeros(1))
 
 
-def test_gallery_metadata_reads_the_urls(tmp_path: Path) -> None:
+def test_catalogue_metadata_reads_the_urls(tmp_path: Path) -> None:
     url = "https://static.zara.net/assets/public/a/b/c/d/{code}-p/{code}-p.jpg?ts={ts}&w=750"
     (tmp_path / "product_dataset.csv").write_text(
         "product_asset_id,product_image_url,product_description\n"
@@ -160,9 +160,9 @@ def test_gallery_metadata_reads_the_urls(tmp_path: Path) -> None:
     (tmp_path / "bundles_product_match_train.csv").write_text("bundle_asset_id,product_asset_id\nB_1,I_1\n")
     (tmp_path / "bundles_product_match_test.csv").write_text("bundle_asset_id,product_asset_id\n")
     catalogue = load_catalogue(tmp_path, image_check="none")
-    gallery = GalleryMetadata.from_catalogue(catalogue)
-    np.testing.assert_array_equal(gallery.timestamps, [1.7e12, np.nan])
-    np.testing.assert_array_equal(gallery.codes, [12345678001, -1])
+    catalogue = CatalogueMetadata.from_catalogue(catalogue)
+    np.testing.assert_array_equal(catalogue.timestamps, [1.7e12, np.nan])
+    np.testing.assert_array_equal(catalogue.codes, [12345678001, -1])
     np.testing.assert_array_equal(catalogue.bundle_timestamps(["B_1"]), [1700086400000.0])
     assert catalogue.bundle_codes(["B_1"]) == ["12345678001"]
 
@@ -202,7 +202,7 @@ def test_garment_crops_get_their_bundles_metadata() -> None:
         [Detection((0, 0, 4, 4), 0.9, "a")],
     ]
     queries = GarmentQueries.from_detections(["x.jpg", "y.jpg"], detections)
-    gallery = GalleryMetadata(timestamps=np.array([T0, T0, T0]), codes=np.array([1, 2, 3]))
+    catalogue = CatalogueMetadata(timestamps=np.array([T0, T0, T0]), codes=np.array([1, 2, 3]))
     rank_bundles(
         np.eye(3, dtype=np.float32),
         queries,
@@ -214,11 +214,11 @@ def test_garment_crops_get_their_bundles_metadata() -> None:
         {},
         SlotSettings(k=2, category_mask=False),
         RerankChain([spy], depth=3),
-        gallery,
+        catalogue,
         bundle_timestamps=np.array([T0, T0 + DAY_MS]),
         bundle_codes=np.array([12345678001, -1]),
     )
     (context,) = seen
     np.testing.assert_array_equal(context.query_timestamps, [T0, T0, T0 + DAY_MS])
     np.testing.assert_array_equal(context.query_codes, [12345678001, 12345678001, -1])
-    assert context.gallery is gallery
+    assert context.catalogue is catalogue

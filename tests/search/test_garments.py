@@ -62,8 +62,8 @@ def test_unmapped_categories_stay_reachable_under_the_mask_and_are_counted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A map written for another taxonomy: JUMPSUIT (items 2, 3) is in no label's list.
-    gallery = unit(np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0.1, 0.9, 0], [0, 0, 1]]))
-    index = EmbeddingIndex(gallery, [f"I_{i:012x}" for i in range(5)])
+    catalogue = unit(np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0.1, 0.9, 0], [0, 0, 1]]))
+    index = EmbeddingIndex(catalogue, [f"I_{i:012x}" for i in range(5)])
     categories = ["SHOES", "SHOES", "JUMPSUIT", "JUMPSUIT", "COAT"]
     queries = GarmentQueries.from_detections(["a.jpg"], [[Detection((0, 0, 4, 4), 0.9, "outerwear")]])
     crops = unit(np.array([[0, 1, 0.2]]))  # looks like the jumpsuit, detected as outerwear
@@ -90,11 +90,11 @@ def unit(rows: np.ndarray) -> np.ndarray:
 
 
 def test_each_crop_finds_its_garment_and_the_bundle_gets_both() -> None:
-    # Gallery: a shoe (0), a coat (1), a coat of another section (2), and near-duplicates of each.
-    gallery = unit(
+    # Catalogue: a shoe (0), a coat (1), a coat of another section (2), and near-duplicates of each.
+    catalogue = unit(
         np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 0.01, 0], [0.9, 0.1, 0, 0], [0.1, 0.9, 0, 0]])
     )
-    index = EmbeddingIndex(gallery, [f"I_{i:012x}" for i in range(5)])
+    index = EmbeddingIndex(catalogue, [f"I_{i:012x}" for i in range(5)])
     categories = ["SHOES", "COAT", "COAT", "SHOES", "COAT"]
     sections = np.array([1, 1, 2, 1, UNKNOWN_SECTION])
     detections = [[Detection((0, 0, 4, 4), 0.9, "footwear"), Detection((0, 4, 4, 8), 0.8, "outerwear")]]
@@ -157,8 +157,8 @@ def test_bundles_without_crops_stay_empty_and_sizes_are_checked() -> None:
 
 
 def test_free_slots_are_filled_from_other_categories_when_the_mask_leaves_too_few() -> None:
-    gallery = unit(np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0, 0.9, 0.1], [0, 0, 1]]))
-    index = EmbeddingIndex(gallery, [f"I_{i:012x}" for i in range(5)])
+    catalogue = unit(np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0, 0.9, 0.1], [0, 0, 1]]))
+    index = EmbeddingIndex(catalogue, [f"I_{i:012x}" for i in range(5)])
     categories = ["HAT", "COAT", "COAT", "COAT", "COAT"]  # one hat only
     queries = GarmentQueries.from_detections(["a.jpg"], [[Detection((0, 0, 4, 4), 0.9, "headwear")]])
     crops = unit(np.array([[1.0, 0.05, 0]]))
