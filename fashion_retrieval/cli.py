@@ -15,7 +15,7 @@ from pathlib import Path
 
 import fashion_retrieval  # sets the offline defaults before any ML library is imported
 from fashion_retrieval.pipelines.registry import COMMANDS, GROUPS, STAGES, subcommands
-from fashion_retrieval.runs.renamed import renamed_message, renamed_overrides
+from fashion_retrieval.renamed import renamed_message, renamed_overrides
 
 PROGRAM = "fashion-retrieval"
 SUBCOMMANDS = subcommands()

@@ -13,7 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 from test_configs import compose_config
 
-from fashion_retrieval.runs.renamed import RENAMED_EXPERIMENTS, rename_key, rename_override
+from fashion_retrieval.renamed import RENAMED_EXPERIMENTS, rename_key, rename_override
 
 SNAPSHOT = json.loads((Path(__file__).parent / "config_snapshots" / "before_issue16.json").read_text())
 # The old compound re-rankers as lists of steps (their files are aliases kept for one release).

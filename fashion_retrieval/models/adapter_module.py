@@ -24,6 +24,7 @@ from fashion_retrieval.miners.catalogue import catalogue_hard_negatives
 from fashion_retrieval.miners.masks import label_in
 from fashion_retrieval.models.checkpoint import load_checkpoint
 from fashion_retrieval.models.distributed import all_gather_uneven
+from fashion_retrieval.renamed import upgrade_state_keys
 
 
 class FrozenFeatureExtractor(nn.Module):
@@ -64,7 +65,7 @@ class FeatureAdapterModule(pl.LightningModule):
         embedding_dim: ``D'`` of the heads' output (the bank's width); ``None``: ``feature_dim``.
         query_head: applied to query features (e.g. :class:`~fashion_retrieval.models.heads.ResidualAdapter`);
             ``None``: the frozen features themselves.
-        gallery_head: applied to catalogue features; ``None``: catalogue untouched (query-side adapter).
+        catalogue_head: applied to catalogue features; ``None``: catalogue untouched (query-side adapter).
         share_heads: the catalogue goes through ``query_head`` too (a symmetric projection head).
         loss: called as ``loss(query (R, D), candidates (C, D), positive (R, C), negative (R, C),
             row_weights (R,))``; default :class:`~fashion_retrieval.losses.adapter.AdapterInfoNCELoss`.
@@ -106,7 +107,7 @@ class FeatureAdapterModule(pl.LightningModule):
         feature_dim: int,
         embedding_dim: int | None = None,
         query_head: nn.Module | None = None,
-        gallery_head: nn.Module | None = None,
+        catalogue_head: nn.Module | None = None,
         share_heads: bool = False,
         loss: nn.Module | None = None,
         optimizer: Callable[..., Optimizer] | None = None,
@@ -125,7 +126,7 @@ class FeatureAdapterModule(pl.LightningModule):
         self.save_hyperparameters(
             ignore=[
                 "query_head",
-                "gallery_head",
+                "catalogue_head",
                 "loss",
                 "optimizer",
                 "scheduler",
@@ -134,10 +135,10 @@ class FeatureAdapterModule(pl.LightningModule):
             ],
             logger=False,
         )
-        if share_heads and (query_head is None or gallery_head is not None):
-            raise ValueError("share_heads needs a query_head and no gallery_head")
+        if share_heads and (query_head is None or catalogue_head is not None):
+            raise ValueError("share_heads needs a query_head and no catalogue_head")
         self.query_head = query_head
-        self.gallery_head = query_head if share_heads else gallery_head
+        self.catalogue_head = query_head if share_heads else catalogue_head
         self.loss = loss if loss is not None else AdapterInfoNCELoss()
         self.optimizer_factory = optimizer or partial(torch.optim.AdamW, lr=3e-4)
         self.scheduler_factory = scheduler
@@ -167,7 +168,7 @@ class FeatureAdapterModule(pl.LightningModule):
 
     def embed_catalogue(self, features: torch.Tensor) -> torch.Tensor:
         """``(G, D)`` features -> ``(G, D')`` float32 L2-normalised catalogue embeddings."""
-        return self._embed(self.gallery_head, features)
+        return self._embed(self.catalogue_head, features)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.embed_queries(features)
@@ -268,12 +269,16 @@ class FeatureAdapterModule(pl.LightningModule):
         embeddings = self.embed_catalogue(features[mined.to(features.device)].to(self.device).float())
         return embeddings, label_in(mined, rows)
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # A checkpoint saved before issue 16 names the catalogue head ``gallery_head``.
+        checkpoint["state_dict"] = upgrade_state_keys(checkpoint["state_dict"])
+
     def on_fit_start(self) -> None:
         self._mining_pool = None
 
     def on_train_epoch_start(self) -> None:
         # A frozen catalogue side keeps its pool; a trainable one is re-embedded once per epoch.
-        if self.gallery_head is not None:
+        if self.catalogue_head is not None:
             self._mining_pool = None
 
     # -- validation ----------------------------------------------------------------------------------
@@ -311,8 +316,9 @@ class FeatureAdapterModule(pl.LightningModule):
 def load_head(module: FeatureAdapterModule, path: Path) -> None:
     """The heads' (and temperature's) weights of ``path`` (a ``head.pt`` of ``train-adapter``, read as data
     only) into ``module``; the negative bank is training state, so a head trained with another ``bank_size``
-    loads too. A file of another architecture or feature dimension is refused, naming the file."""
-    state = {k: v for k, v in load_checkpoint(path).items() if not k.startswith("bank.")}
+    loads too, and so does a head saved before the catalogue head's rename. A file of another architecture
+    or feature dimension is refused, naming the file."""
+    state = {k: v for k, v in upgrade_state_keys(load_checkpoint(path)).items() if not k.startswith("bank.")}
     expected = module.state_dict()
     wrong_shapes = [
         f"{key} {tuple(value.shape)} (adapter= expects {tuple(expected[key].shape)})"

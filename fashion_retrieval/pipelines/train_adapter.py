@@ -265,7 +265,7 @@ def training_pairs(
 
 def has_trainable_head(cfg: DictConfig) -> bool:
     module = cfg.adapter.module
-    return module.get("query_head") is not None or module.get("gallery_head") is not None
+    return module.get("query_head") is not None or module.get("catalogue_head") is not None
 
 
 def fit_head(

@@ -28,8 +28,8 @@ import yaml
 from fashion_retrieval.evaluation.run_files import METRICS_FILE, read_metrics
 from fashion_retrieval.evaluation.sweep_report import flatten
 from fashion_retrieval.io import HYDRA_BUILD_KEYS, RUN_CONFIG_FILE, atomic_open, write_json
+from fashion_retrieval.renamed import rename_override
 from fashion_retrieval.runs.provenance import PROVENANCE_FILE, git_state
-from fashion_retrieval.runs.renamed import rename_override
 
 log = logging.getLogger(__name__)
 

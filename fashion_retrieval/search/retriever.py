@@ -43,6 +43,7 @@ from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.io import HYDRA_BUILD_KEYS, RUN_CONFIG_FILE, read_yaml
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.inference import TEST_TIME_VIEWS, check_views, embed_loader, embed_views
+from fashion_retrieval.renamed import renamed_section_keys
 from fashion_retrieval.rerank.bundle_priors import (
     BundlePriorData,
     BundleStatistics,
@@ -220,14 +221,15 @@ def _located(target: str) -> object:
 
 
 # `data:` keys of run directories made before issue 16 split the data module (docs/configs.md): the four
-# detector keys became one `detected_garments` block, and `gallery_size` is `catalogue_size`.
+# detector keys became one `detected_garments` block, and the renamed keys (`gallery_size` is
+# `catalogue_size`) come from the project's one rename table.
 LEGACY_DETECTED_GARMENT_KEYS = {
     "garment_detector": "detector",
     "garment_crops": "crops",
     "detected_garment_iou": "min_iou",
     "detection_cache": "cache",
 }
-LEGACY_DATA_KEYS = {"gallery_size": "catalogue_size"}
+LEGACY_DATA_KEYS = renamed_section_keys("data")
 DETECTED_GARMENTS_TARGET = "fashion_retrieval.detection.garment_matching.DetectedGarments"
 
 

@@ -14,7 +14,7 @@ from fashion_retrieval.callbacks.adapter_evaluator import FeatureAdapterEvaluato
 from fashion_retrieval.callbacks.ema import EMAWeightAveraging
 from fashion_retrieval.features.datamodule import FeatureDataModule
 from fashion_retrieval.losses.adapter import AdapterInfoNCELoss
-from fashion_retrieval.models.adapter_module import FeatureAdapterModule, FrozenFeatureExtractor
+from fashion_retrieval.models.adapter_module import FeatureAdapterModule, FrozenFeatureExtractor, load_head
 from fashion_retrieval.models.clip import ClipVisionBackbone
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.heads import ProjectionHead, ResidualAdapter
@@ -141,13 +141,43 @@ def test_projection_head_is_shared_by_both_sides_and_the_bank_can_go_stale():
     datamodule = separable_features(batch_size=64)
     head = ProjectionHead(DIM, 16, hidden_dim=32)
     module = FeatureAdapterModule(DIM, 16, query_head=head, share_heads=True, bank_size=128, bank_max_age=2)
-    assert module.gallery_head is module.query_head
+    assert module.catalogue_head is module.query_head
     features = datamodule.catalogue_features[:4]
     assert torch.allclose(module.embed_catalogue(features), F.normalize(head(features), dim=1))
     fit = trainer(1, limit_train_batches=5, limit_val_batches=1)
     fit.fit(module, datamodule=datamodule)
     assert module.bank.filled > 0
     assert module.bank.negatives(datamodule.query_products[:2], step=10**6)[0].shape[0] == 0
+
+
+def two_heads(seed: int) -> FeatureAdapterModule:
+    torch.manual_seed(seed)
+    return FeatureAdapterModule(
+        DIM, 16, query_head=ProjectionHead(DIM, 16, hidden_dim=32), catalogue_head=ProjectionHead(DIM, 16)
+    )
+
+
+def test_a_head_and_a_checkpoint_saved_before_the_catalogue_heads_rename_still_load(tmp_path):
+    saved = two_heads(seed=0).state_dict()
+    # What train-adapter wrote before issue 16: the catalogue head under its old attribute name.
+    legacy = {k.replace("catalogue_head.", "gallery_head.", 1): v for k, v in saved.items()}
+    assert any(k.startswith("gallery_head.") for k in legacy)
+    torch.save(legacy, tmp_path / "head.pt")
+    module = two_heads(seed=1)
+    assert not torch.equal(
+        module.state_dict()["catalogue_head.net.1.weight"], saved["catalogue_head.net.1.weight"]
+    )
+    load_head(module, tmp_path / "head.pt")
+    for key, value in saved.items():
+        assert torch.equal(module.state_dict()[key], value), key
+    # A Lightning checkpoint of the same module goes through the module's checkpoint hook.
+    checkpoint = {"state_dict": dict(legacy)}
+    resumed = two_heads(seed=2)
+    resumed.on_load_checkpoint(checkpoint)
+    resumed.load_state_dict(checkpoint["state_dict"])
+    assert torch.equal(
+        resumed.state_dict()["catalogue_head.net.1.weight"], saved["catalogue_head.net.1.weight"]
+    )
 
 
 @pytest.mark.parametrize("averaging", ["swa", "ema"])
@@ -261,10 +291,10 @@ def test_head_configs_build_the_module(head, averaging):
         assert isinstance(module.configure_callbacks()[0], expected)
         assert module.embed_queries(torch.randn(3, 32)).shape == (3, 32)
     if head == "residual_adapter":
-        assert module.bank.size == 8192 and module.bank.max_age is None and module.gallery_head is None
+        assert module.bank.size == 8192 and module.bank.max_age is None and module.catalogue_head is None
         assert module.loss.margin == 0.1 and module.loss.label_smoothing == 0.15
     if head == "projection":
-        assert module.gallery_head is module.query_head and module.bank.max_age == 20
+        assert module.catalogue_head is module.query_head and module.bank.max_age == 20
     data = instantiate(cfg.adapter.data)
     assert data.func == FeatureDataModule.from_cache and data.keywords["batch_size"] == 512
 
