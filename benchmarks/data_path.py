@@ -133,7 +133,7 @@ def measure_train(bench: Bench, workers: int, warmup: int, steps: int) -> float:
 
 
 def embed_subset(bench: Bench, workers: int, items: int) -> torch.utils.data.DataLoader:
-    loader = bench.datamodule(workers).gallery_dataloader()
+    loader = bench.datamodule(workers).catalogue_dataloader()
     subset = torch.utils.data.Subset(loader.dataset, range(min(items, len(loader.dataset))))
     return torch.utils.data.DataLoader(
         _Reindexed(subset), batch_size=loader.batch_size, shuffle=False, num_workers=workers
@@ -187,7 +187,7 @@ def measure_split(bench: Bench, warmup: int, steps: int, items: int) -> dict[str
 def measure_export(bench: Bench, checkpoint: Path, repeats: int) -> dict[str, list[float]]:
     """Seconds to embed the whole catalogue with ``checkpoint``'s encoder, and to digest its weights."""
     encoder = load_encoder(checkpoint)
-    loader = bench.datamodule(0).gallery_dataloader()
+    loader = bench.datamodule(0).catalogue_dataloader()
     seconds: dict[str, list[float]] = {"embed": [], "digest": []}
     for _ in range(repeats):
         seconds["embed"].append(timed(lambda: embed_loader(encoder, loader)))
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{spread(ratios['train'])}, embed {spread(ratios['embed'])}.\n"
     )
     if export is not None:
-        size = len(bench.datamodule(0).gallery_ids)
+        size = len(bench.datamodule(0).catalogue_ids)
         lines.append(
             f"Export after fit ({args.export_checkpoint}, {size} catalogue packshots, {default_threads} "
             f"threads, no workers), seconds: embedding the catalogue {spread(export['embed'])}; reusing the "

@@ -130,16 +130,16 @@ class RepeatedBatch(Dataset):
 
 def bundle_batch(size: int, image: int, device: torch.device) -> dict[str, torch.Tensor]:
     """``size`` bundles with one product each (product ``i`` for bundle ``i``) in the layout of
-    :func:`~fashion_retrieval.data.datasets.collate_bundles`: ``query``/``gallery (size, 3, image, image)``
+    :func:`~fashion_retrieval.data.datasets.collate_bundles`: ``query``/``catalogue (size, 3, image, image)``
     uint8 on ``device``."""
     generator = torch.Generator(device=device).manual_seed(0)
     shape = (size, 3, image, image)
     labels = torch.arange(size, device=device)
     return {
         "query": torch.randint(0, 256, shape, dtype=torch.uint8, device=device, generator=generator),
-        "gallery": torch.randint(0, 256, shape, dtype=torch.uint8, device=device, generator=generator),
+        "catalogue": torch.randint(0, 256, shape, dtype=torch.uint8, device=device, generator=generator),
         "query_label": labels,
-        "gallery_label": labels,
+        "catalogue_label": labels,
         "query_products": labels[:, None],
         "query_excluded": labels[:, None],
     }
@@ -202,8 +202,8 @@ class ImagePairBatches(Dataset):
         device = self.queries.device
         return {
             "query_image": self.queries[query_rows.to(device)],
-            "gallery_image": self.catalogue[product_rows.to(device)],
-            "gallery_label": product_rows,
+            "catalogue_image": self.catalogue[product_rows.to(device)],
+            "catalogue_label": product_rows,
             "query_products": self.features.query_products[query_rows],
         }
 

@@ -27,7 +27,7 @@ from fashion_retrieval.data import catalogue as challenge_format
 from fashion_retrieval.data.catalogue import UNKNOWN_SECTION, code_numbers, load_catalogue
 from fashion_retrieval.index.eligibility import Eligibility
 from fashion_retrieval.index.faiss_index import PAD_SCORE
-from fashion_retrieval.rerank.chain import GalleryMetadata, RerankChain, RerankContext
+from fashion_retrieval.rerank.chain import CatalogueMetadata, RerankChain, RerankContext
 from fashion_retrieval.rerank.priors import ArticlePrefixBonus, TimestampPrior
 from fashion_retrieval.synthetic.difficulty import colour_histogram, packshot_histogram
 
@@ -62,17 +62,17 @@ def main() -> None:
     truth = [truth_of[b] for b in bundles]
     sections = catalogue.bundles.set_index("bundle_asset_id").loc[bundles]["bundle_id_section"].to_numpy()
     known = catalogue.product_sections()
-    gallery_sections = np.array(
+    catalogue_sections = np.array(
         [known.get(p, UNKNOWN_SECTION) for p in catalogue.products["product_asset_id"]]
     )
-    eligibility = Eligibility(sections, gallery_sections)
-    allowed = (gallery_sections[None, :] == sections[:, None]) | (
-        gallery_sections[None, :] == UNKNOWN_SECTION
+    eligibility = Eligibility(sections, catalogue_sections)
+    allowed = (catalogue_sections[None, :] == sections[:, None]) | (
+        catalogue_sections[None, :] == UNKNOWN_SECTION
     )
     context = RerankContext(
         eligibility,
         [str(p) for p in catalogue.bundles.set_index("bundle_asset_id").loc[bundles]["image_path"]],
-        gallery=GalleryMetadata.from_catalogue(catalogue),
+        catalogue=CatalogueMetadata.from_catalogue(catalogue),
         query_timestamps=catalogue.bundle_timestamps(bundles),
         query_codes=code_numbers(catalogue.bundle_codes(bundles)),
     )

@@ -1,4 +1,4 @@
-"""Training augmentation: albumentations pipelines for bundle (query) and product (gallery) images.
+"""Training augmentation: albumentations pipelines for bundle (query) and product (catalogue) images.
 
 Hue is never jittered: colour variants of one article are our hardest negatives, so a hue shift would
 turn a positive into a different product.

@@ -1,5 +1,5 @@
 """LightningDataModule for the challenge format: training bundles with negatives, validation queries and
-the gallery, and the sets an index miner embeds. The catalogue, its split and the evaluation loaders are
+the catalogue, and the sets an index miner embeds. The catalogue, its split and the evaluation loaders are
 :class:`~fashion_retrieval.data.catalogue_data.CatalogueData`'s, which searches use without Lightning."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch.utils.data import BatchSampler, DataLoader
 
 from fashion_retrieval.data.augmentation import CATALOGUE_AUGMENTATION, QUERY_AUGMENTATION, train_transform
 from fashion_retrieval.data.boxes import Box
-from fashion_retrieval.data.catalogue import ImageCheck, MissingImagePolicy, QuerySet
+from fashion_retrieval.data.catalogue import QuerySet
 from fashion_retrieval.data.catalogue_data import CatalogueData
 from fashion_retrieval.data.datasets import BundleDataset, ProductTable, TrainingBundle, collate_bundles
 from fashion_retrieval.data.garments import (
@@ -91,12 +91,12 @@ class MiningTargets:
 
 
 class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
-    """Feeds training bundles (one photo, its products' packshots, extra negatives), and query/gallery sets
-    for validation.
+    """Feeds training bundles (one photo, its products' packshots, extra negatives), and validation queries
+    against the catalogue.
 
     Validation bundles are carved from the training matches (``val_fraction``, seeded), so the same code
-    runs on the real challenge data, which ships no validation file. The gallery is the whole catalogue,
-    distractors included.
+    runs on the real challenge data, which ships no validation file. Validation searches the whole
+    catalogue, distractors included.
 
     Training randomness (order, product subsets, negatives, augmentation) is a pure function of
     ``(seed, epoch, bundle)``: a resumed run sees the same batches as an uninterrupted one, for any
@@ -128,48 +128,25 @@ class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
     def __init__(
         self,
         data_dir: str,
-        query_size: Sequence[int] = (192, 128),
-        catalogue_size: Sequence[int] = (128, 96),
         batch_size: int = 12,
         max_products_per_bundle: int | None = 6,
-        eval_batch_size: int = 64,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
         augment_strength: float = 1.0,
         domain_randomization: float = 0.0,
-        missing_images: MissingImagePolicy = "fail",
-        image_check: ImageCheck = "exists",
-        max_image_pixels: int | None = None,
         max_train_bundles: int | None = None,
-        query_crop: Sequence[float] | None = None,
         seed: int = 0,
         sampler: SamplerFactory | None = None,
         same_category_negatives: int = 0,
         mined_negatives: int = 0,
         mined_pool: int | None = None,
         mask_same_article: bool = False,
-        crop_size: Sequence[int] | None = None,
         train_queries: TrainQueries = "bundles",
-        garment_padding: float = 0.05,
         min_garment_visibility: float = 0.0,
         detected_garments: GarmentMatcher | None = None,
+        **catalogue: Any,
     ) -> None:
-        super().__init__(
-            data_dir,
-            query_size=query_size,
-            catalogue_size=catalogue_size,
-            crop_size=crop_size,
-            query_crop=query_crop,
-            garment_padding=garment_padding,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            val_fraction=val_fraction,
-            split_seed=split_seed,
-            missing_images=missing_images,
-            image_check=image_check,
-            max_image_pixels=max_image_pixels,
-        )
+        # ``catalogue``: CatalogueData's keywords (sizes, crops, split, evaluation loaders, image checks),
+        # documented there once; the Lightning hyperparameters record them with the training ones.
+        super().__init__(data_dir, **catalogue)
         # The sampler factory is a Hydra partial and the matcher an object: kept out of the checkpoint's
         # hyperparameters so that checkpoints hold plain data and load with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["sampler", "detected_garments"], logger=False)
@@ -394,5 +371,5 @@ class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
         return self._eval_loader(paths, self.crop_size, boxes=boxes, padding=self.garment_padding)
 
     def val_dataloader(self) -> list[DataLoader]:
-        """Two loaders: validation queries (index 0, :meth:`validation_queries`) and the gallery (index 1)."""
+        """Two loaders: validation queries (index 0, :meth:`validation_queries`), the catalogue (index 1)."""
         return [self.query_set_dataloader(self.validation_queries()), self.catalogue_dataloader()]

@@ -276,7 +276,7 @@ class BundleDataset(Dataset):
             query = crop_fraction(photo, self.query_crop)
         else:
             query = region(photo, bundle.query_box, self.query_padding)
-        gallery = [
+        packshots = [
             seeded_apply(
                 self.catalogue_transform,
                 load_rgb(path, self.max_pixels),
@@ -286,7 +286,7 @@ class BundleDataset(Dataset):
         ]
         return {
             "query": seeded_apply(self.query_transform, query, query_rng),
-            "catalogue": torch.stack(gallery),
+            "catalogue": torch.stack(packshots),
             "query_label": bundle.bundle_label,
             "catalogue_labels": [bundle.product_labels[i] for i in chosen] + negatives,
             "products": tuple(bundle.product_labels),

@@ -102,22 +102,24 @@ def mine_hard_negatives(
         )
     if not (np.isfinite(query).all() and np.isfinite(catalogue).all()):
         raise ValueError("embeddings hold NaN or inf")
-    (num_queries, _), (num_gallery, _) = query.shape, catalogue.shape
-    positive_ids = _ids_per_row("positives", positives, num_queries, num_gallery)
-    excluded_ids = _ids_per_row("exclude", exclude, num_queries, num_gallery) if exclude is not None else None
+    (num_queries, _), (num_catalogue, _) = query.shape, catalogue.shape
+    positive_ids = _ids_per_row("positives", positives, num_queries, num_catalogue)
+    excluded_ids = (
+        _ids_per_row("exclude", exclude, num_queries, num_catalogue) if exclude is not None else None
+    )
     if (query_sections is None) != (catalogue_sections is None):
         raise ValueError("give both query_sections and catalogue_sections, or neither")
     if query_sections is not None:
         query_sections = np.asarray(query_sections).reshape(-1)
         catalogue_sections = np.asarray(catalogue_sections).reshape(-1)
-        if query_sections.shape != (num_queries,) or catalogue_sections.shape != (num_gallery,):
+        if query_sections.shape != (num_queries,) or catalogue_sections.shape != (num_catalogue,):
             raise ValueError(
-                f"sections must be ({num_queries},) and ({num_gallery},); got {query_sections.shape}, "
+                f"sections must be ({num_queries},) and ({num_catalogue},); got {query_sections.shape}, "
                 f"{catalogue_sections.shape}"
             )
 
     result = np.full((num_queries, num_negatives), -1, dtype=np.int64)
-    k = min(skip_top + num_negatives, num_gallery)
+    k = min(skip_top + num_negatives, num_catalogue)
     if num_negatives == 0 or k <= skip_top:
         return result
     for start in range(0, num_queries, chunk_size):

@@ -214,7 +214,7 @@ class FeatureAdapterModule(pl.LightningModule):
     def batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The loss of a batch: noisy, mixed queries against the batch's distinct products and the bank."""
         query = self._features(batch, "query")
-        gallery = self._features(batch, "catalogue")
+        catalogue = self._features(batch, "catalogue")
         labels, products = batch["catalogue_label"].long(), batch["query_products"].long()
         query = feature_noise(query, self.noise_std)
         query, partner, lam = mix_embeddings(query, self.mixup_probability, self.mixup_alpha)
@@ -224,7 +224,7 @@ class FeatureAdapterModule(pl.LightningModule):
         first = torch.zeros_like(candidate_labels).scatter_(
             0, inverse, torch.arange(len(labels), device=labels.device)
         )
-        candidates = self.embed_catalogue(gallery[first])
+        candidates = self.embed_catalogue(catalogue[first])
         positive = label_in(candidate_labels, products)
         negative = ~positive
         scored = candidates
@@ -270,7 +270,7 @@ class FeatureAdapterModule(pl.LightningModule):
         return embeddings, label_in(mined, rows)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint saved before issue 16 names the catalogue head ``gallery_head``.
+        # A checkpoint saved before issue 16 has the catalogue head under its old name (renamed.py).
         checkpoint["state_dict"] = upgrade_state_keys(checkpoint["state_dict"])
 
     def on_fit_start(self) -> None:

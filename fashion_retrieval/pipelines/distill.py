@@ -12,7 +12,7 @@ Recall@15 like ``train``. It re-embeds the catalogue itself: the run directory i
 ``retrieval-eval`` load; later stages of a ``run`` use its best checkpoint.
 
 Besides the student's ``val/...`` and ``real/val/...`` scores, the teacher's are recorded under
-``distill/teacher/...`` (same validation bundles and gallery, same evaluator; real photos when
+``distill/teacher/...`` (same validation bundles and catalogue, same evaluator; real photos when
 ``distill.score_teacher``).
 """
 

@@ -24,33 +24,11 @@ from fashion_retrieval.data.catalogue import (
     PRODUCTS_FILE,
     read_csv,
 )
-from fashion_retrieval.synthetic import writer
+from fashion_retrieval.synthetic import styles, writer
 from fashion_retrieval.synthetic.catalogue import Article, CatalogueLayout, spec_layout
 from fashion_retrieval.synthetic.palette import COLOURS, RGB
 from fashion_retrieval.synthetic.rng import Domain, item_rng
 from fashion_retrieval.synthetic.spec import SyntheticSpec
-from fashion_retrieval.synthetic.styles import (
-    BEANIE,
-    BERET,
-    BOAT,
-    BUCKET,
-    BUCKET_HAT,
-    CAP,
-    CLUTCH,
-    COLLAR,
-    CREW,
-    CROSSBODY,
-    FEDORA,
-    HOOD,
-    RUCKSACK,
-    SHOULDER,
-    SQUARE,
-    STRAPS,
-    STRAW,
-    TOTE,
-    TURTLE,
-    VNECK,
-)
 from fashion_retrieval.synthetic.taxonomy import CATEGORIES
 
 CAPTIONS_PER_PRODUCT = 3
@@ -114,30 +92,30 @@ CATEGORY_NOUNS: dict[str, str] = {
     "SOCKS": "socks",
 }
 _BAG_NOUNS = {
-    TOTE: "tote bag",
-    SHOULDER: "shoulder bag",
-    CROSSBODY: "crossbody bag",
-    CLUTCH: "clutch bag",
-    RUCKSACK: "rucksack",
-    BUCKET: "bucket bag",
+    styles.TOTE: "tote bag",
+    styles.SHOULDER: "shoulder bag",
+    styles.CROSSBODY: "crossbody bag",
+    styles.CLUTCH: "clutch bag",
+    styles.RUCKSACK: "rucksack",
+    styles.BUCKET: "bucket bag",
 }
 _HAT_NOUNS = {
-    FEDORA: "fedora hat",
-    BUCKET_HAT: "bucket hat",
-    CAP: "cap",
-    BEANIE: "beanie",
-    BERET: "beret",
-    STRAW: "straw hat",
+    styles.FEDORA: "fedora hat",
+    styles.BUCKET_HAT: "bucket hat",
+    styles.CAP: "cap",
+    styles.BEANIE: "beanie",
+    styles.BERET: "beret",
+    styles.STRAW: "straw hat",
 }
 _NECKLINES = {
-    CREW: "crew-neck",
-    VNECK: "v-neck",
-    BOAT: "boat-neck",
-    COLLAR: "collared",
-    TURTLE: "turtleneck",
-    HOOD: "hooded",
-    SQUARE: "square-neck",
-    STRAPS: "strappy",
+    styles.CREW: "crew-neck",
+    styles.VNECK: "v-neck",
+    styles.BOAT: "boat-neck",
+    styles.COLLAR: "collared",
+    styles.TURTLE: "turtleneck",
+    styles.HOOD: "hooded",
+    styles.SQUARE: "square-neck",
+    styles.STRAPS: "strappy",
 }
 _TROUSER_FITS = {0: "straight-leg", 1: "slim-fit", 2: "wide-leg", 3: "jogger"}
 # Fabric textures strong enough to see on a packshot (plain cotton's grain is not).
