@@ -138,6 +138,8 @@ def test_an_old_config_name_exits_2_naming_the_new_one(capsys: pytest.CaptureFix
                 "dataset.root=/x",
                 "experiment=seed_convnext_triplet",
                 "data.gallery_size=[64,48]",
+                "adapter.module.gallery_head=null",
+                "head.module.gallery_head=null",
             ]
         )
     assert exit_info.value.code == 2
@@ -146,6 +148,8 @@ def test_an_old_config_name_exits_2_naming_the_new_one(capsys: pytest.CaptureFix
     assert "dataset.root=/x  ->  reader.root=/x" in error
     assert "experiment=seed_convnext_triplet  ->  experiment=hackathon/convnext_triplet" in error
     assert "data.gallery_size=[64,48]  ->  data.catalogue_size=[64,48]" in error
+    assert "adapter.module.gallery_head=null  ->  adapter.module.catalogue_head=null" in error
+    assert "head.module.gallery_head=null  ->  adapter.module.catalogue_head=null" in error
 
 
 @pytest.mark.parametrize(
