@@ -160,9 +160,9 @@ def test_catalogue_metadata_reads_the_urls(tmp_path: Path) -> None:
     (tmp_path / "bundles_product_match_train.csv").write_text("bundle_asset_id,product_asset_id\nB_1,I_1\n")
     (tmp_path / "bundles_product_match_test.csv").write_text("bundle_asset_id,product_asset_id\n")
     catalogue = load_catalogue(tmp_path, image_check="none")
-    catalogue = CatalogueMetadata.from_catalogue(catalogue)
-    np.testing.assert_array_equal(catalogue.timestamps, [1.7e12, np.nan])
-    np.testing.assert_array_equal(catalogue.codes, [12345678001, -1])
+    metadata = CatalogueMetadata.from_catalogue(catalogue)
+    np.testing.assert_array_equal(metadata.timestamps, [1.7e12, np.nan])
+    np.testing.assert_array_equal(metadata.codes, [12345678001, -1])
     np.testing.assert_array_equal(catalogue.bundle_timestamps(["B_1"]), [1700086400000.0])
     assert catalogue.bundle_codes(["B_1"]) == ["12345678001"]
 
