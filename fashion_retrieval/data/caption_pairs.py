@@ -202,7 +202,7 @@ class CaptionDataModule(ChallengeDataModule):
         source: dict[str, Any] = {"features": self.features}
         if self.features is None:
             transform = train_transform(
-                hp.catalogue_size, CATALOGUE_AUGMENTATION, hp.augment_strength, hp.domain_randomization
+                self.catalogue_size, CATALOGUE_AUGMENTATION, hp.augment_strength, hp.domain_randomization
             )
             source = {"paths": self.catalogue_paths, "transform": transform}
         return CaptionPairDataset(
@@ -210,7 +210,7 @@ class CaptionDataModule(ChallengeDataModule):
             [[keys(t) for t in texts[r]] for r in rows],
             rows,
             hp.seed,
-            max_pixels=hp.max_image_pixels,
+            max_pixels=self.max_image_pixels,
             **source,
         )
 
@@ -228,7 +228,7 @@ class CaptionDataModule(ChallengeDataModule):
                 rank=rank,
                 world_size=world_size,
             ),
-            num_workers=hp.num_workers,
+            num_workers=self.num_workers,
         )
         if not self.bundle_batches:
             return pairs
@@ -266,11 +266,11 @@ class CaptionDataModule(ChallengeDataModule):
         """Two loaders: the validation texts (index 0) and the catalogue (index 1: features when set)."""
         hp = self.hparams
         texts = DataLoader(
-            TextDataset(self.validation_texts()[1]), batch_size=hp.eval_batch_size, shuffle=False
+            TextDataset(self.validation_texts()[1]), batch_size=self.eval_batch_size, shuffle=False
         )
         if self.features is None:
             return [texts, self.catalogue_dataloader()]
         return [
             texts,
-            DataLoader(FeatureDataset(self.features), batch_size=hp.eval_batch_size, shuffle=False),
+            DataLoader(FeatureDataset(self.features), batch_size=self.eval_batch_size, shuffle=False),
         ]

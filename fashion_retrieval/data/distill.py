@@ -89,7 +89,7 @@ class DistillDataModule(ChallengeDataModule):
                 batch_size=sizes[name],
                 shuffle=True,
                 drop_last=len(dataset) > sizes[name],
-                num_workers=hp.num_workers,
+                num_workers=self.num_workers,
                 # Seeded per set: the order is a function of the seed, whatever else draws random numbers.
                 generator=torch.Generator().manual_seed(hp.seed + offset),
             )

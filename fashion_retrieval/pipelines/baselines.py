@@ -65,7 +65,7 @@ def baseline_embeddings(
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors[: len(queries.bundle_ids)], vectors[len(queries.bundle_ids) :]
     if name == "colour_histogram":
-        query_crop = datamodule.hparams.query_crop  # the region the trained model sees, for a fair comparison
+        query_crop = datamodule.query_crop  # the region the trained model sees, for a fair comparison
         return histogram_embeddings(queries.image_paths, crop=query_crop), histogram_embeddings(
             catalogue_paths
         )
