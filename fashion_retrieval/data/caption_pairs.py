@@ -264,7 +264,6 @@ class CaptionDataModule(ChallengeDataModule):
 
     def val_dataloader(self) -> list[DataLoader]:
         """Two loaders: the validation texts (index 0) and the catalogue (index 1: features when set)."""
-        hp = self.hparams
         texts = DataLoader(
             TextDataset(self.validation_texts()[1]), batch_size=self.eval_batch_size, shuffle=False
         )
