@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 Box = tuple[float, float, float, float]
 
 
@@ -37,3 +39,13 @@ def pixel_box(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
     left, top = min(math.floor(x1), width - 1), min(math.floor(y1), height - 1)
     right, bottom = max(math.ceil(x2), left + 1), max(math.ceil(y2), top + 1)
     return left, top, right, bottom
+
+
+def region(image: np.ndarray, box: Box | None, padding: float = 0.0) -> np.ndarray:
+    """The ``(h, w, 3)`` view of an ``(H, W, 3)`` image under ``box`` grown by ``padding`` (a fraction of
+    its size per side) and clipped to the image; ``None``: the whole image."""
+    if box is None:
+        return image
+    height, width = image.shape[:2]
+    left, top, right, bottom = pixel_box(pad_box(box, padding), width, height)
+    return image[top:bottom, left:right]

@@ -5,8 +5,9 @@ crops, the catalogue's packshots), all at their evaluation sizes.
 :class:`CatalogueData` is what a :class:`~fashion_retrieval.search.retriever.Retriever` searches with
 (``serve``, ``infer``, ``validate``, ``index``): built from the ``data:`` config by
 :meth:`CatalogueData.from_config`, it imports neither Lightning nor albumentations, so a service starts
-without them. :class:`~fashion_retrieval.data.datamodule.ChallengeDataModule` is this class plus training
-(batches, negatives, mining) as a Lightning data module.
+without them; the loaders import torch when first built, so the ONNX service, which reads no loader for
+an upload, starts without it too. :class:`~fashion_retrieval.data.datamodule.ChallengeDataModule` is this
+class plus training (batches, negatives, mining) as a Lightning data module.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch.utils.data import DataLoader
 
 from fashion_retrieval.data.boxes import Box
 from fashion_retrieval.data.catalogue import (
@@ -29,8 +29,10 @@ from fashion_retrieval.data.catalogue import (
     load_catalogue,
     split_bundles,
 )
-from fashion_retrieval.data.datasets import ImageDataset
 from fashion_retrieval.data.transforms import eval_transform
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +162,11 @@ class CatalogueData:
         boxes: Sequence[Box | None] | None = None,
         padding: float = 0.0,
     ) -> DataLoader:
+        # Imported here: see the module docstring (torch).
+        from torch.utils.data import DataLoader
+
+        from fashion_retrieval.data.datasets import ImageDataset
+
         dataset = ImageDataset(paths, eval_transform(size), crop, boxes, padding, self.max_image_pixels)
         return DataLoader(
             dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fashion_retrieval.data.boxes import Box, pad_box, pixel_box
+from fashion_retrieval.data.boxes import Box, region
 from fashion_retrieval.data.catalogue import UNKNOWN_SECTION
 from fashion_retrieval.data.samplers import ItemKey, keyed_rng
 from fashion_retrieval.data.transforms import ImageTransform, apply, crop_fraction, load_rgb
@@ -61,16 +61,6 @@ class TrainingBundle:
     section: int = UNKNOWN_SECTION
     excluded_labels: tuple[int, ...] = ()
     query_box: Box | None = None
-
-
-def region(image: np.ndarray, box: Box | None, padding: float = 0.0) -> np.ndarray:
-    """The ``(h, w, 3)`` view of an ``(H, W, 3)`` image under ``box`` grown by ``padding`` (a fraction of
-    its size per side) and clipped to the image; ``None``: the whole image."""
-    if box is None:
-        return image
-    height, width = image.shape[:2]
-    left, top, right, bottom = pixel_box(pad_box(box, padding), width, height)
-    return image[top:bottom, left:right]
 
 
 @dataclass(frozen=True)

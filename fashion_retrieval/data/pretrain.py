@@ -20,9 +20,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from fashion_retrieval.data.boxes import Box
+from fashion_retrieval.data.boxes import Box, region
 from fashion_retrieval.data.datamodule import DeferredDataLoader, process_rank
-from fashion_retrieval.data.datasets import Stream, _key, region
+from fashion_retrieval.data.datasets import Stream, _key
 from fashion_retrieval.data.samplers import ItemKey, RandomBatchSampler, keyed_rng
 from fashion_retrieval.data.transforms import load_rgb
 

@@ -1,8 +1,11 @@
 """Images in: reading and decoding files and uploads (:func:`load_rgb`, :func:`decode_rgb`), fixed crops,
-and the evaluation transform (:func:`eval_transform`: resize to a ``uint8`` tensor).
+and the evaluation transform (:func:`eval_transform`: resize to a ``uint8`` array, or tensor for the data
+loaders).
 
-Nothing here imports albumentations: a search (``serve``, ``infer``, ``validate``) reads and resizes images
-without it. Training augmentation, which needs it, is :mod:`fashion_retrieval.data.augmentation`.
+Nothing here imports albumentations, nor torch unless a tensor is asked for: a search (``serve``,
+``infer``, ``validate``) reads and resizes images without the first, and the ONNX service without either
+(docs/serving.md "Start-up"). Training augmentation, which needs albumentations, is
+:mod:`fashion_retrieval.data.augmentation`.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 # What :func:`apply` runs: albumentations' calling convention, ``transform(image=array)["image"]``, which
 # :class:`EvalTransform` and the training pipelines of :mod:`fashion_retrieval.data.augmentation` share.
@@ -127,15 +132,23 @@ class EvalTransform:
     """Resize an ``(h, w, 3) uint8`` image to ``size = (H, W)`` with OpenCV's area interpolation and return
     it as a ``(3, H, W) uint8`` tensor (an image already of that size is not resampled): the same pixels as
     albumentations' ``Compose([Resize(H, W, cv2.INTER_AREA), ToTensorV2()])``, which training at strength
-    0 uses (tested), without importing albumentations."""
+    0 uses (tested), without importing albumentations. :meth:`array` gives the same pixels as a numpy
+    array, without importing torch."""
 
     size: tuple[int, int]
 
-    def __call__(self, *, image: np.ndarray) -> dict[str, torch.Tensor]:
+    def array(self, image: np.ndarray) -> np.ndarray:
+        """``(3, H, W) uint8`` of an ``(h, w, 3) uint8`` image (a view of the resized image)."""
         height, width = self.size
         if image.shape[:2] != (height, width):
             image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-        return {"image": torch.from_numpy(image.transpose(2, 0, 1))}
+        return image.transpose(2, 0, 1)
+
+    def __call__(self, *, image: np.ndarray) -> dict[str, torch.Tensor]:
+        # Imported here: the data loaders want tensors, the ONNX service (arrays only) never imports torch.
+        import torch
+
+        return {"image": torch.from_numpy(self.array(image))}
 
     def describe(self) -> dict[str, Any]:
         """What decides its output, OpenCV's version included (its resampling): part of a feature cache

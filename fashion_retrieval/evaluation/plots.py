@@ -77,7 +77,7 @@ def thumbnail(path: str, box: Box | None, max_side: int) -> np.ndarray:
 
     # Imported here: these modules bring torch and albumentations, which `report` without pictures (and a
     # sweep table) must not pay for at start-up (docs/cli.md).
-    from fashion_retrieval.data.datasets import region
+    from fashion_retrieval.data.boxes import region
     from fashion_retrieval.data.transforms import load_rgb
 
     image = region(load_rgb(path), box)

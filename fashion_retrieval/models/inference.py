@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from fashion_retrieval.models.views import check_views
 from fashion_retrieval.progress import progress
 
 CENTRE_CROP_FRACTION = 0.85  # the centre view keeps 85% of each side: trims background, keeps the garment
@@ -30,17 +31,11 @@ def centre_crop_view(images: torch.Tensor, fraction: float = CENTRE_CROP_FRACTIO
     return F.interpolate(crop, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
 
 
+# By the names of fashion_retrieval.models.views.VIEW_NAMES (tested to be the same).
 TEST_TIME_VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "flip": flip_view,
     "centre_crop": centre_crop_view,
 }
-
-
-def check_views(views: Sequence[str]) -> list[str]:
-    unknown = [view for view in views if view not in TEST_TIME_VIEWS]
-    if unknown:
-        raise ValueError(f"unknown test-time view(s) {unknown}; choose from {list(TEST_TIME_VIEWS)}")
-    return list(views)
 
 
 def embed_views(

@@ -4,17 +4,16 @@
 :class:`~fashion_retrieval.models.ensemble.EnsembleEncoder`: backbone, head and L2 norm) as one graph
 ``images (B, 3, H, W) uint8 RGB -> embeddings (B, D) float32, L2-normalised``, with batch, height and
 width dynamic; the input normalisation stays inside, as in the torch model. A JSON sidecar
-(:func:`sidecar_path`) says what the graph expects and which checkpoint it came from.
+(:func:`~fashion_retrieval.models.onnx_session.sidecar_path`) says what the graph expects and which
+checkpoint it came from.
 
-:class:`OnnxEncoder` loads the pair: an ``.onnx`` file is a graph of operators and tensors, read as data
-(onnxruntime runs no Python and unpickles nothing; docs/security.md), and the sidecar is checked to
-describe this very file (its SHA-256), so a graph and a sidecar of different exports are refused.
-:func:`load_search_encoder` picks the backend from ``encoder.backend`` (``torch`` or ``onnx``).
+:class:`OnnxEncoder` is the torch face of the pair, loaded and checked by
+:class:`~fashion_retrieval.models.onnx_session.OnnxSession` (numpy, no torch: what the ONNX service
+embeds with). :func:`load_search_encoder` picks the backend from ``encoder.backend`` (``torch`` or ``onnx``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,23 +23,22 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from fashion_retrieval.io import content_digest, file_digest
+from fashion_retrieval.io import file_digest
 from fashion_retrieval.models.checkpoint import load_encoder
+from fashion_retrieval.models.onnx_session import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    SIDECAR_FORMAT,
+    OnnxExportError,
+    OnnxSession,
+    encoder_backend,
+    load_onnx_session,
+    sidecar_path,
+)
 
-INPUT_NAME = "images"
-OUTPUT_NAME = "embeddings"
+__all__ = ["OnnxEncoder", "OnnxExportError", "export_encoder_onnx", "load_search_encoder", "sidecar_path"]
+
 OPSET = 17
-SIDECAR_FORMAT = 1
-BACKENDS = ("torch", "onnx")
-
-
-class OnnxExportError(ValueError):
-    """An ONNX export or its sidecar cannot be used; the message names the file and what to do."""
-
-
-def sidecar_path(onnx_path: str | Path) -> Path:
-    """``encoder.onnx`` -> ``encoder.json``: the description written beside the graph."""
-    return Path(onnx_path).with_suffix(".json")
 
 
 def input_normalisation(encoder: nn.Module) -> list[dict[str, list[float]]]:
@@ -95,58 +93,34 @@ def sidecar_metadata(
     }
 
 
-def read_sidecar(onnx_path: str | Path) -> dict[str, Any]:
-    """The sidecar of ``onnx_path``, checked to be of this format and to describe this very file."""
-    path = sidecar_path(onnx_path)
-    if not path.is_file():
-        raise OnnxExportError(f"{path}: missing; the sidecar is written by `fashion-retrieval export-onnx`")
-    try:
-        metadata = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise OnnxExportError(f"{path}: not a JSON sidecar ({error})") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != SIDECAR_FORMAT:
-        raise OnnxExportError(f"{path}: not a sidecar of format {SIDECAR_FORMAT}; export again")
-    if metadata.get("onnx_sha256") != file_digest(onnx_path):
-        raise OnnxExportError(
-            f"{path} describes another export than {onnx_path} (SHA-256 differs); export both again"
-        )
-    return metadata
-
-
 class OnnxEncoder(nn.Module):
-    """An exported encoder run by onnxruntime, with the interface of the torch encoder.
+    """An exported encoder run by onnxruntime (an :class:`OnnxSession`), with the interface of the torch
+    encoder.
 
     ``forward(images (B, 3, H, W) uint8) -> (B, embedding_dim)`` float32, L2-normalised, on the device of
     ``images`` (computed on the CPU). Float images (0..1) are refused: the graph takes ``uint8``, as the
     data loaders emit (test-time ``centre_crop`` views are float: use the torch backend for them).
 
     Args:
-        path: the ``.onnx`` file.
+        path: the ``.onnx`` file, or its loaded session.
         metadata: its sidecar (default: read from :func:`sidecar_path` and checked against the file).
         threads: onnxruntime's intra-op threads (default: torch's, so the machine's thread rule holds).
     """
 
     def __init__(
-        self, path: str | Path, metadata: Mapping[str, Any] | None = None, threads: int | None = None
+        self,
+        path: str | Path | OnnxSession,
+        metadata: Mapping[str, Any] | None = None,
+        threads: int | None = None,
     ) -> None:
         super().__init__()
-        import onnxruntime  # only the onnx backend pays for it
-
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"ONNX encoder not found: {self.path} (write it with export-onnx)")
-        self.metadata = dict(metadata) if metadata is not None else read_sidecar(self.path)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        try:
-            self.session = onnxruntime.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as error:  # onnxruntime raises its own untyped errors for a bad graph
-            raise OnnxExportError(f"{self.path}: onnxruntime cannot load it ({error})") from None
-        self.embedding_dim = int(self.metadata["embedding_dim"])
-        self.native_input_size: tuple[int, int] = tuple(self.metadata["native_input_size"])
+        if isinstance(path, OnnxSession):
+            self.session = path
+        else:
+            self.session = OnnxSession(path, metadata, threads or torch.get_num_threads())
+        self.path, self.metadata = self.session.path, self.session.metadata
+        self.embedding_dim = self.session.embedding_dim
+        self.native_input_size = self.session.native_input_size
         normalisation = self.metadata["normalisation"]
         # One normalisation: the torch encoder's mean/std (the feature cache's fingerprint reads them).
         if len(normalisation) == 1:
@@ -163,30 +137,17 @@ class OnnxEncoder(nn.Module):
                 f"{self.path}: the ONNX encoder takes uint8 images, got {images.dtype}; float views "
                 "(retrieval.tta=[centre_crop]) need encoder.backend=torch"
             )
-        batch = np.ascontiguousarray(images.detach().cpu().numpy())
-        (embeddings,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
+        embeddings = self.session.embed(images.detach().cpu().numpy())
         return torch.from_numpy(embeddings).to(images.device)
 
 
 def load_search_encoder(cfg: DictConfig, checkpoint: str | Path) -> nn.Module:
     """The encoder that embeds images for search: ``encoder.backend=torch`` (default) rebuilds it from
     ``checkpoint``; ``onnx`` loads ``encoder.onnx_path``, which must have been exported from that very
-    checkpoint (the index is keyed on the checkpoint's digest)."""
-    settings = cfg.get("encoder") or {}
-    backend = settings.get("backend", "torch")
-    if backend not in BACKENDS:
-        raise ValueError(f"encoder.backend={backend!r}: choose from {list(BACKENDS)}")
-    if backend == "torch":
+    checkpoint (:func:`~fashion_retrieval.models.onnx_session.load_onnx_session`)."""
+    if encoder_backend(cfg) == "torch":
         return load_encoder(checkpoint)
-    if not settings.get("onnx_path"):
-        raise ValueError("encoder.backend=onnx needs encoder.onnx_path=/path/to/encoder.onnx (export-onnx)")
-    encoder = OnnxEncoder(settings.onnx_path)
-    if encoder.metadata.get("checkpoint_sha256") != content_digest(checkpoint):  # memoised: the index's too
-        raise OnnxExportError(
-            f"{settings.onnx_path} was exported from {encoder.metadata.get('checkpoint')}, not from "
-            f"{checkpoint} (SHA-256 differs); export this checkpoint or pass the one it came from"
-        )
-    return encoder
+    return OnnxEncoder(load_onnx_session(cfg, checkpoint))
 
 
 def embedding_cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:

@@ -32,6 +32,9 @@ class Stage(NamedTuple):
     scores); the others read the challenge format (bundles, catalogue, submission) and refuse it.
     ``uses_torch``: False for stages that never import torch (nor Lightning, torchmetrics, transformers:
     checked by tests/test_cli.py), so their runs start at once and their provenance names no GPU.
+    ``uses_gpu``: False for stages that compute on the CPU whatever the machine (``serve``): their
+    provenance names no GPU either, so recording it imports no torch (``serve``'s parent process, which
+    leaves the model to its workers, never does).
     """
 
     name: str
@@ -40,6 +43,7 @@ class Stage(NamedTuple):
     distributed: bool = False
     reader_data: bool = False
     uses_torch: bool = True
+    uses_gpu: bool = True
 
     @property
     def command(self) -> str:
@@ -141,6 +145,7 @@ STAGES: tuple[Stage, ...] = (
         "serve",
         "search as a service: HTTP API and web page over run_dir= on serve.host:serve.port (docs/serving.md)",
         "search",
+        uses_gpu=False,
     ),
     Stage(
         "search_text",
@@ -197,6 +202,9 @@ STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in STAGES)
 DISTRIBUTED_STAGES: tuple[str, ...] = tuple(stage.name for stage in STAGES if stage.distributed)
 READER_DATA_STAGES: tuple[str, ...] = tuple(stage.name for stage in STAGES if stage.reader_data)
 TORCH_FREE_STAGES: frozenset[str] = frozenset(stage.name for stage in STAGES if not stage.uses_torch)
+GPU_FREE_STAGES: frozenset[str] = frozenset(
+    stage.name for stage in STAGES if not (stage.uses_torch and stage.uses_gpu)
+)
 
 
 def subcommands() -> dict[str, str]:

@@ -3,7 +3,8 @@
 ``run_dir=<run directory>`` (its config, best checkpoint and index; keys named on the command line, such as
 ``detector=yolo detector.weights=...`` or ``encoder.backend=onnx``, replace the run's) or ``ckpt_path=``
 with ``index.dir=``. The service spec is written to the stage's output directory and every uvicorn worker
-builds its service from it (docs/serving.md). Blocks until interrupted.
+builds its service from it (docs/serving.md): this process imports neither torch nor the search stack
+unless it is the only worker (``serve.workers=1``). Blocks until interrupted.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from fashion_retrieval.pipelines.context import RunContext
+from fashion_retrieval.serving.spec import SPEC_ENV, service_spec
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +33,6 @@ def command_line_overrides() -> list[str]:
 def serve(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     try:
         import uvicorn
-
-        from fashion_retrieval.serving.app import SPEC_ENV
-        from fashion_retrieval.serving.service import service_spec
     except ImportError as error:
         raise ImportError(f'serve needs the serve extra: pip install -e ".[serve]" ({error})') from error
     spec = service_spec(cfg, command_line_overrides())

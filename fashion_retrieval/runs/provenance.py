@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from fashion_retrieval.pipelines.registry import TORCH_FREE_STAGES
+from fashion_retrieval.pipelines.registry import GPU_FREE_STAGES
 
 PROVENANCE_FILE = "provenance.json"
 GIT_TIMEOUT_S = 20.0  # generous: a loaded machine can be slow; a hung git must not block the run
@@ -149,6 +149,6 @@ def provenance(cfg: DictConfig, stages: Sequence[str]) -> dict[str, Any]:
         "seed": cfg.get("seed"),
         "git": git_state(fashion_retrieval.__file__),
         "packages": package_versions(),
-        # Stages that never touch torch: importing it only to name GPUs would cost them seconds.
-        "hardware": hardware(with_cuda=not set(stages) <= TORCH_FREE_STAGES),
+        # Stages that never touch torch or a GPU: importing torch only to name GPUs would cost them seconds.
+        "hardware": hardware(with_cuda=not set(stages) <= GPU_FREE_STAGES),
     }

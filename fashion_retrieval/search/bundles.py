@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from hydra.utils import instantiate
@@ -17,8 +18,6 @@ from omegaconf import DictConfig, OmegaConf
 from fashion_retrieval.data.catalogue_data import CatalogueData
 from fashion_retrieval.detection.crops import CropSettings, detect_crops_cached
 from fashion_retrieval.detection.types import Detector
-from fashion_retrieval.models.encoder import ImageEncoder
-from fashion_retrieval.models.inference import embed_loader
 from fashion_retrieval.rerank.bundle_priors import (
     BundlePriorData,
     BundleStatistics,
@@ -27,6 +26,9 @@ from fashion_retrieval.search.garments import (
     GarmentQueries,
     SlotSettings,
 )
+
+if TYPE_CHECKING:
+    from fashion_retrieval.models.encoder import ImageEncoder
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,9 @@ def bundle_photo_embeddings(
     encoder: ImageEncoder, datamodule: CatalogueData, bundle_ids: list[str], views: list[str]
 ) -> np.ndarray:
     """``(B, D)`` float32 whole-photo embeddings of bundles (at the query size, as ``detector=none``)."""
+    # Imported here, as the next function's: the data loaders' path needs torch, the ONNX service not.
+    from fashion_retrieval.models.inference import embed_loader
+
     photos = datamodule.cat.bundle_queries(bundle_ids, with_truth=False)
     return embed_loader(encoder, datamodule.query_set_dataloader(photos), views=views)
 
@@ -75,6 +80,8 @@ def bundle_prior_data(
 ) -> BundlePriorData:
     """The known bundles of ``split`` (:func:`known_bundle_ids`) and its query bundles, with whole-photo
     embeddings of both when ``embeddings`` (the similar-bundle prior)."""
+    from fashion_retrieval.models.inference import embed_loader
+
     known = known_bundle_ids(datamodule, split)
     queries = datamodule.query_set(split)
     views = list(cfg.retrieval.tta)

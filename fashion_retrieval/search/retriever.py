@@ -18,32 +18,29 @@ bundle priors are bound per call (a server runs one per worker process).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from fashion_retrieval.data.boxes import region
 from fashion_retrieval.data.catalogue import QuerySet, code_numbers
 from fashion_retrieval.data.catalogue_data import CatalogueData
-from fashion_retrieval.data.datasets import region
-from fashion_retrieval.data.transforms import apply, crop_fraction, decode_rgb, eval_transform, load_rgb
+from fashion_retrieval.data.transforms import crop_fraction, decode_rgb, eval_transform, load_rgb
 from fashion_retrieval.detection.crops import CropSettings, detect_images
 from fashion_retrieval.detection.types import Box, Detection
 from fashion_retrieval.detection.zones import WholeImageDetector
 from fashion_retrieval.index.eligibility import UNKNOWN_SECTION, Eligibility
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
-from fashion_retrieval.io import HYDRA_BUILD_KEYS, RUN_CONFIG_FILE, read_yaml
-from fashion_retrieval.models.encoder import ImageEncoder
-from fashion_retrieval.models.inference import TEST_TIME_VIEWS, check_views, embed_loader, embed_views
-from fashion_retrieval.renamed import renamed_section_keys
+from fashion_retrieval.models.onnx_session import OnnxSession
+from fashion_retrieval.models.views import check_views
 from fashion_retrieval.rerank.bundle_priors import (
     BundlePriorData,
     BundleStatistics,
@@ -64,18 +61,16 @@ from fashion_retrieval.search.garments import (
     category_codes,
     rank_bundles_sourced,
 )
-from fashion_retrieval.search.loading import load_for_search
+from fashion_retrieval.search.loading import load_for_search, torch_encoder
+from fashion_retrieval.search.run_config import BEST_CHECKPOINT, load_run_config
 from fashion_retrieval.search.slots import merge_garment_lists, slot_scores
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
-BEST_CHECKPOINT = "checkpoints/best.ckpt"
 STAGES = ("decode", "detect", "embed", "search", "rerank")
-# Besides `_target_` (a class of ours) and `_partial_`, a stored config may not steer how Hydra builds.
-REFUSED_BUILD_KEYS = ("_args_", "_recursive_", "_convert_")
-# The config sections a Retriever builds objects from. `data:` is not one: it is read as plain values
-# (CatalogueData.from_config), so checking it would only import the Lightning data module it names.
-BUILT_SECTIONS = ("detector", "reranker", "crops", "index")
 
 Image = str | Path | bytes | np.ndarray
 
@@ -188,100 +183,14 @@ class _TimedChain(RerankChain):
             return super().__call__(candidates, scores, context)
 
 
-# -- configs from run directories -------------------------------------------------------------------------
-def check_built_targets(node: object, where: str) -> None:
-    """Raise ValueError unless every ``_target_`` under ``node`` names a class of ``fashion_retrieval`` and
-    no other Hydra key asks for more than building it (``_partial_`` is allowed: still our class). Only
-    modules of this package are imported to check that a target is a class."""
-    if isinstance(node, Mapping):
-        target = node.get("_target_")
-        if target is not None:
-            ours = isinstance(target, str) and target.startswith("fashion_retrieval.")
-            if not ours or not isinstance(_located(target), type):
-                raise ValueError(
-                    f"{where}._target_ = {target!r}: a run directory's config may only build classes of "
-                    "fashion_retrieval (docs/security.md)"
-                )
-        for key, value in node.items():
-            if key in REFUSED_BUILD_KEYS:
-                raise ValueError(f"{where}.{key}: a run directory's config may not set Hydra's {key}")
-            check_built_targets(value, f"{where}.{key}")
-    elif isinstance(node, list):
-        for position, value in enumerate(node):
-            check_built_targets(value, f"{where}[{position}]")
-
-
-def _located(target: str) -> object:
-    """The attribute a dotted ``module.name`` path names, ``None`` when there is none."""
-    module, _, name = target.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
-
-
-# `data:` keys of run directories made before issue 16 split the data module (docs/configs.md): the four
-# detector keys became one `detected_garments` block, and the renamed keys (`gallery_size` is
-# `catalogue_size`) come from the project's one rename table.
-LEGACY_DETECTED_GARMENT_KEYS = {
-    "garment_detector": "detector",
-    "garment_crops": "crops",
-    "detected_garment_iou": "min_iou",
-    "detection_cache": "cache",
-}
-LEGACY_DATA_KEYS = renamed_section_keys("data")
-DETECTED_GARMENTS_TARGET = "fashion_retrieval.detection.garment_matching.DetectedGarments"
-
-
-def upgrade_data_section(content: dict, path: Path) -> dict:
-    """``content`` (a stored resolved config) with a pre-issue-16 ``data:`` section rewritten to today's
-    keys, so run directories made before the data module's split still load; unchanged otherwise."""
-    data = content.get("data")
-    if not isinstance(data, dict) or not any(
-        key in data for key in (*LEGACY_DETECTED_GARMENT_KEYS, *LEGACY_DATA_KEYS)
-    ):
-        return content
-    block = {new: data[old] for old, new in LEGACY_DETECTED_GARMENT_KEYS.items() if old in data}
-    renamed = [old for old in LEGACY_DATA_KEYS if old in data]
-    data = {LEGACY_DATA_KEYS.get(k, k): v for k, v in data.items() if k not in LEGACY_DETECTED_GARMENT_KEYS}
-    if block:
-        data["detected_garments"] = {"_target_": DETECTED_GARMENTS_TARGET, **block}
-        log.info("%s: data.%s read as data.detected_garments (renamed by issue 16)", path, "/".join(block))
-    for old in renamed:
-        log.info("%s: data.%s read as data.%s (renamed by issue 16)", path, old, LEGACY_DATA_KEYS[old])
-    return {**content, "data": data}
-
-
-def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """The resolved config of a run directory (``config_resolved.yaml``, read as plain YAML data) with
-    ``overrides`` (``key=value`` dotlist, plain values only) applied, and ``index.dir`` pointed at the
-    run's ``index/`` unless overridden. The sections a :class:`Retriever` builds are checked to name only
-    classes of this project (:func:`check_built_targets`)."""
-    run_dir = Path(run_dir)
-    path = run_dir / RUN_CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {run_dir} a run directory?")
-    content = read_yaml(path)
-    if not isinstance(content, dict):
-        raise ValueError(f"{path}: not a config (a YAML mapping)")  # noqa: TRY004 (bad file content)
-    building = [o for o in overrides if any(key in o for key in HYDRA_BUILD_KEYS)]
-    if building:
-        raise ValueError(f"override {building[0]!r} names what Hydra would build; give plain values only")
-    cfg = OmegaConf.create(upgrade_data_section(content, path))
-    cfg.index.dir = str(run_dir / "index")
-    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-    assert isinstance(cfg, DictConfig)
-    for section in BUILT_SECTIONS:
-        check_built_targets(OmegaConf.to_container(cfg.get(section) or {}), f"{path}: {section}")
-    return cfg
-
-
 # -- the retriever ----------------------------------------------------------------------------------------
 class Retriever:
     """A trained run's search, loaded once (module docstring; docs/search.md).
 
     ``cfg``: the run's config (``data``, ``detector``, ``crops``, ``reranker``, ``retrieval``, ``index``);
-    ``encoder``: the trained model (or its ONNX export, ``encoder.backend=onnx``); ``datamodule``: the
+    ``model``: the trained model, or its ONNX export's session (``encoder.backend=onnx``: photos are then
+    embedded without torch; its torch face, :attr:`encoder`, is made for the data loaders, on first use);
+    ``datamodule``: the
     catalogue it searches (:class:`~fashion_retrieval.data.catalogue_data.CatalogueData`, or the training
     data module built on it; set up); ``index``: its products, in catalogue order. ``crop_embedder``:
     ``crops -> (N, D)`` float32 L2-normalised embeddings in place of ``encoder``'s for dataset bundles
@@ -291,14 +200,15 @@ class Retriever:
     def __init__(
         self,
         cfg: DictConfig,
-        encoder: ImageEncoder,
+        model: nn.Module | OnnxSession,
         datamodule: CatalogueData,
         index: EmbeddingIndex,
         crop_embedder: Callable[[GarmentQueries], np.ndarray] | None = None,
     ) -> None:
         if list(index.ids) != datamodule.catalogue_ids:
             raise ValueError("the index does not hold the data module's catalogue products in order")
-        self.cfg, self.encoder, self.datamodule, self.index = cfg, encoder, datamodule, index
+        self.cfg, self.model, self.datamodule, self.index = cfg, model, datamodule, index
+        self._encoder: nn.Module | None = None
         self.crop_embedder = crop_embedder
         self.catalogue = datamodule.cat
         self.settings = slot_settings(cfg)
@@ -336,6 +246,13 @@ class Retriever:
         needs a composed config and :meth:`from_config`), ``checkpoints/best.ckpt`` and ``index/``."""
         cfg = load_run_config(run_dir, overrides)
         return cls.from_config(cfg, Path(run_dir) / BEST_CHECKPOINT)
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The model as a torch module (the data loaders', and the stages'), made once on first use."""
+        if self._encoder is None:
+            self._encoder = torch_encoder(self.model)
+        return self._encoder
 
     # -- public searches ----------------------------------------------------------------------------------
     def search(
@@ -481,28 +398,37 @@ class Retriever:
             )
         return array
 
-    @torch.no_grad()
     def _embed_arrays(self, arrays: Sequence[np.ndarray], crops: GarmentQueries | None) -> np.ndarray:
         """``(N, D)`` float32 embeddings, as the data module's eval loaders make them: each crop of ``crops``
         at the crop size, or (``None``, or whole-photo search) each photo whole at the query size."""
         data = self.datamodule
         if crops is None or self.whole_photos:
             transform = eval_transform(data.query_size)
-            images = [apply(transform, crop_fraction(array, data.query_crop)) for array in arrays]
+            images = [transform.array(crop_fraction(array, data.query_crop)) for array in arrays]
         else:
             transform = eval_transform(data.crop_size)
             images = [
-                apply(transform, region(arrays[row], box)) for row, box in zip(crops.bundle_rows, crops.boxes)
+                transform.array(region(arrays[row], box)) for row, box in zip(crops.bundle_rows, crops.boxes)
             ]
-        views = [TEST_TIME_VIEWS[view] for view in self.views]
         batch = int(data.eval_batch_size)
-        self.encoder.eval()
-        return np.concatenate(
-            [
-                embed_views(self.encoder, torch.stack(images[start : start + batch]), views).cpu().numpy()
-                for start in range(0, len(images), batch)
-            ]
-        )
+        batches = [np.stack(images[start : start + batch]) for start in range(0, len(images), batch)]
+        if isinstance(self.model, OnnxSession):
+            return np.concatenate([self.model.embed_views(images, self.views) for images in batches])
+        return self._embed_torch(batches)
+
+    def _embed_torch(self, batches: Sequence[np.ndarray]) -> np.ndarray:
+        """``(N, D)`` float32 embeddings of ``(B, 3, H, W)`` uint8 batches by the torch model."""
+        # Imported here: the torch backend's path; the ONNX one above never imports torch.
+        import torch
+
+        from fashion_retrieval.models.inference import TEST_TIME_VIEWS, embed_views
+
+        views = [TEST_TIME_VIEWS[view] for view in self.views]
+        encoder = self.encoder.eval()
+        with torch.no_grad():
+            return np.concatenate(
+                [embed_views(encoder, torch.from_numpy(images), views).cpu().numpy() for images in batches]
+            )
 
     def _search_query_set(
         self,
@@ -513,6 +439,9 @@ class Retriever:
         rerank: bool = True,
     ) -> RankedQueries:
         """Dataset photos through the data module's loaders (and the detection cache)."""
+        # Imported here: the data loaders need torch (see :mod:`.loading`).
+        from fashion_retrieval.models.inference import embed_loader
+
         clock = self._start()
         if self.whole_photos:
             if self.crop_embedder is not None:

@@ -37,14 +37,13 @@ from fashion_retrieval.serving.schemas import (
     RandomBundle,
     SearchAnswer,
 )
-from fashion_retrieval.serving.service import SearchService, ServiceError, ServiceSpec
+from fashion_retrieval.serving.service import SearchService, ServiceError
+from fashion_retrieval.serving.spec import SPEC_ENV, ServiceSpec
 
 STATIC_DIR = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_K = 100
 DEFAULT_BODY_TIMEOUT = 10.0
-# The environment variable naming the service spec a worker process builds its service from.
-SPEC_ENV = "FASHION_RETRIEVAL_SERVE_SPEC"
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut} for status in (400, 404, 408, 413, 415, 422)
 }

@@ -16,10 +16,9 @@ from fashion_retrieval.data.transforms import ImageReadError
 from fashion_retrieval.io import RUN_CONFIG_FILE
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.infer import infer
-from fashion_retrieval.search.retriever import (
+from fashion_retrieval.search.retriever import Retriever, SearchResult
+from fashion_retrieval.search.run_config import (
     DETECTED_GARMENTS_TARGET,
-    Retriever,
-    SearchResult,
     load_run_config,
     upgrade_data_section,
 )

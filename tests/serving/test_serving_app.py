@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from fashion_retrieval.serving.app import create_app
-from fashion_retrieval.serving.service import SearchService, override_keys, service_spec
+from fashion_retrieval.serving.service import SearchService
+from fashion_retrieval.serving.spec import override_keys, service_spec
 from tests.test_configs import compose_config
 
 MAX_UPLOAD_BYTES = 1_000_000
