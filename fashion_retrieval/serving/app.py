@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -235,9 +236,17 @@ def create_app(
     return app
 
 
+def without_wandb() -> None:
+    """Make ``import wandb`` fail in this process (unless it was imported already): timm imports it
+    whenever it is installed (``timm.utils.summary``, for timm's own training logs), seconds of a torch
+    worker's start, and the service never logs to W&B. For a process that only serves."""
+    sys.modules.setdefault("wandb", None)  # type: ignore[arg-type]  # None: "not importable"
+
+
 def app_from_environment() -> FastAPI:
     """The app of the service spec named by ``$FASHION_RETRIEVAL_SERVE_SPEC`` (uvicorn's factory in each
     worker process: every worker loads its own service)."""
+    without_wandb()
     spec_path = os.environ.get(SPEC_ENV)
     if not spec_path:
         raise RuntimeError(f"{SPEC_ENV} is not set: start the service with `fashion-retrieval serve`")

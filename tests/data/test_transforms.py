@@ -30,6 +30,10 @@ def test_eval_transform_gives_albumentations_pixels(shape):
         ours = apply(eval_transform((48, 32)), array)
         assert ours.dtype == torch.uint8 and ours.shape == (3, 48, 32)
         assert torch.equal(ours, apply(reference, array))
+        # The ONNX service's arrays (no torch): the same pixels.
+        pixels = eval_transform((48, 32)).array(array)
+        assert pixels.dtype == np.uint8 and pixels.shape == (3, 48, 32)
+        assert np.array_equal(pixels, apply(reference, array).numpy())
 
 
 def test_off_by_default_and_bounded():

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from tiny_models import uint8_images
 
 from fashion_retrieval.models.checkpoint import checkpoint_encoder_config
+from fashion_retrieval.models.inference import TEST_TIME_VIEWS, embed_views
 from fashion_retrieval.models.onnx_encoder import (
     OnnxEncoder,
     OnnxExportError,
@@ -23,6 +24,8 @@ from fashion_retrieval.models.onnx_encoder import (
     sidecar_metadata,
     sidecar_path,
 )
+from fashion_retrieval.models.onnx_session import OnnxSession, load_onnx_session
+from fashion_retrieval.models.views import VIEW_NAMES
 
 TIMM = {"_target_": "fashion_retrieval.models.backbones.TimmBackbone", "weights": "random"}
 
@@ -79,6 +82,22 @@ def test_the_onnx_encoder_gives_pytorch_embeddings_at_any_batch_and_size(kind, t
         torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5)
 
 
+def test_the_numpy_session_gives_the_torch_views_embeddings(tmp_path):
+    """The ONNX service's path (numpy in and out, no torch) embeds as the torch face of the same export,
+    test-time flip included; a float view is refused by name."""
+    _, _, path = exported(ENCODERS["timm"], tmp_path)
+    session, module = OnnxSession(path), OnnxEncoder(path)
+    images = uint8_images(3, 64, 48, seed=7)
+    for views in ([], ["flip"]):
+        expected = embed_views(module, images, [TEST_TIME_VIEWS[v] for v in views]).numpy()
+        actual = session.embed_views(images.numpy(), views)
+        assert actual.dtype == np.float32
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
+    with pytest.raises(TypeError, match=r"float view 'centre_crop' .* needs encoder\.backend=torch"):
+        session.embed_views(images.numpy(), ["centre_crop"])
+    assert set(VIEW_NAMES) == set(TEST_TIME_VIEWS)
+
+
 def test_the_sidecar_records_the_normalisation_of_every_member(tmp_path):
     _, _, path = exported(ENCODERS["ensemble"], tmp_path)
     metadata = json.loads(sidecar_path(path).read_text())
@@ -109,8 +128,11 @@ def test_the_backend_switch_checks_the_export_came_from_the_checkpoint(tmp_path)
     _, other_checkpoint = saved_encoder(ENCODERS["timm"], tmp_path, seed=1)
     cfg = OmegaConf.create({"encoder": {"backend": "onnx", "onnx_path": str(path)}})
     assert isinstance(load_search_encoder(cfg, checkpoint), OnnxEncoder)
+    assert isinstance(load_onnx_session(cfg, checkpoint), OnnxSession)
     with pytest.raises(OnnxExportError, match=r"was exported from .*model0\.ckpt, not from .*model1\.ckpt"):
         load_search_encoder(cfg, other_checkpoint)
+    with pytest.raises(OnnxExportError, match=r"was exported from .*model0\.ckpt, not from .*model1\.ckpt"):
+        load_onnx_session(cfg, other_checkpoint)
     cfg.encoder.backend = "torch"
     assert not isinstance(load_search_encoder(cfg, checkpoint), OnnxEncoder)
     cfg.encoder.backend = "tensorrt"
