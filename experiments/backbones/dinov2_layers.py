@@ -29,10 +29,10 @@ import torch
 from onnx import numpy_helper
 
 from fashion_retrieval.data.readers import load_clothing_small
+from fashion_retrieval.evaluation.retrieval_sets import image_loader, score_set
 from fashion_retrieval.index.factory import FlatSpec
 from fashion_retrieval.io import atomic_open
 from fashion_retrieval.models.inference import embed_loader
-from fashion_retrieval.pipelines.retrieval_eval import image_loader, search_depth, search_set, set_metrics
 
 log = logging.getLogger("dinov2_layers")
 
@@ -124,18 +124,17 @@ def main() -> None:
         len(data.queries),
         args.layers,
     )
-    gallery = embed_loader(encode, image_loader(data.gallery, **loader))
-    queries = embed_loader(encode, image_loader(data.queries, **loader))
+    gallery = embed_loader(encode, image_loader(data.gallery, **loader), description="gallery")
+    queries = embed_loader(encode, image_loader(data.queries, **loader), description="queries")
 
     width = gallery.shape[1] // (len(args.layers) * len(VARIANTS))
-    depth = search_depth(data, KS, with_map_at_r=True)
     results = []
     pairs = [(layer, variant) for layer in args.layers for variant in VARIANTS]
     for position, (layer, variant) in enumerate(pairs):
         columns = slice(position * width, (position + 1) * width)
-        ranked = search_set(queries[:, columns], gallery[:, columns], depth, data, FlatSpec(device="cpu"))
-        overall, _ = set_metrics(ranked, data, KS, with_map_at_r=True)
-        results.append({"layer": layer, "features": variant, **overall})
+        features = [np.ascontiguousarray(side[:, columns]) for side in (queries, gallery)]
+        overall, per_class = score_set(*features, data, KS, True, FlatSpec(device="cpu"))
+        results.append({"layer": layer, "features": variant, **overall, "per_class": per_class})
         log.info(
             "layer %2d %-8s precision@10 %.3f  map@R %.3f  CMC@1 %.3f",
             layer,
