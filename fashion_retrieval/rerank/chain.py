@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
+from fashion_retrieval.data.captions import product_texts
 from fashion_retrieval.data.catalogue import Catalogue, code_numbers
 from fashion_retrieval.detection.types import Box
 from fashion_retrieval.index.eligibility import Eligibility, search_eligible
@@ -47,27 +48,32 @@ class CatalogueMetadata:
     variants share one), ``None`` when the data has no articles (``product_articles.csv``).
     ``timestamps``: ``(G,)`` float64 packshot upload times in ms from the image URLs (NaN where absent);
     ``codes``: ``(G,)`` int64 11-digit codes from the URLs (``-1`` where absent); ``None``: not known.
+    ``texts``: ``G`` tuples of each product's texts (:func:`~fashion_retrieval.data.captions.product_texts`:
+    its captions, else its lower-cased ``product_description``; empty: none), ``()``: not known.
     """
 
     paths: Sequence[str] = ()
     articles: np.ndarray | None = None
     timestamps: np.ndarray | None = None
     codes: np.ndarray | None = None
+    texts: Sequence[tuple[str, ...]] = ()
 
     @classmethod
     def from_catalogue(cls, catalogue: Catalogue) -> CatalogueMetadata:
-        """Packshot paths and article codes of the catalogue's products (in catalogue order); a product
-        without an article is an article of its own."""
+        """Packshot paths, article codes, URL metadata and texts of the catalogue's products (in catalogue
+        order); a product without an article is an article of its own."""
         products = [str(p) for p in catalogue.products["product_asset_id"]]
         paths = [str(p) for p in catalogue.products["image_path"]]
-        urls = {
+        texts = product_texts(catalogue)
+        known = {
             "timestamps": catalogue.product_timestamps(),
             "codes": code_numbers(catalogue.product_codes()),
+            "texts": [tuple(texts.get(product, ())) for product in products],
         }
         if catalogue.articles is None:
-            return cls(paths, **urls)
+            return cls(paths, **known)
         articles = [catalogue.articles.get(product, product) for product in products]
-        return cls(paths, np.unique(np.asarray(articles), return_inverse=True)[1].astype(np.int64), **urls)
+        return cls(paths, np.unique(np.asarray(articles), return_inverse=True)[1].astype(np.int64), **known)
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,8 @@ class RerankContext:
     ``query_timestamps``: ``(Q,)`` float64 upload time in ms of each query's bundle photo (NaN where its URL
     has none); ``query_codes``: ``(Q,)`` int64 11-digit code of its bundle URL (``-1`` where absent); both
     from :meth:`~fashion_retrieval.data.catalogue.Catalogue.bundle_timestamps` and ``bundle_codes``.
+    ``query_categories``: ``Q`` tuples, the catalogue categories each query's detector label maps to (its
+    predicted category; empty: no known label, e.g. whole photos); ``None``: no query has a label.
     """
 
     eligibility: Eligibility
@@ -93,6 +101,7 @@ class RerankContext:
     query_bundles: np.ndarray | None = None
     query_timestamps: np.ndarray | None = None
     query_codes: np.ndarray | None = None
+    query_categories: Sequence[tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         count = len(self.eligibility.query_sections)
@@ -103,6 +112,7 @@ class RerankContext:
             "query_bundles",
             "query_timestamps",
             "query_codes",
+            "query_categories",
         ):
             value = getattr(self, name)
             if value is not None and len(value) != count:

@@ -74,6 +74,9 @@ class ColourBonus:
     path for the life of the step (one run).
     """
 
+    # It reads the query photos from their files: the search refuses photos given as bytes or arrays.
+    reads_query_photos = True
+
     def __init__(
         self,
         weight: float = 0.25,

@@ -153,6 +153,14 @@ def label_known(
     )
 
 
+def label_categories_in(
+    labels: Sequence[str], label_categories: Mapping[str, Sequence[str]], codes: Mapping[str, int]
+) -> list[tuple[str, ...]]:
+    """``N`` tuples: the categories of this catalogue (``codes``' keys) each label maps to, in the map's
+    order (empty for a label the map does not know): the crops' predicted categories."""
+    return [tuple(c for c in label_categories.get(label, ()) if c in codes) for label in labels]
+
+
 @dataclass(frozen=True)
 class SlotSettings:
     """How crops share a bundle's slots.
@@ -259,6 +267,7 @@ def rank_bundles_sourced(
             query_bundles=queries.bundle_rows,
             query_timestamps=None if bundle_timestamps is None else bundle_timestamps[queries.bundle_rows],
             query_codes=None if bundle_codes is None else bundle_codes[queries.bundle_rows],
+            query_categories=label_categories_in(queries.labels, label_categories, code_of),
         )
     crop_ids, crop_scores = reranker.search(
         index, crop_embeddings, eligibility, settings.per_crop_k or settings.k, context

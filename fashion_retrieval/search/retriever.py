@@ -48,7 +48,6 @@ from fashion_retrieval.rerank.bundle_priors import (
     bundle_prior_steps,
 )
 from fashion_retrieval.rerank.chain import CatalogueMetadata, RerankChain, RerankContext
-from fashion_retrieval.rerank.steps import ColourBonus
 from fashion_retrieval.search.bundles import (
     bundle_photo_embeddings,
     bundle_prior_data,
@@ -277,14 +276,11 @@ class Retriever:
         ]
         if sections is not None and len(sections) != len(images):
             raise ValueError(f"{len(sections)} sections for {len(images)} images")
-        if (
-            rerank
-            and any(isinstance(step, ColourBonus) for step in self.reranker.steps)
-            and not all(isinstance(image, (str, Path)) for image in images)
-        ):
+        readers = [step for step in self.reranker.steps if getattr(step, "reads_query_photos", False)]
+        if rerank and readers and not all(isinstance(image, (str, Path)) for image in images):
             raise ValueError(
-                "the reranker's colour step reads query photos from files: pass paths, or switch it off "
-                "(reranker.steps.colour=null)"
+                f"the reranker's step {readers[0]!r} reads query photos from files: pass paths, or switch "
+                "it off (e.g. reranker.steps.colour=null, reranker.steps.text.mode=category)"
             )
         with clock("decode"):
             arrays = [self._decode(image, name) for image, name in zip(images, names)]
