@@ -133,22 +133,22 @@ class TextBonus:
             self._dual = load_dual_encoder(self.checkpoint)
         return self._dual
 
-    def product_embeddings(self, gallery: CatalogueMetadata) -> np.ndarray:
+    def product_embeddings(self, catalogue: CatalogueMetadata) -> np.ndarray:
         """``(G, D)`` float32 text embedding of each product (``nan`` rows: no text), once per catalogue."""
-        if self._products is not None and self._products[0] is gallery:
+        if self._products is not None and self._products[0] is catalogue:
             return self._products[1]
-        if not gallery.texts:
-            raise ValueError("TextBonus needs the products' texts (RerankContext.gallery.texts)")
-        unique = list(dict.fromkeys(text for texts in gallery.texts for text in texts))
+        if not catalogue.texts:
+            raise ValueError("TextBonus needs the products' texts (RerankContext.catalogue.texts)")
+        unique = list(dict.fromkeys(text for texts in catalogue.texts for text in texts))
         row_of = {text: row for row, text in enumerate(unique)}
-        owners = [product for product, texts in enumerate(gallery.texts) for _ in texts]
-        rows = [row_of[text] for texts in gallery.texts for text in texts]
+        owners = [product for product, texts in enumerate(catalogue.texts) for _ in texts]
+        rows = [row_of[text] for texts in catalogue.texts for text in texts]
         embedded = self.dual.embed_texts(unique, self.batch_size)
-        products = mean_text_embeddings(embedded[rows], np.asarray(owners), len(gallery.texts))
-        textless = sum(1 for texts in gallery.texts if not texts)
+        products = mean_text_embeddings(embedded[rows], np.asarray(owners), len(catalogue.texts))
+        textless = sum(1 for texts in catalogue.texts if not texts)
         if textless:
             log.warning("TextBonus: %d of %d products have no text and get no bonus", textless, len(products))
-        self._products = (gallery, products)
+        self._products = (catalogue, products)
         return products
 
     def query_embeddings(self, context: RerankContext, rows: np.ndarray) -> list[np.ndarray]:
@@ -198,7 +198,7 @@ class TextBonus:
             rows = np.array([row for row in rows if categories[row]], dtype=np.int64)
         if len(rows) == 0:
             return np.full(candidates.shape, np.nan, dtype=np.float32)
-        products = self.product_embeddings(context.gallery)
+        products = self.product_embeddings(context.catalogue)
         return candidate_text_similarity(self.query_embeddings(context, rows), products, candidates)
 
     def __call__(

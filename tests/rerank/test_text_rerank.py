@@ -99,7 +99,7 @@ def step_with(tmp_path: Path, **settings: object) -> tuple[TextBonus, WordEncode
     return step, encoder
 
 
-GALLERY = CatalogueMetadata(
+CATALOGUE = CatalogueMetadata(
     ["p0.jpg", "p1.jpg", "p2.jpg", "p3.jpg"],
     texts=[("blue jeans", "jeans in blue"), ("red shirt",), ("blue shirt",), ()],
 )
@@ -108,7 +108,7 @@ GALLERY = CatalogueMetadata(
 def context_of(paths: list[str], boxes: list | None = None, categories: list | None = None) -> RerankContext:
     count = len(paths)
     eligibility = Eligibility(np.ones(count, np.int64), np.ones(4, np.int64))
-    return RerankContext(eligibility, paths, boxes, gallery=GALLERY, query_categories=categories)
+    return RerankContext(eligibility, paths, boxes, catalogue=CATALOGUE, query_categories=categories)
 
 
 def test_category_mode_promotes_the_predicted_category_and_leaves_unlabelled_queries(tmp_path: Path) -> None:
