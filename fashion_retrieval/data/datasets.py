@@ -317,8 +317,10 @@ def collate_bundles(items: Sequence[dict]) -> dict[str, torch.Tensor]:
     }
 
 
-class ImageDataset(Dataset):
-    """Items: ``image (3, H, W)`` uint8 and ``index``, the position in ``paths`` (DDP-safe gathering).
+class ImageRegions(Dataset):
+    """The images of a dataset by position, each as the region of its file the dataset reads: the base of
+    :class:`ImageDataset`, :class:`LabelledImageDataset` and the pre-training views
+    (:class:`fashion_retrieval.data.pretrain.MultiViewDataset`), which add their transform and fields.
 
     ``crop``: one region for every image, as fractions (:func:`crop_fraction`); ``boxes``: a region per
     image in pixels, ``(x1, y1, x2, y2)`` with ``x2``/``y2`` exclusive, or ``None`` for the whole image
@@ -329,10 +331,9 @@ class ImageDataset(Dataset):
     def __init__(
         self,
         paths: Sequence[str],
-        transform: ImageTransform,
-        crop: Sequence[float] | None = None,
         boxes: Sequence[Box | None] | None = None,
         padding: float = 0.0,
+        crop: Sequence[float] | None = None,
         max_pixels: int | None = None,
     ) -> None:
         if boxes is not None and len(boxes) != len(paths):
@@ -340,25 +341,43 @@ class ImageDataset(Dataset):
         if boxes is not None and crop is not None:
             raise ValueError("give a fractional crop or per-image boxes, not both")
         self.paths = [str(p) for p in paths]
-        self.transform = transform
-        self.crop = crop
         self.boxes = boxes
         self.padding = padding
+        self.crop = crop
         self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+    def load(self, index: int) -> np.ndarray:
+        """Image ``index``'s region, ``(h, w, 3)`` uint8."""
         image = load_rgb(self.paths[index], self.max_pixels)
         if self.boxes is None:
-            image = crop_fraction(image, self.crop)
-        else:
-            image = region(image, self.boxes[index], self.padding)
-        return {"image": apply(self.transform, image), "index": index}
+            return crop_fraction(image, self.crop)
+        return region(image, self.boxes[index], self.padding)
 
 
-class LabelledImageDataset(Dataset):
+class ImageDataset(ImageRegions):
+    """Items: ``image (3, H, W)`` uint8 (:meth:`ImageRegions.load`'s region through ``transform``) and
+    ``index``, the position in ``paths`` (DDP-safe gathering)."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        transform: ImageTransform,
+        crop: Sequence[float] | None = None,
+        boxes: Sequence[Box | None] | None = None,
+        padding: float = 0.0,
+        max_pixels: int | None = None,
+    ) -> None:
+        super().__init__(paths, boxes, padding, crop, max_pixels)
+        self.transform = transform
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        return {"image": apply(self.transform, self.load(index)), "index": index}
+
+
+class LabelledImageDataset(ImageRegions):
     """Training images with integer labels (a reader's training split, ``data=reader``), OML-style.
 
     Items, for a key ``(index, epoch)`` (a bare ``index`` means epoch 0): ``image (3, H, W)`` uint8 (the
@@ -376,29 +395,18 @@ class LabelledImageDataset(Dataset):
         padding: float = 0.0,
         seed: int = 0,
     ) -> None:
-        if len(labels) != len(paths) or (boxes is not None and len(boxes) != len(paths)):
-            raise ValueError(
-                f"{len(paths)} images but {len(labels)} labels and {len(boxes or paths)} boxes: one of each "
-                "per image"
-            )
-        self.paths = [str(p) for p in paths]
+        if len(labels) != len(paths):
+            raise ValueError(f"{len(paths)} images but {len(labels)} labels: one label per image")
+        super().__init__(paths, boxes, padding)
         self.labels = [int(label) for label in labels]
         self.transform = transform
-        self.boxes = boxes
-        self.padding = padding
         self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.paths)
 
     def __getitem__(self, key: ItemKey | int) -> dict[str, torch.Tensor | int]:
         index, epoch = _key(key)
-        image = region(
-            load_rgb(self.paths[index]), None if self.boxes is None else self.boxes[index], self.padding
-        )
         rng = keyed_rng(self.seed, epoch, index, Stream.IMAGE_AUGMENT)
         return {
-            "image": seeded_apply(self.transform, image, rng),
+            "image": seeded_apply(self.transform, self.load(index), rng),
             "label": self.labels[index],
             "index": index,
         }

@@ -18,13 +18,12 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from fashion_retrieval.data.boxes import Box, region
+from fashion_retrieval.data.boxes import Box
 from fashion_retrieval.data.datamodule import DeferredDataLoader, process_rank
-from fashion_retrieval.data.datasets import Stream, _key
+from fashion_retrieval.data.datasets import ImageRegions, Stream, _key
 from fashion_retrieval.data.samplers import ItemKey, RandomBatchSampler, keyed_rng
-from fashion_retrieval.data.transforms import load_rgb
 
 # A multi-view transform: a PIL image -> its views, each (3, h, w) float in 0..1 (no normalisation: the
 # backbone normalises its own input).
@@ -53,7 +52,7 @@ def to_uint8(view: torch.Tensor) -> torch.Tensor:
     return (view.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
 
 
-class MultiViewDataset(Dataset):
+class MultiViewDataset(ImageRegions):
     """Items for a key ``(index, epoch)`` (a bare ``index``: epoch 0): ``views``, a list of ``(3, h, w)``
     uint8 tensors (``transform``'s views of image ``index``: the region ``boxes[index]`` grown by ``padding``
     where a box is given, else the whole image) and ``index``. The default collate stacks view ``v`` of a
@@ -67,21 +66,13 @@ class MultiViewDataset(Dataset):
         padding: float = 0.0,
         seed: int = 0,
     ) -> None:
-        if boxes is not None and len(boxes) != len(paths):
-            raise ValueError(f"{len(boxes)} boxes for {len(paths)} images")
-        self.paths = [str(p) for p in paths]
+        super().__init__(paths, boxes, padding)
         self.transform = transform
-        self.boxes = boxes
-        self.padding = padding
         self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.paths)
 
     def __getitem__(self, key: ItemKey | int) -> dict[str, list[torch.Tensor] | int]:
         index, epoch = _key(key)
-        box = None if self.boxes is None else self.boxes[index]
-        image = Image.fromarray(np.ascontiguousarray(region(load_rgb(self.paths[index]), box, self.padding)))
+        image = Image.fromarray(np.ascontiguousarray(self.load(index)))
         with keyed_global_generators(keyed_rng(self.seed, epoch, index, Stream.VIEWS)):
             views = self.transform(image)
         return {"views": [to_uint8(view) for view in views], "index": index}

@@ -12,6 +12,8 @@ from fashion_retrieval.data.catalogue import UNKNOWN_SECTION
 from fashion_retrieval.data.datasets import (
     BundleDataset,
     ImageDataset,
+    ImageRegions,
+    LabelledImageDataset,
     ProductTable,
     TrainingBundle,
     collate_bundles,
@@ -21,6 +23,7 @@ from fashion_retrieval.data.datasets import (
     region,
     seeded_apply,
 )
+from fashion_retrieval.data.pretrain import MultiViewDataset
 from fashion_retrieval.data.transforms import crop_fraction, eval_transform
 
 
@@ -198,3 +201,31 @@ def test_regions_are_padded_and_clipped_in_pixel_space(tmp_path):
         ImageDataset([path], eval_transform((4, 4)), boxes=boxes)
     with pytest.raises(ValueError, match="not both"):
         ImageDataset([path, path], eval_transform((4, 4)), crop=(0, 0, 1, 1), boxes=boxes)
+
+
+def test_one_region_loader_serves_the_labelled_and_the_multi_view_datasets(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 255, (20, 10, 3), dtype=np.uint8)
+    path = str(tmp_path / "c.png")
+    Image.fromarray(pixels).save(path)
+    boxes = [(2, 4, 6, 12), None]
+    regions = ImageRegions([path, path], boxes, padding=0.25)
+    # 25% of the 4 x 8 box per side: columns 1..7, rows 2..14; no box: the whole image.
+    np.testing.assert_array_equal(regions.load(0), pixels[2:14, 1:7])
+    np.testing.assert_array_equal(regions.load(1), pixels)
+    np.testing.assert_array_equal(ImageRegions([path], crop=(0.5, 0.0, 1.0, 0.5)).load(0), pixels[0:10, 5:10])
+
+    resize_only = train_transform((12, 6), QUERY_AUGMENTATION, strength=0.0)
+    labelled = LabelledImageDataset([path, path], [3, 4], resize_only, boxes, 0.25)
+    seen = []
+    views = MultiViewDataset([path, path], lambda image: seen.append(np.asarray(image)) or [], boxes, 0.25)
+    for index in range(2):
+        views[index]
+        np.testing.assert_array_equal(seen[index], regions.load(index))
+        assert labelled[index]["label"] == 3 + index
+        # strength 0 gives eval_transform's pixels: those of the same region, resized.
+        expected = eval_transform((12, 6))(image=regions.load(index))["image"]
+        assert torch.equal(labelled[index]["image"], expected)
+    with pytest.raises(ValueError, match="2 images but 1 labels"):
+        LabelledImageDataset([path, path], [3], resize_only)
+    with pytest.raises(ValueError, match="2 boxes for 1 images"):
+        MultiViewDataset([path], lambda image: [], boxes)
