@@ -8,12 +8,15 @@
 #   SEEDS="0" experiments/pretrain/run_table.sh random imagenet dino_synth_random dino_synth_imagenet dino_real_imagenet
 # Rows: random | imagenet | dino_synth_random | dino_synth_imagenet | dino_real_imagenet (BN statistics
 # kept) | dino_real_imagenet_bnoff (BN statistics of the crops, as pretrain_dino_quickstart) |
-# simclr_real_imagenet. DATA (default: the shared quickstart set), OUT (default: outputs/pretrain_table).
+# simclr_real_imagenet. DATA (default: the shared quickstart set), OUT (default: outputs/pretrain_table),
+# PHASES (default "pretrain frozen finetune"; a self-supervised row whose pre-training has not finished is
+# skipped by the later phases).
 # Table: python experiments/pretrain/summarise.py $OUT
 set -euo pipefail
 DATA=${DATA:-/work/main/data/synthetic_quickstart}
 OUT=$(realpath -m "${OUT:-outputs/pretrain_table}")
 SEEDS=${SEEDS:-0}
+PHASES=${PHASES:-pretrain frozen finetune}   # which steps to run: a queue per phase shares the CPU
 REAL_SIZE='retrieval_eval.image_size=[128,96]'
 NO_REAL=real_photos.enabled=false
 # From random weights nothing is frozen and one learning rate trains the whole network (quickstart_scratch).
@@ -46,6 +49,8 @@ pretrain_args() {  # pretrain_args ROW: the pretrain overrides of a self-supervi
   esac
 }
 
+has() { [[ " $PHASES " == *" $1 "* ]]; }
+
 for row in "$@"; do
   pretrain_args "$row" >/dev/null
   for seed in $SEEDS; do
@@ -55,24 +60,30 @@ for row in "$@"; do
       random) weights=(model.encoder.backbone.weights=random); finetune=("${weights[@]}" "${SCRATCH_FINETUNE[@]}") ;;
       imagenet) weights=(); finetune=() ;;
       *)
-        step "$row seed $seed pretrain" "$R/pretrain" fashion-retrieval pretrain "${pre[@]}" seed="$seed"
+        has pretrain && step "$row seed $seed pretrain" "$R/pretrain" fashion-retrieval pretrain "${pre[@]}" seed="$seed"
+        if [[ ! -f $R/pretrain/metrics.json ]]; then
+          echo "$(date -u +%H:%M:%S) skip $row seed $seed: its pre-training has not finished"
+          continue
+        fi
         weights=(model.encoder.backbone.weights="$R/pretrain/backbone.safetensors")
         finetune=("${weights[@]}")
         [[ $row == *_random ]] && finetune+=("${SCRATCH_FINETUNE[@]}") ;;
     esac
-    # The frozen backbone: pooled features, no head; a function of its weights only, so ImageNet's are
-    # scored once (seed 0).
-    if [[ $row != imagenet || $seed == 0 ]]; then
-    step "$row seed $seed frozen real photos" "$R/frozen_real" fashion-retrieval retrieval-eval \
-      reader=clothing_small model=efficientnet_lite0 "${weights[@]}" "$REAL_SIZE" "$NO_REAL" seed="$seed"
-    step "$row seed $seed frozen synthetic" "$R/frozen_synthetic" fashion-retrieval baselines \
-      experiment=recipes/baseline paths.data_dir="$DATA" 'baselines.names=[pretrained]' \
-      baselines.backbones=null "${weights[@]}" "$NO_REAL" seed="$seed"
+    # The frozen backbone: pooled features, no head. ImageNet's figures are recorded (README.md: the same
+    # commands without weights, experiments/backbones/ and experiments/quickstart/).
+    if has frozen && [[ $row != imagenet ]]; then
+      step "$row seed $seed frozen real photos" "$R/frozen_real" fashion-retrieval retrieval-eval \
+        reader=clothing_small model=efficientnet_lite0 "${weights[@]}" "$REAL_SIZE" "$NO_REAL" seed="$seed"
+      step "$row seed $seed frozen synthetic" "$R/frozen_synthetic" fashion-retrieval baselines \
+        experiment=recipes/baseline paths.data_dir="$DATA" 'baselines.names=[pretrained]' \
+        baselines.backbones=null "${weights[@]}" "$NO_REAL" seed="$seed"
     fi
-    step "$row seed $seed fine-tune" "$R/finetune" fashion-retrieval train experiment=recipes/baseline \
-      paths.data_dir="$DATA" "${finetune[@]}" "$NO_REAL" seed="$seed"
-    step "$row seed $seed fine-tuned real photos" "$R/finetune_real" fashion-retrieval retrieval-eval \
-      reader=clothing_small experiment=recipes/baseline ckpt_path="$R/finetune/checkpoints/best.ckpt" \
-      "$REAL_SIZE" "$NO_REAL" seed="$seed"
+    if has finetune; then
+      step "$row seed $seed fine-tune" "$R/finetune" fashion-retrieval train experiment=recipes/baseline \
+        paths.data_dir="$DATA" "${finetune[@]}" "$NO_REAL" seed="$seed"
+      step "$row seed $seed fine-tuned real photos" "$R/finetune_real" fashion-retrieval retrieval-eval \
+        reader=clothing_small experiment=recipes/baseline ckpt_path="$R/finetune/checkpoints/best.ckpt" \
+        "$REAL_SIZE" "$NO_REAL" seed="$seed"
+    fi
   done
 done
