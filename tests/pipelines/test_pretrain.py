@@ -265,8 +265,8 @@ def batchnorm_statistics(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-@pytest.mark.parametrize("keep", [True, False])
-def test_kept_batchnorm_statistics_leave_the_backbones_own(keep: bool, tiny_data: Path) -> None:
+def tiny_dino(keep: bool, tiny_data: Path) -> tuple[DINOModule, dict[str, torch.Tensor]]:
+    """Two DINO steps on 8 tiny packshots (seed 0): the module and its backbone's starting BN statistics."""
     pl.seed_everything(0)
     settings = {**LOSS_SETUPS["dino"][1], "global_crop_size": 32, "local_crop_size": 16}
     backbone = TimmBackbone("test_efficientnet", weights="random")
@@ -277,8 +277,31 @@ def test_kept_batchnorm_statistics_leave_the_backbones_own(keep: bool, tiny_data
         max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
     )
     trainer.fit(module, datamodule=PretrainDataModule(paths, module.view_transform(), batch_size=4))
+    return module, before
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_kept_batchnorm_statistics_leave_the_backbones_own(keep: bool, tiny_data: Path) -> None:
+    module, before = tiny_dino(keep, tiny_data)
     for trained in (module.backbone, module.exported_backbone()):
         after = batchnorm_statistics(trained)
         unchanged = all(torch.equal(before[k], after[k]) for k in before)
         # Kept: exactly the backbone's own; not kept (the control): the crops' statistics replaced them.
         assert unchanged == keep
+
+
+def test_kept_statistics_change_only_the_statistics(tiny_data: Path) -> None:
+    # Training normalises each batch by its own statistics either way, so the learned parameters are the
+    # same: keeping the statistics exports what putting the starting ones back after training would
+    # (experiments/pretrain/: the DINO run with ImageNet's statistics put back).
+    kept, before = tiny_dino(True, tiny_data)
+    replaced, _ = tiny_dino(False, tiny_data)
+    kept_state = kept.exported_backbone().state_dict()
+    replaced_state = replaced.exported_backbone().state_dict()
+    statistics = [k for k in kept_state if k.endswith(("running_mean", "running_var"))]
+    assert statistics and any(not torch.equal(kept_state[k], replaced_state[k]) for k in statistics)
+    for name, value in kept_state.items():
+        if name in statistics:
+            assert torch.equal(value, before[name]), name
+        elif value.is_floating_point():
+            assert torch.allclose(value, replaced_state[name], atol=1e-6), name
