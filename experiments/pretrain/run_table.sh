@@ -5,7 +5,7 @@
 # epochs) and its real-photo score.
 # A step whose metrics.json exists is skipped, so the queue resumes after an interruption; each step logs
 # its start, the load average, its wall clock and peak RSS.
-#   SEEDS="0" experiments/pretrain/run_table.sh random imagenet dino_synth_random dino_synth_imagenet dino_real_imagenet
+#   SEEDS="0" experiments/pretrain/run_table.sh random imagenet dino_synth_random dino_real_imagenet
 # Rows: random | imagenet | dino_synth_random | dino_synth_imagenet | dino_real_imagenet (BN statistics
 # kept) | dino_real_imagenet_bnoff (BN statistics of the crops, as pretrain_dino_quickstart) |
 # simclr_real_imagenet. DATA (default: the shared quickstart set), OUT (default: outputs/pretrain_table),
@@ -34,16 +34,21 @@ step() {  # step NAME RUN_DIR COMMAND...: run unless RUN_DIR/metrics.json exists
   echo "$(date -u +%H:%M:%S) end $name: $(cat "$dir.time") (load $(cut -d' ' -f1-3 /proc/loadavg))"
 }
 
-pretrain_args() {  # pretrain_args ROW: the pretrain overrides of a self-supervised row (none: no pre-training)
+pretrain_args() {  # pretrain_args ROW: the pretrain overrides of a self-supervised row (none: none)
   local imagenet_dino=(experiment=pretrain_dino_quickstart pretrain.method.keep_batchnorm_statistics=true)
   case $1 in
     dino_synth_random)
-      echo experiment=pretrain_dino_quickstart "${SYNTH_IMAGES[@]}" "${FROM_RANDOM[@]}" pretrain.optimizer.lr=5.0e-4 ;;
+      echo experiment=pretrain_dino_quickstart "${SYNTH_IMAGES[@]}" "${FROM_RANDOM[@]}" \
+        pretrain.optimizer.lr=5.0e-4 ;;
     dino_synth_imagenet) echo "${imagenet_dino[@]}" "${SYNTH_IMAGES[@]}" ;;
     dino_real_imagenet) echo "${imagenet_dino[@]}" ;;
-    dino_real_imagenet_bnoff) echo experiment=pretrain_dino_quickstart ;;
-    simclr_real_imagenet)
-      echo "${imagenet_dino[@]}" method=simclr pretrain.method.crop_size=96 pretrain.method.hidden_dim=512 ;;
+    dino_real_imagenet_bnoff)
+      echo experiment=pretrain_dino_quickstart pretrain.method.keep_batchnorm_statistics=false ;;
+    simclr_real_imagenet)  # pretrain_dino_quickstart's images, budget and optimiser; SimCLR's own head
+      echo model=efficientnet_lite0 reader=clothing_small 'reader.train_splits=[train]' \
+        'pretrain.images=[reader]' trainer.max_epochs=1 pretrain.optimizer.lr=1.0e-4 method=simclr \
+        pretrain.method.crop_size=96 pretrain.method.hidden_dim=512 \
+        pretrain.method.keep_batchnorm_statistics=true ;;
     random | imagenet) ;;
     *) echo "unknown row $1" >&2; exit 2 ;;
   esac
@@ -57,10 +62,13 @@ for row in "$@"; do
     R=$OUT/$row/seed$seed
     read -r -a pre <<<"$(pretrain_args "$row")"
     case $row in
-      random) weights=(model.encoder.backbone.weights=random); finetune=("${weights[@]}" "${SCRATCH_FINETUNE[@]}") ;;
+      random)
+        weights=(model.encoder.backbone.weights=random)
+        finetune=("${weights[@]}" "${SCRATCH_FINETUNE[@]}") ;;
       imagenet) weights=(); finetune=() ;;
       *)
-        has pretrain && step "$row seed $seed pretrain" "$R/pretrain" fashion-retrieval pretrain "${pre[@]}" seed="$seed"
+        has pretrain && step "$row seed $seed pretrain" "$R/pretrain" fashion-retrieval pretrain "${pre[@]}" \
+          seed="$seed"
         if [[ ! -f $R/pretrain/metrics.json ]]; then
           echo "$(date -u +%H:%M:%S) skip $row seed $seed: its pre-training has not finished"
           continue

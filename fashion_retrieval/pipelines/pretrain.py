@@ -30,6 +30,7 @@ from fashion_retrieval.data.readers import RetrievalSet
 from fashion_retrieval.io import atomic_open
 from fashion_retrieval.models.backbones import TimmBackbone
 from fashion_retrieval.models.self_supervised import SelfSupervisedModule
+from fashion_retrieval.models.weights import RANDOM
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.fitting import fit_model, fitting_threads
 
@@ -99,6 +100,16 @@ def pretrain_images(cfg: DictConfig) -> tuple[list[str], list[Box | None]]:
     return paths, boxes
 
 
+def keeps_batchnorm_statistics(setting: bool | str, weights: str | None) -> bool:
+    """``pretrain.method.keep_batchnorm_statistics`` for a backbone built from ``weights``: ``auto`` keeps
+    pretrained statistics (the crops' would replace them: experiments/pretrain/) and not random ones."""
+    if setting == "auto":
+        return weights != RANDOM
+    if isinstance(setting, bool):
+        return setting
+    raise ValueError(f"pretrain.method.keep_batchnorm_statistics={setting!r}: true, false or auto")
+
+
 def pretrain_module(cfg: DictConfig) -> SelfSupervisedModule:
     """``method=``'s module around ``model=``'s backbone, with ``pretrain.optimizer`` and
     ``pretrain.scheduler``."""
@@ -114,6 +125,9 @@ def pretrain_module(cfg: DictConfig) -> SelfSupervisedModule:
         backbone=backbone,
         optimizer=instantiate(cfg.pretrain.optimizer),
         scheduler=instantiate(scheduler) if scheduler is not None else None,
+        keep_batchnorm_statistics=keeps_batchnorm_statistics(
+            cfg.pretrain.method.get("keep_batchnorm_statistics", False), backbone_cfg.get("weights")
+        ),
         _convert_="all",
     )
     module.backbone_config = OmegaConf.to_container(backbone_cfg, resolve=True)

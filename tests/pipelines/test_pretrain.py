@@ -24,7 +24,12 @@ from fashion_retrieval.models.backbones import TimmBackbone
 from fashion_retrieval.models.checkpoint import load_encoder
 from fashion_retrieval.models.self_supervised import DINOModule, MAEModule, SimCLRModule
 from fashion_retrieval.pipelines.context import RunContext
-from fashion_retrieval.pipelines.pretrain import BACKBONE_FILE, pretrain
+from fashion_retrieval.pipelines.pretrain import (
+    BACKBONE_FILE,
+    keeps_batchnorm_statistics,
+    pretrain,
+    pretrain_module,
+)
 from fashion_retrieval.pipelines.retrieval_eval import retrieval_encoder
 from fashion_retrieval.pipelines.train import train
 from fashion_retrieval.pipelines.train_adapter import frozen_encoder
@@ -305,3 +310,36 @@ def test_kept_statistics_change_only_the_statistics(tiny_data: Path) -> None:
             assert torch.equal(value, before[name]), name
         elif value.is_floating_point():
             assert torch.allclose(value, replaced_state[name], atol=1e-6), name
+
+
+def batchnorm_momenta(module: DINOModule) -> set[float | None]:
+    return {
+        m.momentum for m in module.backbone.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    }
+
+
+@pytest.mark.parametrize(
+    ("setting", "pretrained", "kept"),
+    [("auto", True, True), ("auto", False, False), (False, True, False), (True, False, True)],
+)
+def test_auto_keeps_the_statistics_of_pretrained_weights_only(
+    setting: bool | str,
+    pretrained: bool,
+    kept: bool,
+    tiny_data: Path,
+    tmp_path: Path,
+    exported_backbone: Path,
+) -> None:
+    weights = exported_backbone if pretrained else "random"
+    cfg = pretrain_cfg(
+        tiny_data,
+        tmp_path / "run",
+        f"model.encoder.backbone.weights={weights}",
+        f"pretrain.method.keep_batchnorm_statistics={str(setting).lower()}",
+    )
+    assert batchnorm_momenta(pretrain_module(cfg)) == ({0.0} if kept else {0.1})
+
+
+def test_a_misspelt_statistics_setting_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match="keep_batchnorm_statistics='yes'"):
+        keeps_batchnorm_statistics("yes", "random")
