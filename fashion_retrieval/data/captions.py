@@ -30,6 +30,7 @@ from fashion_retrieval.data.catalogue import (
     check_unique,
     csv_line,
     list_examples,
+    load_catalogue,
     read_csv,
 )
 
@@ -144,3 +145,19 @@ def product_texts(catalogue: Catalogue) -> dict[str, list[str]]:
             list_examples(textless),
         )
     return texts
+
+
+def load_query_data(dataset_dir: str | Path) -> tuple[Catalogue, dict[str, list[str]], pd.DataFrame]:
+    """The catalogue (with ``articles``), captions and attributes that text and composed queries need
+    (text-eval, train-fusion); a dataset without one of them raises :class:`CatalogueError` saying how to
+    add them."""
+    catalogue = load_catalogue(dataset_dir, image_check="none")
+    captions = load_captions(dataset_dir, catalogue.product_ids)
+    attributes = load_attributes(dataset_dir, catalogue.product_ids)
+    if captions is None or attributes is None or catalogue.articles is None:
+        raise CatalogueError(
+            f"{dataset_dir}: text and composed queries need product_captions.csv, product_attributes.csv and "
+            "product_articles.csv (synthetic data of generator 1.4.0; add the text to an older dataset with "
+            "`fashion-retrieval generate generate.captions_only=true`, docs/dataset.md)"
+        )
+    return catalogue, captions, attributes

@@ -52,6 +52,7 @@ from fashion_retrieval.features import FeatureCache, image_features
 from fashion_retrieval.index.factory import FlatSpec
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.models.adapter_module import FeatureAdapterModule, apply_head
+from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.inference import embed_loader
 from fashion_retrieval.synthetic.collage import (
     CollageSpec,
@@ -65,6 +66,7 @@ log = logging.getLogger(__name__)
 PRECISION_K = 10
 COLLAGE_K = 15
 Side = Literal["query", "gallery"]
+METHODS = ("forward", "backbone_features", "pooled_features")
 Head = Callable[[np.ndarray], np.ndarray]
 
 
@@ -119,9 +121,10 @@ class RealPhotoSettings:
 
 @dataclass
 class PhotoEncoder:
-    """How a model embeds real photos: ``encoder``'s ``method`` (``forward`` | ``backbone_features``) on
-    images at ``native_size`` unless the settings give one, then ``query_head`` / ``gallery_head`` on the
-    ``(N, D)`` features (``None``: as they are). Outputs are ``(N, D')`` float32, L2-normalised."""
+    """How a model embeds real photos: ``encoder``'s ``method`` (``forward`` | ``backbone_features`` |
+    ``pooled_features``) on images at ``native_size`` unless the settings give one, then ``query_head`` /
+    ``gallery_head`` on the ``(N, D)`` features (``None``: as they are). Outputs are ``(N, D')`` float32,
+    L2-normalised."""
 
     encoder: nn.Module
     method: str = "forward"
@@ -130,8 +133,8 @@ class PhotoEncoder:
     gallery_head: Head | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in ("forward", "backbone_features"):
-            raise ValueError(f"method must be forward or backbone_features, got {self.method!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.native_size is None:
             self.native_size = tuple(self.encoder.native_input_size)
 
@@ -146,18 +149,36 @@ class PhotoEncoder:
             gallery_head=lambda rows: apply_head(module, rows, "catalogue"),
         )
 
+    @classmethod
+    def with_own_head(cls, encoder: ImageEncoder) -> PhotoEncoder:
+        """``encoder``'s own embedding, computed as its pooled backbone features then its head on both
+        sides: the same vectors as ``forward``, but the feature cache keys them by the backbone alone, so
+        heads trained on one frozen backbone (text_quickstart's seeds) share one embedding of the photos."""
+
+        def head(rows: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return encoder.embed_features(torch.from_numpy(np.asarray(rows, np.float32))).numpy()
+
+        return cls(encoder, "pooled_features", query_head=head, gallery_head=head)
+
     @property
     def encode(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        """``(B, 3, H, W)`` images -> ``(B, D)`` L2-normalised rows: ``method`` of ``encoder``."""
-        return self.encoder if self.method == "forward" else self.encoder.backbone_features
+        """``(B, 3, H, W)`` images -> ``(B, D)`` rows: ``method`` of ``encoder`` (L2-normalised, except
+        ``pooled_features``, which only :meth:`with_own_head`'s head makes an embedding)."""
+        return self.encoder if self.method == "forward" else getattr(self.encoder, self.method)
 
     def features(
-        self, images: ImageList, size: Sequence[int], settings: RealPhotoSettings, cache: FeatureCache | None
+        self,
+        images: ImageList,
+        size: Sequence[int],
+        cache: FeatureCache | None,
+        batch_size: int = 64,
+        num_workers: int = 0,
     ) -> np.ndarray:
-        """``(N, D)`` features of ``images`` (whole images, or their boxes) at ``size``, before the heads."""
+        """``(N, D)`` features of ``images`` (whole images, or their boxes) at ``size``, before the heads
+        (``batch_size``, ``num_workers``: the loader's without a cache; the cache has its own)."""
         if cache is None:
-            loader = image_loader(images, size, settings.batch_size, settings.num_workers)
-            return embed_loader(self.encode, loader)
+            return embed_loader(self.encode, image_loader(images, size, batch_size, num_workers))
         return image_features(cache, self.encoder, image_dataset(images, size), images.item_ids, self.method)
 
     def embed(
@@ -170,7 +191,8 @@ class PhotoEncoder:
     ) -> np.ndarray:
         """``(N, D')`` embeddings of ``images`` as queries or as gallery items (through that side's head)."""
         with torch.no_grad():
-            return self.apply_head(self.features(images, size, settings, cache), side)
+            features = self.features(images, size, cache, settings.batch_size, settings.num_workers)
+            return self.apply_head(features, side)
 
     def apply_head(self, features: np.ndarray, side: Side) -> np.ndarray:
         """``(N, D)`` features (of :attr:`encode`) -> ``(N, D')`` through the query or gallery head."""

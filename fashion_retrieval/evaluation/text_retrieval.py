@@ -39,6 +39,14 @@ class TextImageEncoder(Protocol):
         ...
 
 
+class Fuse(Protocol):
+    """A trained fusion of composed queries (:class:`~fashion_retrieval.models.fusion.FusionHead`)."""
+
+    def fuse(self, image: np.ndarray, text: np.ndarray) -> np.ndarray:
+        """``(Q, D)`` image and ``(Q, D)`` text embeddings -> ``(Q, D)`` float32, L2-normalised."""
+        ...
+
+
 def rank_scores(scores: np.ndarray, k: int, exclude: Sequence[int] | None = None) -> np.ndarray:
     """``(Q, min(k, G'))`` int64 gallery rows of ``(Q, G)`` ``scores`` by decreasing score, ties to the lower
     row; ``exclude[q]``: a gallery row query ``q`` must not retrieve (its own image), ``G' = G - 1`` then."""
@@ -83,11 +91,14 @@ def model_scores(
     queries: TextQueries,
     product_embeddings: np.ndarray,
     text_weight: float = 1.0,
+    fuse: Fuse | None = None,
 ) -> np.ndarray:
     """``(Q, G)`` cosine scores of ``model``'s queries against ``(G, D)`` product embeddings (``queries``'
     gallery, :meth:`TextImageEncoder.embed_products`): the text alone, or for composed queries the query
-    image's product embedding plus the text (:func:`composed_embeddings`)."""
+    image's product embedding fused with the text: by ``fuse`` (a trained fusion head's
+    ``(Q, D), (Q, D) -> (Q, D)``) when given, else by arithmetic (:func:`composed_embeddings`)."""
     text = model.embed_texts(list(queries.texts))
     if queries.image_rows is not None:
-        text = composed_embeddings(product_embeddings[queries.image_rows], text, text_weight)
+        image = product_embeddings[queries.image_rows]
+        text = composed_embeddings(image, text, text_weight) if fuse is None else fuse.fuse(image, text)
     return text @ np.asarray(product_embeddings, np.float32).T

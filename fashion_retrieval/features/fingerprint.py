@@ -36,9 +36,10 @@ def module_digest(module: nn.Module) -> str:
 
 def weights_module(encoder: nn.Module, method: str) -> nn.Module:
     """The part of ``encoder`` whose weights ``method`` reads: the backbone alone for
-    ``backbone_features`` (a new head does not invalidate raw backbone features), else all of it."""
+    ``backbone_features`` and ``pooled_features`` (a new head does not invalidate raw backbone features),
+    else all of it."""
     backbone = getattr(encoder, "backbone", None)
-    if method == "backbone_features" and isinstance(backbone, nn.Module):
+    if method in ("backbone_features", "pooled_features") and isinstance(backbone, nn.Module):
         return backbone
     return encoder
 

@@ -123,6 +123,11 @@ STAGES: tuple[Stage, ...] = (
         "training",
     ),
     Stage(
+        "train_fusion",
+        "a fusion head for composed queries on a train-text run's frozen towers (fusion.run_dir=)",
+        "training",
+    ),
+    Stage(
         "wise_ft",
         "interpolate ckpt_path's backbone with its pretrained weights (wise_ft.alpha); new checkpoint",
         "training",

@@ -24,14 +24,17 @@ from omegaconf import DictConfig
 
 from fashion_retrieval.data.readers import RetrievalSet
 from fashion_retrieval.evaluation.real_photos import PhotoEncoder, real_photo_scores, real_photo_settings
-from fashion_retrieval.evaluation.retrieval_sets import image_loader, score_set
+from fashion_retrieval.evaluation.retrieval_sets import score_set
+from fashion_retrieval.features import FeatureCache
 from fashion_retrieval.io import atomic_open
 from fashion_retrieval.models.adapter_module import FeatureAdapterModule, load_head
 from fashion_retrieval.models.checkpoint import load_encoder
-from fashion_retrieval.models.inference import embed_loader
+from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.pipelines.context import RunContext
 
 log = logging.getLogger(__name__)
+
+FEATURE_MODES = ("auto", "backbone", "head")
 
 
 def retrieval_encoder(cfg: DictConfig, context: RunContext) -> tuple[PhotoEncoder, str]:
@@ -39,13 +42,16 @@ def retrieval_encoder(cfg: DictConfig, context: RunContext) -> tuple[PhotoEncode
     with the ``(H, W)`` its backbone's pretrained weights were made for (``native_size``).
 
     ``retrieval_eval.features``: ``auto`` (a checkpoint's embedding; without one, the backbone's pooled
-    features, since an untrained head is random) or ``backbone`` (pooled features, bypassing the head).
+    features, since an untrained head is random), ``backbone`` (pooled features, bypassing the head) or
+    ``head`` (a checkpoint's embedding computed as its backbone's pooled features, kept in the feature cache
+    keyed by the backbone alone, then its head: heads trained on one frozen backbone share one embedding of
+    the photos).
     ``retrieval_eval.head_path`` (a ``train-adapter`` run's ``head.pt``): that encoder's backbone features
     through ``adapter=``'s heads, loaded from the file (:func:`adapter_heads`).
     """
     features = cfg.retrieval_eval.features
-    if features not in ("auto", "backbone"):
-        raise ValueError(f"retrieval_eval.features must be auto or backbone, got {features!r}")
+    if features not in FEATURE_MODES:
+        raise ValueError(f"retrieval_eval.features must be one of {FEATURE_MODES}, got {features!r}")
     checkpoint = context.trained_checkpoint or (Path(cfg.ckpt_path) if cfg.get("ckpt_path") else None)
     encoder = instantiate(cfg.model.encoder).eval() if checkpoint is None else load_encoder(checkpoint)
     head_path = cfg.retrieval_eval.get("head_path")
@@ -59,6 +65,14 @@ def retrieval_encoder(cfg: DictConfig, context: RunContext) -> tuple[PhotoEncode
     if features == "backbone":
         source = f"checkpoint {checkpoint}, backbone pooled features (no head)"
         return PhotoEncoder(encoder, "backbone_features"), source
+    if features == "head":
+        if not isinstance(encoder, ImageEncoder):
+            raise ValueError(
+                f"retrieval_eval.features=head needs one backbone and a head (an ImageEncoder); checkpoint "
+                f"{checkpoint} holds a {type(encoder).__name__}"
+            )
+        source = f"checkpoint {checkpoint}, embedding (cached backbone features through its head)"
+        return PhotoEncoder.with_own_head(encoder), source
     return PhotoEncoder(encoder), f"checkpoint {checkpoint}, embedding"
 
 
@@ -73,6 +87,13 @@ def adapter_heads(cfg: DictConfig, path: Path, feature_dim: int) -> FeatureAdapt
     module: FeatureAdapterModule = instantiate(cfg.adapter.module, feature_dim=feature_dim)
     load_head(module, path)
     return module.eval()
+
+
+def photo_feature_cache(cfg: DictConfig) -> FeatureCache:
+    """``features.cache_dir`` on one device at fp32, as the real-photo scores use it (the same entries)."""
+    options = {"accelerator": cfg.trainer.accelerator, "devices": 1, "precision": "32-true"}
+    features = cfg.features
+    return FeatureCache(features.cache_dir, batch_size=int(features.batch_size), trainer_options=options)
 
 
 def results_table(name: str, source: str, overall: Mapping[str, float], per_class: Mapping) -> str:
@@ -103,18 +124,17 @@ def retrieval_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     name = settings.name or data.name.split("/")[0]
     ks = [int(k) for k in settings.ks]
     photo_encoder, source = retrieval_encoder(cfg, context)
-    encode = photo_encoder.encode
     size = list(photo_encoder.native_size if settings.image_size is None else settings.image_size)
     log.info("retrieval-eval %s with %s at %s x %s: %s", data.name, source, *size, data.summary())
-    loader = {"size": size, "batch_size": cfg.data.eval_batch_size}
-    loader["num_workers"] = cfg.data.num_workers
+    loader = {"batch_size": int(cfg.data.eval_batch_size), "num_workers": int(cfg.data.num_workers)}
+    cache = photo_feature_cache(cfg) if photo_encoder.method == "pooled_features" else None
     torch.manual_seed(cfg.seed)
-    gallery_features = embed_loader(encode, image_loader(data.gallery, **loader))
+    gallery_features = photo_encoder.features(data.gallery, size, cache, **loader)
     if data.query_in_gallery is not None and bool(np.all(data.query_in_gallery >= 0)):
         # Queries drawn from the gallery: reuse their gallery rows rather than embed them twice.
         query_features = gallery_features[data.query_in_gallery]
     else:
-        query_features = embed_loader(encode, image_loader(data.queries, **loader))
+        query_features = photo_encoder.features(data.queries, size, cache, **loader)
     gallery_embeddings = photo_encoder.apply_head(gallery_features, "gallery")
     query_embeddings = photo_encoder.apply_head(query_features, "query")
     spec = instantiate(cfg.index.spec)

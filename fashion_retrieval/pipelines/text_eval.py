@@ -9,7 +9,9 @@ of a synthetic dataset with captions, for the methods that need no trained text 
   retrieved;
 - ``dual_encoder`` (with ``ckpt_path``): its text tower's embedding of the query against its image tower's
   embeddings of the products; composed queries add the text to the query product's embedding
-  (``text_eval.text_weight``, :func:`~fashion_retrieval.evaluation.text_retrieval.composed_embeddings`).
+  (``text_eval.text_weight``, :func:`~fashion_retrieval.evaluation.text_retrieval.composed_embeddings`);
+  with ``text_eval.fusion=head``, a ``fusion_head`` row fuses them by the run's trained head instead
+  (``train-fusion``, :mod:`fashion_retrieval.models.fusion`).
 
 Each ``text_eval.seeds`` draws its own queries; keys ``text_eval/<set>/<method>/<metric>`` hold the mean
 over seeds and ``.../<metric>_std`` the standard deviation; the table goes to ``text_eval.md`` in the run
@@ -30,8 +32,8 @@ from torch.utils.data import DataLoader
 
 from fashion_retrieval.baselines.colour_histogram import histogram_embeddings
 from fashion_retrieval.baselines.keyword import bm25_scores
-from fashion_retrieval.data.captions import load_attributes, load_captions
-from fashion_retrieval.data.catalogue import CatalogueError, list_examples, load_catalogue
+from fashion_retrieval.data.captions import load_query_data
+from fashion_retrieval.data.catalogue import CatalogueError, list_examples
 from fashion_retrieval.data.datasets import ImageDataset
 from fashion_retrieval.data.text_queries import (
     TextQueries,
@@ -44,12 +46,14 @@ from fashion_retrieval.data.transforms import eval_transform
 from fashion_retrieval.evaluation.text_retrieval import model_scores, score_queries
 from fashion_retrieval.io import atomic_open
 from fashion_retrieval.models.dual_encoder import load_dual_encoder
+from fashion_retrieval.models.fusion import FusionHead, fusion_head_path, load_fusion_head
 from fashion_retrieval.models.inference import embed_loader
 from fashion_retrieval.pipelines.context import RunContext
 
 log = logging.getLogger(__name__)
 
 Method = Callable[[TextQueries], np.ndarray]  # queries -> (Q, G) scores
+FUSIONS = ("arithmetic", "head")
 
 
 def backbone_embeddings(cfg: DictConfig, paths: list[str]) -> np.ndarray:
@@ -62,19 +66,26 @@ def backbone_embeddings(cfg: DictConfig, paths: list[str]) -> np.ndarray:
     return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
+def fusion_head(ckpt_path: str) -> FusionHead:
+    """The fusion head of the train-text run ``ckpt_path`` names (its directory, or a checkpoint in its
+    ``checkpoints/``); a run without one raises, saying how to train it."""
+    path = Path(ckpt_path)
+    run_dir = path if path.is_dir() else path.parent.parent
+    head = load_fusion_head(run_dir)
+    if head is None:
+        raise FileNotFoundError(
+            f"{fusion_head_path(run_dir)}: no fusion head for this run; train one with "
+            f"`fashion-retrieval train-fusion fusion.run_dir={run_dir} paths.data_dir=...`"
+        )
+    return head
+
+
 def text_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     settings = cfg.text_eval
     data_dir = Path(cfg.paths.data_dir)
-    catalogue = load_catalogue(data_dir, image_check="none")
+    catalogue, captions, attributes = load_query_data(data_dir)
     product_ids = catalogue.product_ids
-    captions = load_captions(data_dir, product_ids)
-    attributes = load_attributes(data_dir, product_ids)
-    if captions is None or attributes is None or catalogue.articles is None:
-        raise CatalogueError(
-            f"{data_dir}: text-eval needs product_captions.csv, product_attributes.csv and "
-            "product_articles.csv (synthetic data of generator 1.4.0; add the text to an older dataset with "
-            "`fashion-retrieval generate generate.captions_only=true`, docs/dataset.md)"
-        )
+    assert catalogue.articles is not None
     heldout = heldout_mask(product_ids, catalogue.articles, settings.heldout_fraction, settings.split_seed)
     gallery = [p for p, held in zip(product_ids, heldout) if held]
     missing = [p for p in gallery if p not in attributes.index or p not in captions]
@@ -112,6 +123,8 @@ def text_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
             "colour_histogram": lambda queries: histogram[queries.image_rows] @ histogram.T,
         },
     }
+    if settings.fusion not in FUSIONS:
+        raise ValueError(f"text_eval.fusion must be one of {FUSIONS}, got {settings.fusion!r}")
     if settings.ckpt_path:
         # The model must not have trained on these products: train-text holds out text_eval's split
         # (text.heldout_* default to text_eval.*), which the caller keeps when scoring it.
@@ -120,6 +133,13 @@ def text_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         weight = float(settings.text_weight)
         methods["attribute"]["dual_encoder"] = lambda queries: model_scores(model, queries, products)
         methods["composed"]["dual_encoder"] = lambda queries: model_scores(model, queries, products, weight)
+        if settings.fusion == "head":
+            head = fusion_head(settings.ckpt_path)
+            methods["composed"]["fusion_head"] = lambda queries: model_scores(
+                model, queries, products, fuse=head
+            )
+    elif settings.fusion != "arithmetic":
+        raise ValueError("text_eval.fusion=head needs text_eval.ckpt_path=<a train-text run>")
     ks = list(settings.ks)
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     for seed in settings.seeds:
