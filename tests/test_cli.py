@@ -156,7 +156,7 @@ def test_an_old_config_name_exits_2_naming_the_new_one(capsys: pytest.CaptureFix
     ("line", "expected"),
     [
         ("fashion-retrieval ", set(SUBCOMMANDS)),
-        ("fashion-retrieval tr", {"train", "train-adapter", "train-text"}),
+        ("fashion-retrieval tr", {"train", "train-adapter", "train-text", "train-fusion"}),
         ("fashion-retrieval re", {"retrieval-eval", "report", "reproduce"}),
         ("fashion-retrieval reproduce ", set()),  # a run directory: the shell completes file names
     ],

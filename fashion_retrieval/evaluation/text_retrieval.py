@@ -102,3 +102,50 @@ def model_scores(
         image = product_embeddings[queries.image_rows]
         text = composed_embeddings(image, text, text_weight) if fuse is None else fuse.fuse(image, text)
     return text @ np.asarray(product_embeddings, np.float32).T
+
+
+def expected_random_ap_at_r(num_relevant: int, num_items: int) -> float:
+    """The expected AP@R of a uniformly random ranking of ``num_items`` items, ``num_relevant`` of them
+    relevant: ``(1/R) sum_{k<=R} (1/k) (R/N + (k-1) R(R-1) / (N(N-1)))`` (rank ``k`` is relevant with
+    probability ``R/N``, ranks ``j < k`` and ``k`` both with ``R(R-1) / (N(N-1))``); the chance row of
+    :func:`class_text_scores`."""
+    r, n = int(num_relevant), int(num_items)
+    if not 0 < r <= n:
+        raise ValueError(f"need 0 < R <= N, got R={r}, N={n}")
+    both = r * (r - 1) / (n * (n - 1)) if n > 1 else 0.0
+    return float(sum((r / n + (k - 1) * both) / k for k in range(1, r + 1)) / r)
+
+
+def class_text_scores(
+    text_embeddings: np.ndarray, photo_embeddings: np.ndarray, labels: Sequence[str], k: int = 10
+) -> dict[str, dict[str, float]]:
+    """Zero-shot text -> photo retrieval, one query per class: row ``c`` of ``(C, D)`` ``text_embeddings``
+    is the text of class ``sorted(set(labels))[c]``, searched among ``(N, D)`` ``photo_embeddings`` (same
+    space, L2-normalised) whose classes are ``labels``; relevant = the photos of that class.
+
+    Returns ``{class: {"precision@k", "map@R", "num_relevant", "chance/precision@k", "chance/map@R"}}``
+    (chance: the expectation under a random ranking, ``R/N`` and :func:`expected_random_ap_at_r`).
+    """
+    classes = sorted(set(labels))
+    if len(text_embeddings) != len(classes) or len(photo_embeddings) != len(labels):
+        raise ValueError(
+            f"{len(text_embeddings)} texts for {len(classes)} classes, {len(photo_embeddings)} photos for "
+            f"{len(labels)} labels"
+        )
+    truth = GroundTruth.from_lists([[i for i, label in enumerate(labels) if label == c] for c in classes])
+    depth = max(k, int(truth.num_relevant.max()))
+    scores = np.asarray(text_embeddings, np.float32) @ np.asarray(photo_embeddings, np.float32).T
+    hits = hit_matrix(rank_scores(scores, depth), truth)
+    ap = average_precision_at_r(hits, truth.num_relevant)
+    n = len(labels)
+    out = {}
+    for row, label in enumerate(classes):
+        r = int(truth.num_relevant[row])
+        out[label] = {
+            f"precision@{k}": float(hits[row, :k].mean()),
+            "map@R": float(ap[row]),
+            "num_relevant": float(r),
+            f"chance/precision@{k}": r / n,
+            "chance/map@R": expected_random_ap_at_r(r, n),
+        }
+    return out

@@ -23,12 +23,19 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_retrieval.data.readers import RetrievalSet
-from fashion_retrieval.evaluation.real_photos import PhotoEncoder, real_photo_scores, real_photo_settings
+from fashion_retrieval.evaluation.real_photos import (
+    PRECISION_K,
+    PhotoEncoder,
+    real_photo_scores,
+    real_photo_settings,
+)
 from fashion_retrieval.evaluation.retrieval_sets import score_set
+from fashion_retrieval.evaluation.text_retrieval import class_text_scores
 from fashion_retrieval.features import FeatureCache
 from fashion_retrieval.io import atomic_open
 from fashion_retrieval.models.adapter_module import FeatureAdapterModule, load_head
-from fashion_retrieval.models.checkpoint import load_encoder
+from fashion_retrieval.models.checkpoint import load_checkpoint, load_encoder
+from fashion_retrieval.models.dual_encoder import load_text_encoder
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.pipelines.context import RunContext
 
@@ -52,7 +59,7 @@ def retrieval_encoder(cfg: DictConfig, context: RunContext) -> tuple[PhotoEncode
     features = cfg.retrieval_eval.features
     if features not in FEATURE_MODES:
         raise ValueError(f"retrieval_eval.features must be one of {FEATURE_MODES}, got {features!r}")
-    checkpoint = context.trained_checkpoint or (Path(cfg.ckpt_path) if cfg.get("ckpt_path") else None)
+    checkpoint = checkpoint_path(cfg, context)
     encoder = instantiate(cfg.model.encoder).eval() if checkpoint is None else load_encoder(checkpoint)
     head_path = cfg.retrieval_eval.get("head_path")
     if head_path:
@@ -74,6 +81,72 @@ def retrieval_encoder(cfg: DictConfig, context: RunContext) -> tuple[PhotoEncode
         source = f"checkpoint {checkpoint}, embedding (cached backbone features through its head)"
         return PhotoEncoder.with_own_head(encoder), source
     return PhotoEncoder(encoder), f"checkpoint {checkpoint}, embedding"
+
+
+def checkpoint_path(cfg: DictConfig, context: RunContext) -> Path | None:
+    """This run's trained checkpoint, else ``ckpt_path``, else ``None`` (the pretrained backbone)."""
+    return context.trained_checkpoint or (Path(cfg.ckpt_path) if cfg.get("ckpt_path") else None)
+
+
+def class_text_metrics(
+    cfg: DictConfig,
+    checkpoint: Path | None,
+    data: RetrievalSet,
+    photos: np.ndarray,
+    name: str,
+    output_dir: Path,
+) -> dict[str, float]:
+    """Zero-shot text -> photo retrieval when ``checkpoint`` is a dual encoder's (``train-text``): each query
+    class as a text (``retrieval_eval.class_texts``, else its name) searched among the ``(Q, D)`` query
+    photos' embeddings ``photos`` (:func:`class_text_scores`), keys ``retrieval_eval/<name>/text/...``;
+    the table goes to ``retrieval_eval_<name>_text.md``. ``retrieval_eval.text_queries``: ``auto`` (when
+    the checkpoint has a text tower), ``true`` (fail without one) or ``false``."""
+    mode = str(cfg.retrieval_eval.text_queries).lower()
+    if mode not in ("auto", "true", "false"):
+        raise ValueError(f"retrieval_eval.text_queries must be auto, true or false, got {mode!r}")
+    contents = load_checkpoint(checkpoint) if checkpoint is not None and mode != "false" else {}
+    if contents.get("text_config") is None:
+        if mode == "true":
+            raise ValueError(
+                "retrieval_eval.text_queries=true needs a train-text checkpoint (ckpt_path=); "
+                f"{checkpoint} has no text tower"
+            )
+        return {}
+    assert checkpoint is not None
+    mapping = dict(cfg.retrieval_eval.get("class_texts") or {})
+    labels = list(data.queries.categories)
+    classes = sorted(set(labels))
+    texts = [str(mapping.get(label, label)) for label in classes]
+    with torch.no_grad():
+        embeddings = load_text_encoder(checkpoint, contents).encode_text(texts).float().numpy()
+    per_class = class_text_scores(embeddings, photos, labels, PRECISION_K)
+    prefix = f"retrieval_eval/{name}/text"
+    metrics: dict[str, float] = {}
+    for label, values in per_class.items():
+        metrics.update({f"{prefix}/class/{label}/{key}": value for key, value in values.items()})
+    for key in next(iter(per_class.values())):
+        if key != "num_relevant":
+            metrics[f"{prefix}/{key}"] = float(np.mean([values[key] for values in per_class.values()]))
+    lines = [
+        f"# retrieval-eval: {data.name}, text -> photo (zero-shot)",
+        "",
+        f"Checkpoint {checkpoint}: each class's text against the {len(labels)} query photos.",
+        "",
+        f"| class | text | photos | precision@{PRECISION_K} | map@R | chance precision@{PRECISION_K} | "
+        "chance map@R |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    columns = [f"precision@{PRECISION_K}", "map@R", f"chance/precision@{PRECISION_K}", "chance/map@R"]
+    for label, text in zip(classes, texts):
+        values = per_class[label]
+        cells = " | ".join(f"{values[c]:.3f}" for c in columns)
+        lines.append(f"| {label} | {text} | {values['num_relevant']:.0f} | {cells} |")
+    mean = " | ".join(f"{metrics[f'{prefix}/{c}']:.3f}" for c in columns)
+    lines.append(f"| **mean** | | | {mean} |")
+    with atomic_open(output_dir / f"retrieval_eval_{name}_text.md", "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    log.info("retrieval-eval text -> photo:\n%s", "\n".join(lines))
+    return metrics
 
 
 def adapter_heads(cfg: DictConfig, path: Path, feature_dim: int) -> FeatureAdapterModule:
@@ -147,5 +220,9 @@ def retrieval_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     with atomic_open(context.output_dir / f"retrieval_eval_{name}.md", "w") as handle:
         handle.write(table)
     log.info("retrieval-eval:\n%s", table)
+    # The query photos as the documents of text queries: through the gallery side's head.
+    photos = photo_encoder.apply_head(query_features, "gallery")
+    checkpoint = checkpoint_path(cfg, context)
+    metrics.update(class_text_metrics(cfg, checkpoint, data, photos, name, context.output_dir))
     real = real_photo_scores(real_photo_settings(cfg), photo_encoder, "retrieval_eval", context.output_dir)
     return {**metrics, **real}

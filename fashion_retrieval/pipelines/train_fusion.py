@@ -66,7 +66,7 @@ def train_fusion(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         )
     log.info(
         "train-fusion: %d training products (%d held out for text-eval, never embedded), %d queries to train "
-        "on, %d of %d products' to pick the epoch",
+        "on, %d queries among %d other products to pick the epoch",
         len(training),
         int(heldout.sum()),
         len(train),

@@ -7,7 +7,9 @@ import pytest
 
 from fashion_retrieval.data.text_queries import TextQueries
 from fashion_retrieval.evaluation.text_retrieval import (
+    class_text_scores,
     composed_embeddings,
+    expected_random_ap_at_r,
     model_scores,
     rank_scores,
     score_queries,
@@ -73,3 +75,45 @@ def test_a_model_is_scored_through_embed_texts_and_embed_products() -> None:
     scores = model_scores(model, composed, products, text_weight=2.0)
     assert scores.shape == (2, 3)
     assert score_queries(scores, composed, [1])["recall@1"] == 1.0
+
+
+class SwapFusion:
+    """A "trained head" that ignores the image: fused = the text."""
+
+    def fuse(self, image: np.ndarray, text: np.ndarray) -> np.ndarray:
+        return np.asarray(text, np.float32)
+
+
+def test_a_fusion_head_replaces_the_arithmetic_of_composed_queries() -> None:
+    model = BagOfWords()
+    products = model.embed_products(["red.jpg", "navy.jpg", "green.jpg"])
+    composed = TextQueries(["r", "n", "g"], ["in green", "in red"], [[2], [0]], image_rows=[0, 1])
+    fused = model_scores(model, composed, products, fuse=SwapFusion())
+    np.testing.assert_allclose(fused, model.embed_texts(composed.texts) @ products.T)
+    assert not np.allclose(fused, model_scores(model, composed, products))
+
+
+@pytest.mark.parametrize(("r", "n"), [(1, 5), (3, 10), (4, 4), (7, 40)])
+def test_expected_random_ap_at_r_matches_the_mean_over_permutations(r: int, n: int) -> None:
+    rng = np.random.default_rng(r * 100 + n)
+    relevant = np.zeros(n, bool)
+    relevant[:r] = True
+    hits = relevant[np.argsort(rng.random((20000, n)), axis=1)][:, :r]  # 20,000 random rankings' first R
+    ap = (np.cumsum(hits, axis=1) / np.arange(1, r + 1) * hits).sum(axis=1) / r
+    assert expected_random_ap_at_r(r, n) == pytest.approx(ap.mean(), abs=0.01)
+    with pytest.raises(ValueError, match="0 < R <= N"):
+        expected_random_ap_at_r(0, n)
+
+
+def test_class_text_scores_by_hand() -> None:
+    # 5 photos: classes a a b b b; the "a" text finds photo 0, then 2 (a "b"), then 1; the "b" text finds
+    # its three photos first.
+    photos = np.eye(5, dtype=np.float32)
+    texts = np.array([[0.9, 0.5, 0.7, 0.0, 0.0], [0.0, 0.0, 0.6, 0.8, 0.7]], np.float32)
+    out = class_text_scores(texts, photos, ["a", "a", "b", "b", "b"], k=2)
+    assert out["a"]["precision@2"] == 0.5 and out["a"]["map@R"] == pytest.approx(0.5)
+    assert out["b"]["precision@2"] == 1.0 and out["b"]["map@R"] == pytest.approx(1.0)
+    assert out["a"]["num_relevant"] == 2 and out["b"]["chance/precision@2"] == pytest.approx(0.6)
+    assert out["a"]["chance/map@R"] == pytest.approx(expected_random_ap_at_r(2, 5))
+    with pytest.raises(ValueError, match="2 texts for 3 classes"):
+        class_text_scores(texts, photos, ["a", "b", "c", "c", "c"])

@@ -141,8 +141,6 @@ def test_a_file_that_is_not_a_head_is_named(tmp_path: Path) -> None:
     save_file({"weight": torch.zeros(2)}, str(path))
     with pytest.raises(ValueError, match=r"fusion_head.safetensors: not a fusion head"):
         load_fusion_head(tmp_path)
-    save_file(
-        {"weight": torch.zeros(2)}, str(path), metadata={"fusion_head": '{"dim": 8, "hidden_dim": 4}'}
-    )
+    save_file({"weight": torch.zeros(2)}, str(path), metadata={"fusion_head": '{"dim": 8, "hidden_dim": 4}'})
     with pytest.raises(ValueError, match=r"weights do not fit a fusion head"):
         load_fusion_head(tmp_path)
