@@ -82,6 +82,11 @@ def fusion_head(ckpt_path: str) -> FusionHead:
 
 def text_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     settings = cfg.text_eval
+    if settings.fusion not in FUSIONS:
+        raise ValueError(f"text_eval.fusion must be one of {FUSIONS}, got {settings.fusion!r}")
+    if settings.fusion == "head" and not settings.ckpt_path:
+        raise ValueError("text_eval.fusion=head needs text_eval.ckpt_path=<a train-text run>")
+    head = fusion_head(settings.ckpt_path) if settings.fusion == "head" else None  # before any embedding
     data_dir = Path(cfg.paths.data_dir)
     catalogue, captions, attributes = load_query_data(data_dir)
     product_ids = catalogue.product_ids
@@ -123,8 +128,6 @@ def text_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
             "colour_histogram": lambda queries: histogram[queries.image_rows] @ histogram.T,
         },
     }
-    if settings.fusion not in FUSIONS:
-        raise ValueError(f"text_eval.fusion must be one of {FUSIONS}, got {settings.fusion!r}")
     if settings.ckpt_path:
         # The model must not have trained on these products: train-text holds out text_eval's split
         # (text.heldout_* default to text_eval.*), which the caller keeps when scoring it.
@@ -133,13 +136,10 @@ def text_eval(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         weight = float(settings.text_weight)
         methods["attribute"]["dual_encoder"] = lambda queries: model_scores(model, queries, products)
         methods["composed"]["dual_encoder"] = lambda queries: model_scores(model, queries, products, weight)
-        if settings.fusion == "head":
-            head = fusion_head(settings.ckpt_path)
+        if head is not None:
             methods["composed"]["fusion_head"] = lambda queries: model_scores(
                 model, queries, products, fuse=head
             )
-    elif settings.fusion != "arithmetic":
-        raise ValueError("text_eval.fusion=head needs text_eval.ckpt_path=<a train-text run>")
     ks = list(settings.ks)
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     for seed in settings.seeds:
