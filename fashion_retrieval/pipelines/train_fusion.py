@@ -103,6 +103,7 @@ def train_fusion(cfg: DictConfig, context: RunContext) -> dict[str, float]:
         seed=int(cfg.seed),
     )
     best = int(np.argmax(scores))  # first maximum: the epoch fit_fusion_head kept
+    log.info("train-fusion: validation recall@1 by epoch (0: untrained) %s", [round(v, 3) for v in scores])
     path = save_fusion_head(head, run_dir, {"best_epoch": str(best), "seed": str(cfg.seed)})
     log.info(
         "train-fusion: validation recall@1 %.3f untrained (embedding arithmetic), best %.3f at epoch %d; "
