@@ -39,5 +39,5 @@ def test_text_eval_refuses_a_dataset_without_captions(tiny_data: Path, tmp_path:
     shutil.copytree(tiny_data, data_dir)
     (data_dir / "product_captions.csv").unlink()
     cfg = compose_config([*OVERRIDES, f"paths.data_dir={data_dir}"], output_dir=str(tmp_path))
-    with pytest.raises(CatalogueError, match=r"needs product_captions.csv.*captions_only=true"):
+    with pytest.raises(CatalogueError, match=r"queries need product_captions.csv.*captions_only=true"):
         text_eval(cfg, RunContext(output_dir=tmp_path))
