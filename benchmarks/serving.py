@@ -20,9 +20,15 @@ bundles (multipart, as the web page does) in turn.
 * throughput (plain server): 1, 4 and 16 concurrent clients, each query a new upload, stopped at
   ``--throughput-queries`` answers or ``--throughput-seconds``, whichever first;
 * soak (plain server): ``--soak-seconds`` of 4 clients alternating ``none`` and ``zones``; errors counted,
-  the server's resident set (``VmRSS``) read at start and end.
+  the server's resident set (``VmRSS``) read at start and end;
+* text (``--run-dir`` a ``train-text`` run, docs/serving.md "Text queries"): ``--queries`` sequential
+  queries of each kind, interleaved query by query: ``text`` (JSON ``{"text": caption}``, captions drawn
+  with seed 0 from the dataset's ``product_captions.csv``), ``composed`` (JSON ``{"product_id": ...,
+  "text": "in <colour>"}``) and ``composed_photo`` (the product's packshot uploaded with the text);
+  client p50/p95/p99 and the server's median per stage.
 
-``--parts`` measures a subset (``coldstart``, ``latency``, ``throughput``, ``soak``).
+``--parts`` measures a subset (``coldstart``, ``latency``, ``throughput``, ``soak``, ``text``); the
+default is the photo parts.
 The backend is the run's (``encoder.backend``, torch unless given in ``--extra``); ONNX needs its export
 (docs/onnx.md) and is measured by passing ``--extra encoder.backend=onnx encoder.onnx_path=...``.
 """
@@ -48,7 +54,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-PARTS = ("coldstart", "latency", "throughput", "soak")
+PARTS = ("coldstart", "latency", "throughput", "soak", "text")
+PHOTO_PARTS = PARTS[:4]
+COMPOSED_TEXTS = ("in black", "in white", "in red", "in blue", "in green", "in beige")
 
 
 def free_port() -> int:
@@ -144,6 +152,52 @@ def query(client: httpx.Client, url: str, photo: bytes, detector: str) -> tuple[
     return elapsed, answer.json()["timings_ms"]
 
 
+def summary(found: list[tuple[float, dict[str, float]]]) -> dict[str, object]:
+    """Client percentiles and the server's median per stage (ms) of ``(round trip s, timings_ms)``."""
+    return {
+        **percentiles([elapsed for elapsed, _ in found]),
+        "server_median_ms": {
+            stage: float(statistics.median(t[stage] for _, t in found)) for stage in found[0][1]
+        },
+        "queries": len(found),
+    }
+
+
+def text_queries(run_dir: Path, count: int) -> dict[str, list[dict]]:
+    """``count`` requests of each kind (``text``, ``composed``, ``composed_photo``) from the run's dataset:
+    ``{"json": body}`` or ``{"data": fields, "files": upload}`` keyword arguments of ``httpx.post``."""
+    config = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
+    data_dir = Path(config["data"]["data_dir"])
+    captions = pd.read_csv(data_dir / "product_captions.csv", dtype=str).sample(count, random_state=0)
+    requests: dict[str, list[dict]] = {"text": [], "composed": [], "composed_photo": []}
+    for i, (product, caption) in enumerate(zip(captions["product_asset_id"], captions["caption"])):
+        text = COMPOSED_TEXTS[i % len(COMPOSED_TEXTS)]
+        photo = (data_dir / "images" / "products" / f"{product}.jpg").read_bytes()
+        requests["text"].append({"json": {"text": caption, "k": 15}})
+        requests["composed"].append({"json": {"product_id": product, "text": text, "k": 15}})
+        requests["composed_photo"].append(
+            {"data": {"text": text, "k": "15"}, "files": {"image": ("p.jpg", photo)}}
+        )
+    return requests
+
+
+def text_latency(url: str, requests: dict[str, list[dict]]) -> dict[str, dict]:
+    """The requests of each kind sent one after the other, the kinds interleaved query by query (after
+    one warm-up call each): :func:`summary` per kind."""
+    rounds: dict[str, list[tuple[float, dict[str, float]]]] = {kind: [] for kind in requests}
+    with httpx.Client(timeout=120) as client:
+        for sent in requests.values():
+            client.post(f"{url}/search", **sent[0]).raise_for_status()
+        for i in range(min(len(sent) for sent in requests.values())):
+            for kind, sent in requests.items():
+                start = time.perf_counter()
+                answer = client.post(f"{url}/search", **sent[i])
+                elapsed = time.perf_counter() - start
+                answer.raise_for_status()
+                rounds[kind].append((elapsed, answer.json()["timings_ms"]))
+    return {kind: summary(found) for kind, found in rounds.items()}
+
+
 def latency(url: str, photos: list[bytes], detectors: Sequence[str], count: int) -> dict[str, dict]:
     """``count`` sequential uploads per detector, the detectors interleaved query by query (so each
     sees the same load from the rest of the machine): client p50/p95/p99 and the server's median per
@@ -155,16 +209,7 @@ def latency(url: str, photos: list[bytes], detectors: Sequence[str], count: int)
         for i in range(count):
             for detector in detectors:
                 rounds[detector].append(query(client, url, photos[i % len(photos)], detector))
-    return {
-        detector: {
-            **percentiles([elapsed for elapsed, _ in found]),
-            "server_median_ms": {
-                stage: float(statistics.median(t[stage] for _, t in found)) for stage in found[0][1]
-            },
-            "queries": count,
-        }
-        for detector, found in rounds.items()
-    }
+    return {detector: summary(found) for detector, found in rounds.items()}
 
 
 def load(
@@ -284,7 +329,11 @@ def main() -> None:
     )
     parser.add_argument("--workdir", type=Path, default=Path("outputs/benchmarks/serving"))
     parser.add_argument(
-        "--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure (default: all)"
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PHOTO_PARTS),
+        help="what to measure (default: photos)",
     )
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
@@ -332,6 +381,14 @@ def main() -> None:
             results["cold_start_latency_server_s"] = server.start(photos[0])
             results["latency"] = latency(server.url, photos, detectors, args.queries)
             print(json.dumps(results["latency"]), flush=True)
+        finally:
+            server.stop()
+    if "text" in args.parts:
+        server = Server(args.run_dir, args.extra, args.workdir)
+        try:
+            results["cold_start_text_server_s"] = server.start(photos[0])
+            results["text"] = text_latency(server.url, text_queries(args.run_dir, args.queries))
+            print(json.dumps(results["text"]), flush=True)
         finally:
             server.stop()
     if args.json is not None:

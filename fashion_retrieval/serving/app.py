@@ -37,6 +37,7 @@ from fashion_retrieval.serving.schemas import (
     ProductOut,
     RandomBundle,
     SearchAnswer,
+    TextQuery,
 )
 from fashion_retrieval.serving.service import SearchService, ServiceError
 from fashion_retrieval.serving.spec import SPEC_ENV, ServiceSpec
@@ -45,6 +46,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_K = 100
 DEFAULT_BODY_TIMEOUT = 10.0
+# The longest query text, in characters (the text tower truncates to its own max_length tokens anyway).
+DEFAULT_MAX_TEXT_CHARS = 500
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut} for status in (400, 404, 408, 413, 415, 422)
 }
@@ -55,14 +58,16 @@ SEARCH_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["image"],
                     "properties": {
                         "image": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP"},
                         **Options.model_json_schema()["properties"],
+                        **TextQuery.model_json_schema()["properties"],
                     },
                 }
             },
-            "application/json": {"schema": BundleQuery.model_json_schema()},
+            "application/json": {
+                "schema": {"oneOf": [BundleQuery.model_json_schema(), TextQuery.model_json_schema()]}
+            },
         },
     }
 }
@@ -128,17 +133,27 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def parse_search(request: Request, max_k: int) -> tuple[bytes | None, BundleQuery | Options]:
-    """``(upload bytes, options)`` of a multipart search, or ``(None, bundle query)`` of a JSON one."""
+Query = BundleQuery | Options | TextQuery
+
+
+async def parse_search(
+    request: Request, max_k: int, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+) -> tuple[bytes | None, Query]:
+    """``(upload bytes or None, query)`` of a search: a multipart photo (:class:`Options`), a JSON bundle
+    (:class:`BundleQuery`), or a text with an optional photo, product or neither (:class:`TextQuery`: a
+    form field or JSON key ``text`` or ``product_id`` makes one)."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type == "multipart/form-data":
+    if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         async with request.form(max_files=1, max_fields=8) as form:
             upload = form.get("image")
-            if not isinstance(upload, UploadFile):
-                raise ServiceError(400, "the multipart form has no file field 'image'")
-            data = await upload.read()
             fields = {key: value for key, value in form.items() if key != "image"}
-        query: BundleQuery | Options = Options.model_validate(fields)
+            is_text = "text" in fields or "product_id" in fields
+            if upload is not None and not isinstance(upload, UploadFile):
+                raise ServiceError(400, "the multipart field 'image' must be a file")
+            if upload is None and not is_text:
+                raise ServiceError(400, "the multipart form has no file field 'image' (nor a field 'text')")
+            data = None if upload is None else await upload.read()
+        query: Query = TextQuery.model_validate(fields) if is_text else Options.model_validate(fields)
     elif media_type == "application/json":
         try:
             body = json.loads(await request.body())
@@ -146,15 +161,20 @@ async def parse_search(request: Request, max_k: int) -> tuple[bytes | None, Bund
             raise ServiceError(400, f"the JSON body does not parse: {error}") from error
         if not isinstance(body, dict):
             raise ServiceError(400, 'the JSON body must be an object such as {"bundle_id": "..."}')
-        data, query = None, BundleQuery.model_validate(body)
+        is_text = "text" in body or "product_id" in body
+        data, query = None, TextQuery.model_validate(body) if is_text else BundleQuery.model_validate(body)
     else:
         raise ServiceError(
             415,
-            f"content type {media_type or 'none'!r}: send multipart/form-data with a file field 'image', "
-            'or application/json {"bundle_id": ...}',
+            f"content type {media_type or 'none'!r}: send multipart/form-data with a file field 'image' "
+            '(and/or a field \'text\'), or application/json {"bundle_id": ...} or {"text": ...}',
         )
     if query.k > max_k:
         raise ServiceError(422, f"k: at most serve.max_k = {max_k} products, got {query.k}")
+    if isinstance(query, TextQuery) and len(query.text) > max_text_chars:
+        raise ServiceError(
+            422, f"text: at most serve.max_text_chars = {max_text_chars} characters, got {len(query.text)}"
+        )
     return data, query
 
 
@@ -164,9 +184,11 @@ def create_app(
     max_k: int = DEFAULT_MAX_K,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     seed: int | None = None,
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
 ) -> FastAPI:
     """The app of ``service``: requests up to ``max_upload_bytes``, at most ``max_k`` products each,
-    bodies within ``body_timeout`` seconds per chunk; ``seed`` fixes ``/bundles/random`` (tests)."""
+    bodies within ``body_timeout`` seconds per chunk, texts of at most ``max_text_chars`` characters;
+    ``seed`` fixes ``/bundles/random`` (tests)."""
     app = FastAPI(
         title="fashion-retrieval",
         summary="Complete the look: the catalogue products in a photo (docs/serving.md)",
@@ -191,8 +213,12 @@ def create_app(
     @app.post("/search", response_model=SearchAnswer, openapi_extra=SEARCH_BODY)
     async def search(request: Request) -> dict[str, Any]:
         """Rank the catalogue for a photo (multipart field ``image``) or a dataset bundle (JSON
-        ``{"bundle_id": ...}``), with the options ``k``, ``section``, ``detector``, ``rerank``."""
-        data, query = await parse_search(request, max_k)
+        ``{"bundle_id": ...}``), with the options ``k``, ``section``, ``detector``, ``rerank``; or for a
+        text (``text``: form field or JSON key), alone or composed with the ``image`` upload or a
+        ``product_id`` ("this product, in black"), with ``k`` and ``section``."""
+        data, query = await parse_search(request, max_k, max_text_chars)
+        if isinstance(query, TextQuery):
+            return await run_in_threadpool(service.search_text, query, data)
         if data is None:
             assert isinstance(query, BundleQuery)
             return await run_in_threadpool(service.search_bundle, query.bundle_id, query)
@@ -225,7 +251,12 @@ def create_app(
         """The model, index, dataset, commit and validation metrics of the run, and the service's limits."""
         return {
             **service.info(),
-            "limits": {"max_upload_bytes": max_upload_bytes, "max_k": max_k, "body_timeout": body_timeout},
+            "limits": {
+                "max_upload_bytes": max_upload_bytes,
+                "max_k": max_k,
+                "body_timeout": body_timeout,
+                "max_text_chars": max_text_chars,
+            },
         }
 
     @app.get("/", include_in_schema=False)
@@ -257,4 +288,5 @@ def app_from_environment() -> FastAPI:
         max_upload_bytes=int(limits["max_upload_bytes"]),
         max_k=int(limits["max_k"]),
         body_timeout=float(limits["body_timeout"]),
+        max_text_chars=int(limits.get("max_text_chars", DEFAULT_MAX_TEXT_CHARS)),
     )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_K = 15
 
 
-class Options(BaseModel):
-    """Options of ``POST /search``: form fields beside the ``image`` upload, or keys of the JSON body."""
+class SearchOptions(BaseModel):
+    """The options every ``POST /search`` takes."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -16,6 +16,12 @@ class Options(BaseModel):
     section: int | None = Field(
         None, description="the photo's section: only products of that section (none: every product)"
     )
+
+
+class Options(SearchOptions):
+    """Options of a photo's ``POST /search``: form fields beside the ``image`` upload, or keys of the JSON
+    body."""
+
     detector: str | None = Field(
         None, description="none | zones | the run's detector (default: the run's; /info lists them)"
     )
@@ -26,6 +32,24 @@ class BundleQuery(Options):
     """``POST /search`` with ``Content-Type: application/json``: a bundle of the dataset by id."""
 
     bundle_id: str = Field(description="a bundle_asset_id of bundles_dataset.csv")
+
+
+class TextQuery(SearchOptions):
+    """``POST /search`` with a text (docs/serving.md "Text queries"): JSON ``{"text": ...}`` or a form field
+    ``text``; with ``product_id`` (or, in a form, an ``image`` upload) a composed query, "this product,
+    <text>". Needs a service with a text model (``/info`` ``text``)."""
+
+    text: str = Field(description="the query text, or what to change in a composed query ('in black')")
+    product_id: str | None = Field(
+        None, description="compose with this catalogue product (left out of the results)"
+    )
+
+    @field_validator("text")
+    @classmethod
+    def not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("the text is empty or only whitespace")
+        return text
 
 
 class CropOut(BaseModel):
@@ -53,15 +77,23 @@ class Timings(BaseModel):
     decode: float
     detect: float
     embed: float
+    embed_text: float = Field(0.0, description="the text tower (text and composed queries)")
     search: float
     rerank: float
     total: float
 
 
 class SearchAnswer(BaseModel):
-    query: str = Field(description="the bundle id, or 'upload'")
+    query: str = Field(
+        description="the bundle id, 'upload', 'text', or 'composed' (text with a product or photo)"
+    )
     bundle_id: str | None
-    image_url: str | None = Field(description="the bundle's photo (null for an upload)")
+    image_url: str | None = Field(
+        description="the bundle's photo, or the composed query's product (null for an upload)"
+    )
+    text: str | None = Field(None, description="the query text (text and composed queries)")
+    product_id: str | None = Field(None, description="the composed query's product")
+    fusion: str | None = Field(None, description="a composed query's fusion: arithmetic or head")
     k: int
     section: int | None
     detector: str

@@ -3,8 +3,12 @@ loaded once, with its variants for the detectors a request may choose (re-rankin
 catalogue's product facts, the ground truth the dataset gives, and the run's description
 (docs/serving.md).
 
-A :class:`SearchService` holds nothing a request changes except through :meth:`SearchService.search_photo`
-and :meth:`SearchService.search_bundle`, which take its lock: a ``Retriever`` searches one call at a time
+With a text model (a ``train-text`` run: ``run_dir`` itself, or ``serve.text_run_dir`` beside another run),
+it also answers text and composed queries (:meth:`SearchService.search_text`,
+:class:`~fashion_retrieval.search.text.TextSearch`).
+
+A :class:`SearchService` holds nothing a request changes except through its ``search_*`` methods, which
+take its lock: a ``Retriever`` searches one call at a time
 (its chain's bundle priors and clock are bound per call), and torch already spreads one search over the
 cores. More parallel searches come from more worker processes (``serve.workers``), each with its own
 service.
@@ -18,20 +22,25 @@ import logging
 import math
 import random
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 import fashion_retrieval
-from fashion_retrieval.data.transforms import ImageReadError
+from fashion_retrieval.data.transforms import ImageReadError, decode_rgb
 from fashion_retrieval.io import is_safe_name
 from fashion_retrieval.search.retriever import Crop, Retriever, SearchResult
 from fashion_retrieval.search.run_config import BEST_CHECKPOINT
-from fashion_retrieval.serving.schemas import Options
-from fashion_retrieval.serving.spec import ServiceSpec
+from fashion_retrieval.serving.schemas import Options, TextQuery
+from fashion_retrieval.serving.spec import ServiceSpec, text_run_of
+
+if TYPE_CHECKING:
+    from fashion_retrieval.search.text import TextSearch
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,10 @@ UPLOAD_FORMATS = ("JPEG", "PNG", "WebP")
 HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif")
 PROVENANCE_FILE = "provenance.json"
 METRICS_FILE = "metrics.json"
+NO_TEXT_MODEL = (
+    "this service has no text model: serve a train-text run (serve run_dir=<train-text run>), or add one "
+    "to this run with serve.text_run_dir=<train-text run>"
+)
 
 
 class ServiceError(Exception):
@@ -58,6 +71,17 @@ class ServiceError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def load_text(text_run: Path | None, settings: Mapping[str, Any]) -> TextSearch | None:
+    """The towers and exported catalogue of ``text_run`` (``serve.text_weight`` for composed queries), or
+    ``None`` without one."""
+    if text_run is None:
+        return None
+    # Imported here: the text tower needs transformers, which a service without text never imports.
+    from fashion_retrieval.search.text import TextSearch
+
+    return TextSearch.from_run_dir(text_run, text_weight=float(settings.get("text_weight", 1.0)))
 
 
 def image_format(data: bytes) -> str | None:
@@ -123,10 +147,17 @@ class SearchService:
 
     ``retriever``: the run's (its detector is the default); the variants for the other detectors (``none``,
     ``zones``) share its encoder, index and catalogue; re-ranking is switched off per call. ``run_dir``:
-    where ``/info`` reads the run's commit and validation metrics.
+    where ``/info`` reads the run's commit and validation metrics. ``text``: the dual encoder of text and
+    composed queries (``None``: they are refused); its catalogue must be the retriever's products.
     """
 
-    def __init__(self, retriever: Retriever, run_dir: Path | None = None, checkpoint: Path | None = None):
+    def __init__(
+        self,
+        retriever: Retriever,
+        run_dir: Path | None = None,
+        checkpoint: Path | None = None,
+        text: TextSearch | None = None,
+    ):
         self.run_dir = run_dir
         self.checkpoint = checkpoint
         self.lock = threading.Lock()
@@ -164,18 +195,36 @@ class SearchService:
             "test": list(catalogue.searchable_test_bundle_ids),
         }
         self.truth = self._truth()
+        self.text = text
+        if text is not None:
+            unknown = [product for product in text.ids if product not in self.products]
+            if unknown:
+                raise ValueError(
+                    f"{text.source}: {len(unknown)} of its {len(text.ids)} products are not in this "
+                    f"service's catalogue (e.g. {unknown[0]!r}): the text run was trained on other data"
+                )
+            missing = len(self.products) - len(text.ids)
+            if missing:
+                log.warning("text queries: %d catalogue products have no text-run embedding", missing)
+            text.sections = np.asarray([self.products[p]["section"] for p in text.ids], dtype=np.int64)
 
     @classmethod
     def from_spec(cls, spec: ServiceSpec) -> SearchService:
-        """Load the spec's encoder, index, detectors, re-ranking chain and catalogue (once)."""
+        """Load the spec's encoder, index, detectors, re-ranking chain and catalogue (once), and its text
+        run's towers when it has one."""
         retriever = Retriever.from_config(spec.config, spec.checkpoint)
-        return cls(retriever, spec.run_dir, spec.checkpoint)
+        return cls(retriever, spec.run_dir, spec.checkpoint, load_text(spec.text_run, spec.settings))
 
     @classmethod
-    def from_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = ()) -> SearchService:
+    def from_run_dir(
+        cls, run_dir: str | Path, overrides: Sequence[str] = (), text_run_dir: str | Path | None = None
+    ) -> SearchService:
         """A run directory's service (``overrides``: plain ``key=value`` values, as
-        :meth:`~fashion_retrieval.search.retriever.Retriever.from_run_dir`)."""
-        return cls(Retriever.from_run_dir(run_dir, overrides), Path(run_dir), Path(run_dir) / BEST_CHECKPOINT)
+        :meth:`~fashion_retrieval.search.retriever.Retriever.from_run_dir`), with text as
+        :func:`text_run_of` finds it."""
+        run = Path(run_dir)
+        text = load_text(text_run_of(run, text_run_dir), {})
+        return cls(Retriever.from_run_dir(run, overrides), run, run / BEST_CHECKPOINT, text)
 
     def _truth(self) -> dict[str, list[str]]:
         """Ground-truth products of the validation bundles (training matches held out by the data module)
@@ -264,6 +313,19 @@ class SearchService:
             "detectors": sorted(self.retrievers),
             "default_detector": self.default_detector,
             "reranker": self.rerank_steps,
+            "text": self.text_info(),
+        }
+
+    def text_info(self) -> dict[str, Any]:
+        """Whether text and composed queries are answered, and by what (``/info``'s ``text``)."""
+        if self.text is None:
+            return {"available": False, "how": NO_TEXT_MODEL}
+        return {
+            "available": True,
+            "run_dir": str(self.text.source.parent.parent),
+            "products": len(self.text.ids),
+            "fusion": self.text.fusion,
+            "text_weight": self.text.text_weight,
         }
 
     # -- searches -----------------------------------------------------------------------------------------
@@ -304,6 +366,72 @@ class SearchService:
         with self.lock:
             (result,) = retriever.search_bundles([bundle_id], k=options.k, rerank=rerank)
         return self._answer(result, name, rerank, options, bundle_id=bundle_id)
+
+    def search_text(self, query: TextQuery, image: bytes | None = None) -> dict[str, Any]:
+        """Rank the catalogue for a text, or for a composed query: ``query.product_id``'s exported embedding
+        (the product itself is left out) or an uploaded ``image`` of one product (whole, no detector),
+        fused with the text."""
+        if self.text is None:
+            raise ServiceError(400, NO_TEXT_MODEL)
+        if image is not None and query.product_id is not None:
+            raise ServiceError(400, "a composed query takes an image or a product_id, not both")
+        text = self.text
+        timings = dict.fromkeys(("decode", "detect", "embed", "embed_text", "search", "rerank"), 0.0)
+        image_embedding, pixels, crops = None, None, []
+        if query.product_id is not None:
+            self.product(query.product_id)
+            if query.product_id not in text.rows:
+                raise ServiceError(404, f"product {query.product_id!r} is not in the text run's catalogue")
+            image_embedding = text.product_embedding(query.product_id)
+        elif image is not None:
+            problem = upload_problem(image)
+            if problem is not None:
+                raise ServiceError(*problem)
+            start = time.perf_counter()
+            try:
+                pixels = decode_rgb(image, "upload", self.retriever.datamodule.max_image_pixels)
+            except ImageReadError as error:
+                raise ServiceError(400, f"the uploaded image: {error.reason}") from error
+            timings["decode"] = time.perf_counter() - start
+            crops = [crop_json(Crop(None, "whole", 0.0))]
+        with self.lock:
+            if pixels is not None:
+                start = time.perf_counter()
+                image_embedding = text.embed_image(pixels)
+                timings["embed"] = time.perf_counter() - start
+            start = time.perf_counter()
+            embedded = text.embed_text(query.text)
+            timings["embed_text"] = time.perf_counter() - start
+            start = time.perf_counter()
+            composed = embedded if image_embedding is None else text.compose(image_embedding, embedded)
+            ranked = text.search(composed, query.k, query.section, exclude=query.product_id)
+            timings["search"] = time.perf_counter() - start
+        timings_ms = {stage: seconds * 1000 for stage, seconds in timings.items()}
+        timings_ms["total"] = sum(timings_ms.values())
+        return {
+            "query": "text" if image_embedding is None else "composed",
+            "bundle_id": None,
+            "image_url": None if query.product_id is None else f"/products/{query.product_id}/image",
+            "text": query.text,
+            "product_id": query.product_id,
+            "fusion": None if image_embedding is None else text.fusion,
+            "k": query.k,
+            "section": query.section,
+            "detector": "none",
+            "rerank": False,
+            "products": [
+                {
+                    **self.product(product_id),
+                    "score": score,
+                    "crop": None,
+                    "hit": None,
+                }
+                for product_id, score in ranked
+            ],
+            "crops": crops,
+            "truth": None,
+            "timings_ms": timings_ms,
+        }
 
     def _answer(
         self,

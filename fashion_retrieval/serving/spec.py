@@ -28,18 +28,22 @@ from fashion_retrieval.search.run_config import (
 SPEC_ENV = "FASHION_RETRIEVAL_SERVE_SPEC"
 # Command-line keys that configure the service itself, not the run's search.
 SERVICE_KEYS = ("run_dir", "serve", "hydra")
+# Beside a checkpoint, the tokenizer of a train-text run's text tower (models/text.py TOKENIZER_FILE; named
+# here so that a service without text never imports transformers).
+TOKENIZER_PATH = Path("checkpoints") / "tokenizer.json"
 
 
 @dataclass(frozen=True)
 class ServiceSpec:
     """Everything a worker process needs to build the same service: the search config, the checkpoint,
-    the run directory it came from (``None``: a composed config with ``ckpt_path``) and the ``serve:``
-    settings (limits)."""
+    the run directory it came from (``None``: a composed config with ``ckpt_path``), the ``serve:``
+    settings (limits) and the ``train-text`` run of its text queries (``None``: none)."""
 
     config: DictConfig
     checkpoint: Path
     run_dir: Path | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    text_run: Path | None = None
 
     def save(self, path: Path) -> None:
         """Write as plain YAML (resolved values), read back by :meth:`load`."""
@@ -51,6 +55,7 @@ class ServiceSpec:
             "checkpoint": str(self.checkpoint),
             "run_dir": None if self.run_dir is None else str(self.run_dir),
             "settings": self.settings,
+            "text_run": None if self.text_run is None else str(self.text_run),
         }
         write_yaml(path, content)
 
@@ -63,9 +68,15 @@ class ServiceSpec:
         config = OmegaConf.create(content["config"])
         for section in BUILT_SECTIONS:
             check_built_targets(OmegaConf.to_container(config.get(section) or {}), f"{path}: {section}")
-        run_dir = content.get("run_dir")
+        run_dir, text_run = content.get("run_dir"), content.get("text_run")
         settings = content.get("settings") or {}
-        return cls(config, Path(content["checkpoint"]), None if run_dir is None else Path(run_dir), settings)
+        return cls(
+            config,
+            Path(content["checkpoint"]),
+            None if run_dir is None else Path(run_dir),
+            settings,
+            None if text_run is None else Path(text_run),
+        )
 
 
 def override_keys(overrides: Sequence[str]) -> list[str]:
@@ -109,4 +120,20 @@ def service_spec(composed: DictConfig, overrides: Sequence[str]) -> ServiceSpec:
     # A dataset bundle's photo is read by the data module's loader: in process, as a DataLoader worker
     # process started per request costs seconds.
     OmegaConf.update(config, "data.num_workers", 0)
-    return ServiceSpec(config, checkpoint, None if not run_dir else Path(run_dir), settings)
+    run = None if not run_dir else Path(run_dir)
+    return ServiceSpec(config, checkpoint, run, settings, text_run_of(run, settings.get("text_run_dir")))
+
+
+def text_run_of(run_dir: Path | None, text_run_dir: str | Path | None) -> Path | None:
+    """The ``train-text`` run whose towers answer text queries: ``serve.text_run_dir`` when given (it must
+    be one), else ``run_dir`` itself when it is one (its checkpoint has a tokenizer beside it), else
+    ``None``."""
+    if text_run_dir:
+        if not (Path(text_run_dir) / TOKENIZER_PATH).is_file():
+            raise FileNotFoundError(
+                f"serve.text_run_dir={text_run_dir}: no {TOKENIZER_PATH} there; is it a train-text run?"
+            )
+        return Path(text_run_dir)
+    if run_dir is not None and (run_dir / TOKENIZER_PATH).is_file():
+        return run_dir
+    return None

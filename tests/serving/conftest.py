@@ -28,6 +28,26 @@ def tiny_service(tiny_run) -> SearchService:
 
 
 @pytest.fixture(scope="session")
+def tiny_text_run(tiny_run) -> Path:
+    """``fashion-retrieval train-text experiment=text_tiny`` on the tiny run's data (its catalogue, so it
+    can add text to the tiny run's service): the train-text run directory."""
+    workdir, _, _ = tiny_run
+    run_dir = workdir / "text_run"
+    command = [sys.executable, "-m", "fashion_retrieval.cli", "train-text", "experiment=text_tiny"]
+    result = subprocess.run(
+        [*command, f"hydra.run.dir={run_dir}"], cwd=workdir, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, f"train-text failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def text_service(tiny_text_run: Path) -> SearchService:
+    """The service of the train-text run itself: photos and texts through the dual encoder's towers."""
+    return SearchService.from_run_dir(tiny_text_run)
+
+
+@pytest.fixture(scope="session")
 def query_photo(tiny_service: SearchService) -> Path:
     """The photo of the first test bundle."""
     return tiny_service.bundle_paths[tiny_service.splits["test"][0]]
@@ -80,11 +100,16 @@ def serve_command(run_dir: Path, cwd: Path, log_path: Path, *overrides: str) -> 
 
 
 @pytest.fixture(scope="session")
-def served(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``fashion-retrieval serve run_dir=<tiny run>`` on a free loopback port: its base URL."""
+def served(tiny_run, tiny_text_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``fashion-retrieval serve run_dir=<tiny run> serve.text_run_dir=<tiny text run>`` on a free
+    loopback port: its base URL."""
     workdir, run_dir, _ = tiny_run
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    limits = (f"serve.max_upload_bytes={MAX_UPLOAD_BYTES}", f"serve.body_timeout={BODY_TIMEOUT}")
+    limits = (
+        f"serve.max_upload_bytes={MAX_UPLOAD_BYTES}",
+        f"serve.body_timeout={BODY_TIMEOUT}",
+        f"serve.text_run_dir={tiny_text_run}",
+    )
     with serve_command(run_dir, workdir, log_path, *limits) as url:
         yield url
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -131,6 +131,24 @@ def test_the_page_shows_an_uploaded_photos_products_and_boxes(served, browser, q
     wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "status"), "bundle B_"))
     assert "of the bundle's" in browser.find_element(By.ID, "truth").text
     assert len(browser.find_elements(By.CSS_SELECTOR, "#products .tile")) == K
+
+    # A text alone (Enter in the text box), then composed with a product chosen from the keyboard.
+    def status_has(text: str) -> Callable[[object], bool]:
+        return expected_conditions.text_to_be_present_in_element((By.ID, "status"), text)
+
+    text_field = browser.find_element(By.ID, "text")
+    text_field.send_keys("red shirt", Keys.ENTER)
+    wait.until(status_has(f'{K} products for "red shirt"'))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#products .tile")) == K
+    first = browser.find_element(By.CSS_SELECTOR, "#products .tile")
+    chosen = first.get_attribute("data-product-id")
+    first.send_keys(Keys.ENTER)  # chooses it and moves the focus to the text box
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    wait.until(status_has(f'products for product {chosen} + "red shirt" (arithmetic)'))
+    ids = [
+        t.get_attribute("data-product-id") for t in browser.find_elements(By.CSS_SELECTOR, "#products .tile")
+    ]
+    assert len(ids) == K and chosen not in ids
 
     # A refusal is shown, not swallowed.
     k_field.clear()

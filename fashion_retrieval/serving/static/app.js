@@ -1,10 +1,12 @@
 // The page of `fashion-retrieval serve` (docs/serving.md): a photo or a dataset bundle -> POST /search ->
-// the photo with its searched boxes, the ranked products and the timings. Plain DOM, no libraries.
+// the photo with its searched boxes, the ranked products and the timings; a text alone, or composed with
+// the last photo or a chosen product tile. Plain DOM, no libraries.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 let lastQuery = null; // {file: File} or {bundleId: string}
 let photoUrl = null;
+let textBase = null; // what a text is composed with: {file: File} or {productId: string}; null: the text alone
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
@@ -60,6 +62,45 @@ async function search() {
   }
 }
 
+function setTextBase(base) {
+  textBase = base;
+  for (const item of document.querySelectorAll("#products .tile")) {
+    const chosen = Boolean(base && base.productId === item.dataset.productId);
+    item.classList.toggle("chosen", chosen);
+    item.setAttribute("aria-pressed", String(chosen));
+  }
+  $("text-alone").hidden = !base;
+  $("text-base").textContent = !base
+    ? "The text alone searches the catalogue; choose a product (click or Enter on its tile) to compose with it."
+    : base.file
+      ? "The text is composed with your photo: \"this product, <text>\"."
+      : `The text is composed with product ${base.productId}: "this product, <text>".`;
+}
+
+async function searchText() {
+  const text = $("text").value;
+  if (!text.trim()) {
+    setStatus("Type a text first, such as: red striped shirt.", true);
+    return;
+  }
+  setStatus("Searching…");
+  $("search-text").disabled = true;
+  try {
+    const chosen = options();
+    const form = new FormData();
+    form.append("text", text);
+    form.append("k", chosen.k);
+    if (chosen.section !== undefined) form.append("section", chosen.section);
+    if (textBase && textBase.file) form.append("image", textBase.file);
+    if (textBase && textBase.productId) form.append("product_id", textBase.productId);
+    show(await answer(await fetch("/search", { method: "POST", body: form })));
+  } catch (error) {
+    setStatus(error.message, true);
+  } finally {
+    $("search-text").disabled = false;
+  }
+}
+
 function drawBoxes(crops) {
   const photo = $("query-photo");
   const layer = $("boxes");
@@ -86,6 +127,10 @@ function tile(product, rank) {
   const item = document.createElement("li");
   item.className = "tile" + (product.hit ? " hit" : "");
   item.tabIndex = 0;
+  item.dataset.productId = product.product_asset_id;
+  item.setAttribute("role", "button");
+  item.setAttribute("aria-pressed", "false");
+  item.title = "choose this product for a composed text query";
   const image = document.createElement("img");
   image.src = product.image_url;
   image.alt = `${product.category} ${product.product_asset_id}`;
@@ -103,6 +148,15 @@ function tile(product, rank) {
     text.append(mark);
   }
   if (product.crop) text.title = `found by the ${product.crop.label} crop`;
+  const choose = () => setTextBase({ productId: product.product_asset_id });
+  item.addEventListener("click", choose);
+  item.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      choose();
+      $("text").focus();
+    }
+  });
   item.append(image, text);
   return item;
 }
@@ -111,15 +165,25 @@ function show(result) {
   $("result").hidden = false;
   const photo = $("query-photo");
   photo.onload = () => drawBoxes(result.crops);
-  photo.src = result.image_url || photoUrl;
-  if (photo.complete && photo.naturalWidth) drawBoxes(result.crops);
+  const source = result.image_url || (result.query === "text" ? null : photoUrl);
+  $("photo-box").hidden = !source;
+  if (source) photo.src = source;
+  if (source && photo.complete && photo.naturalWidth) drawBoxes(result.crops);
   const stages = Object.entries(result.timings_ms).map(([stage, ms]) => `${stage} ${ms.toFixed(1)} ms`);
   $("timings").textContent = `Server time: ${stages.join(" · ")}`;
   const hits = result.products.filter((p) => p.hit).length;
   $("truth").textContent = result.truth
     ? `${hits} of the bundle's ${result.truth.length} products found`
-    : "no ground truth for this photo";
+    : "no ground truth for this query";
   $("products").replaceChildren(...result.products.map((p, i) => tile(p, i + 1)));
+  setTextBase(textBase);
+  if (result.text !== null && result.text !== undefined) {
+    const photo = result.query === "composed" ? "your photo + " : "";
+    const base = result.product_id ? `product ${result.product_id} + ` : photo;
+    const fusion = result.fusion ? ` (${result.fusion})` : "";
+    setStatus(`${result.products.length} products for ${base}"${result.text}"${fusion}.`);
+    return;
+  }
   const what = result.bundle_id ? `bundle ${result.bundle_id} (section ${result.section})` : "your photo";
   setStatus(`${result.products.length} products for ${what}, detector ${result.detector}.`);
 }
@@ -129,6 +193,7 @@ function useFile(file) {
   if (photoUrl) URL.revokeObjectURL(photoUrl);
   photoUrl = URL.createObjectURL(file);
   lastQuery = { file };
+  setTextBase({ file });
   search();
 }
 
@@ -136,6 +201,7 @@ async function randomBundle(split) {
   try {
     const found = await answer(await fetch(`/bundles/random?split=${split}`));
     lastQuery = { bundleId: found.bundle_id };
+    setTextBase(null);
     search();
   } catch (error) {
     setStatus(error.message, true);
@@ -155,6 +221,9 @@ async function loadInfo() {
     }
     $("k").max = info.limits.max_k;
     $("rerank").disabled = info.reranker.length === 0;
+    $("text-fields").disabled = !info.text.available;
+    if (!info.text.available) $("text-base").textContent = `Text queries: ${info.text.how}`;
+    else $("text").maxLength = info.limits.max_text_chars;
   } catch (error) {
     setStatus(`cannot read /info: ${error.message}`, true);
   }
@@ -182,5 +251,13 @@ $("random-test").addEventListener("click", () => randomBundle("test"));
 $("query").addEventListener("submit", (event) => {
   event.preventDefault();
   search();
+});
+$("text-query").addEventListener("submit", (event) => {
+  event.preventDefault();
+  searchText();
+});
+$("text-alone").addEventListener("click", () => {
+  setTextBase(null);
+  searchText();
 });
 loadInfo();
