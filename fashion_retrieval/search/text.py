@@ -57,6 +57,7 @@ class TextSearch:
         self.text_weight, self.fusion_head = float(text_weight), fusion_head
         self.index = EmbeddingIndex(embeddings, ids)
         self.embeddings = np.asarray(embeddings, np.float32)
+        self.ids = list(ids)
         self.rows = {product: row for row, product in enumerate(ids)}
         self.sections = np.full(len(ids), UNKNOWN_SECTION, dtype=np.int64)
 
@@ -77,10 +78,6 @@ class TextSearch:
                 f"{dim}: the file is not this run's export"
             )
         return cls(model, embeddings, list(ids), source, text_weight, fusion_head)
-
-    @property
-    def ids(self) -> list[str]:
-        return self.index.ids
 
     @property
     def fusion(self) -> str:
