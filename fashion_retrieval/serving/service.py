@@ -8,10 +8,9 @@ it also answers text and composed queries (:meth:`SearchService.search_text`,
 :class:`~fashion_retrieval.search.text.TextSearch`).
 
 A :class:`SearchService` holds nothing a request changes except through its ``search_*`` methods, which
-take its lock: a ``Retriever`` searches one call at a time
-(its chain's bundle priors and clock are bound per call), and torch already spreads one search over the
-cores. More parallel searches come from more worker processes (``serve.workers``), each with its own
-service.
+take its lock: a ``Retriever`` searches one call at a time (its chain's bundle priors and clock are bound
+per call), and torch already spreads one search over the cores. More parallel searches come from more
+worker processes (``serve.workers``), each with its own service.
 """
 
 from __future__ import annotations
