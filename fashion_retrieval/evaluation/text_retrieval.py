@@ -5,7 +5,7 @@ Metrics (``docs/metrics.md``): ``recall@k`` (micro, the challenge's), ``hit_rate
 ``map@R``, from the shared metric functions. A composed query never retrieves its own image's product.
 A text-image model is scored through :class:`TextImageEncoder`, the two functions a trained dual encoder
 provides: text -> product by cosine similarity, composed queries by embedding arithmetic
-(:func:`composed_embeddings`).
+(:func:`~fashion_retrieval.models.fusion.composed_embeddings`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from fashion_retrieval.evaluation.metrics import (
     metrics_from_hits,
 )
 from fashion_retrieval.evaluation.retrieval_sets import drop_own
+from fashion_retrieval.models.fusion import composed_embeddings
 
 REPORTED = ("recall", "hit_rate", "map")
 
@@ -77,15 +78,6 @@ def score_queries(scores: np.ndarray, queries: TextQueries, ks: Sequence[int]) -
     return out
 
 
-def composed_embeddings(
-    image_embeddings: np.ndarray, text_embeddings: np.ndarray, text_weight: float = 1.0
-) -> np.ndarray:
-    """``(Q, D)`` float32 L2-normalised ``image + text_weight * text`` of ``(Q, D)`` L2-normalised image and
-    text embeddings: "this product, but <text>" by embedding arithmetic."""
-    fused = np.asarray(image_embeddings, np.float32) + text_weight * np.asarray(text_embeddings, np.float32)
-    return fused / np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)
-
-
 def model_scores(
     model: TextImageEncoder,
     queries: TextQueries,
@@ -96,7 +88,8 @@ def model_scores(
     """``(Q, G)`` cosine scores of ``model``'s queries against ``(G, D)`` product embeddings (``queries``'
     gallery, :meth:`TextImageEncoder.embed_products`): the text alone, or for composed queries the query
     image's product embedding fused with the text: by ``fuse`` (a trained fusion head's
-    ``(Q, D), (Q, D) -> (Q, D)``) when given, else by arithmetic (:func:`composed_embeddings`)."""
+    ``(Q, D), (Q, D) -> (Q, D)``) when given, else by arithmetic
+    (:func:`~fashion_retrieval.models.fusion.composed_embeddings`)."""
     text = model.embed_texts(list(queries.texts))
     if queries.image_rows is not None:
         image = product_embeddings[queries.image_rows]

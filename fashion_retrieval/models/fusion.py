@@ -6,7 +6,7 @@ query product's image embedding ``i`` and the text embedding ``t`` (both ``(N, D
 dual encoder's space) it returns ``normalise(g * i + (1 - g) * t + r)`` with a per-dimension gate
 ``g = sigmoid(MLP_g([i; t]))`` and a residual ``r = MLP_r([i; t])``. At initialisation the gate is 0.5
 everywhere and the residual zero (its last layer is zeroed), so the untrained head *is* embedding
-arithmetic with ``text_weight`` 1 (:func:`~fashion_retrieval.evaluation.text_retrieval.composed_embeddings`)
+arithmetic with ``text_weight`` 1 (:func:`composed_embeddings`)
 and training starts from it.
 
 Saved beside the ``train-text`` run it was trained on, ``<run>/fusion/fusion_head.safetensors`` (weights,
@@ -38,6 +38,15 @@ from fashion_retrieval.losses.infonce import info_nce
 FUSION_DIR = "fusion"
 FUSION_FILE = "fusion_head.safetensors"
 _CONFIG_KEY = "fusion_head"  # the safetensors metadata entry holding the head's sizes
+
+
+def composed_embeddings(
+    image_embeddings: np.ndarray, text_embeddings: np.ndarray, text_weight: float = 1.0
+) -> np.ndarray:
+    """``(Q, D)`` float32 L2-normalised ``image + text_weight * text`` of ``(Q, D)`` L2-normalised image and
+    text embeddings: "this product, but <text>" by embedding arithmetic."""
+    fused = np.asarray(image_embeddings, np.float32) + text_weight * np.asarray(text_embeddings, np.float32)
+    return fused / np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)
 
 
 class FusionHead(nn.Module):

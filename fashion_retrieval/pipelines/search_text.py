@@ -35,7 +35,9 @@ def search_text(cfg: DictConfig, context: RunContext) -> dict[str, float]:
             "search-text composes a query with search_text.product_id or search_text.image, not both"
         )
     run = Path(cfg.run_dir)
-    searcher = TextSearch.from_run_dir(run, text_weight=float(settings.text_weight))
+    searcher = TextSearch.from_run_dir(
+        run, text_weight=float(settings.text_weight), fusion=str(settings.fusion)
+    )
     image_embedding = None
     what = repr(str(settings.query))
     if product_id:

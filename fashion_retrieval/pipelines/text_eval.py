@@ -9,7 +9,7 @@ of a synthetic dataset with captions, for the methods that need no trained text 
   retrieved;
 - ``dual_encoder`` (with ``ckpt_path``): its text tower's embedding of the query against its image tower's
   embeddings of the products; composed queries add the text to the query product's embedding
-  (``text_eval.text_weight``, :func:`~fashion_retrieval.evaluation.text_retrieval.composed_embeddings`);
+  (``text_eval.text_weight``, :func:`~fashion_retrieval.models.fusion.composed_embeddings`);
   with ``text_eval.fusion=head``, a ``fusion_head`` row fuses them by the run's trained head instead
   (``train-fusion``, :mod:`fashion_retrieval.models.fusion`).
 

@@ -10,9 +10,10 @@ checkpoint) and the catalogue embeddings its image tower exported at that epoch
     ranked = text.search(query, k=10, exclude="I_29171a65e9d6")
 
 A composed query fuses the product's (or photo's) image embedding with the text's: by embedding arithmetic,
-``image + text_weight * text`` normalised (text-eval's
-:func:`~fashion_retrieval.evaluation.text_retrieval.composed_embeddings`), or by a trained fusion head when
-one is given (``fusion_head``, below). ``search-text`` and ``serve`` both search through this class.
+``image + text_weight * text`` normalised (:func:`~fashion_retrieval.models.fusion.composed_embeddings`,
+as text-eval's), or by the run's trained fusion head (``train-fusion``,
+:func:`~fashion_retrieval.models.fusion.load_fusion_head`; ``fusion``, below). ``search-text`` and
+``serve`` both search through this class.
 """
 
 from __future__ import annotations
@@ -23,23 +24,43 @@ from pathlib import Path
 import numpy as np
 
 from fashion_retrieval.data.transforms import apply, eval_transform
-from fashion_retrieval.evaluation.text_retrieval import composed_embeddings
 from fashion_retrieval.index.eligibility import UNKNOWN_SECTION, Eligibility, search_eligible
 from fashion_retrieval.index.embeddings import load_embeddings
 from fashion_retrieval.index.export import EMBEDDINGS_FILE
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
 from fashion_retrieval.models.dual_encoder import DualEncoder, load_dual_encoder
+from fashion_retrieval.models.fusion import composed_embeddings, load_fusion_head
 
 # ``(N, D)`` image and ``(N, D)`` text embeddings -> ``(N, D)`` L2-normalised composed queries.
 FusionHead = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+FUSION_CHOICES = ("auto", "head", "arithmetic")
+
+
+def fusion_function(run_dir: Path, fusion: str) -> FusionHead | None:
+    """The composed-query function of ``fusion`` for a train-text run: its trained head's ``fuse``
+    (``head``, or ``auto`` when ``<run>/fusion/`` has one), else ``None`` (arithmetic). ``head`` without a
+    trained head raises FileNotFoundError naming the command that trains one."""
+    if fusion not in FUSION_CHOICES:
+        raise ValueError(f"fusion={fusion!r}: choose one of {', '.join(FUSION_CHOICES)}")
+    if fusion == "arithmetic":
+        return None
+    head = load_fusion_head(run_dir)
+    if head is None and fusion == "head":
+        raise FileNotFoundError(
+            f"{run_dir}: no fusion head (fusion=head); train one with "
+            f"`fashion-retrieval train-fusion fusion.run_dir={run_dir}`, or use fusion=arithmetic"
+        )
+    return None if head is None else head.fuse
 
 
 class TextSearch:
     """A dual encoder and the ``(G, D)`` catalogue ``embeddings`` of its image tower (rows: ``ids``).
 
     ``text_weight``: the text's weight in embedding arithmetic. ``fusion_head``: composes queries in its
-    place when given. This is the hook for the trained fusion head of issue 18 (``models/``, another
-    branch); until it lands nothing passes one and :attr:`fusion` is ``arithmetic``. ``sections``:
+    place when given (a trained :class:`~fashion_retrieval.models.fusion.FusionHead`'s ``fuse``).
+    ``sections``:
     ``(G,)`` int each product's section (``UNKNOWN_SECTION``: never seen in a training match, eligible for
     every section; default all unknown), for the ``section`` option of :meth:`search`.
     """
@@ -62,11 +83,11 @@ class TextSearch:
         self.sections = np.full(len(ids), UNKNOWN_SECTION, dtype=np.int64)
 
     @classmethod
-    def from_run_dir(
-        cls, run_dir: str | Path, text_weight: float = 1.0, fusion_head: FusionHead | None = None
-    ) -> TextSearch:
+    def from_run_dir(cls, run_dir: str | Path, text_weight: float = 1.0, fusion: str = "auto") -> TextSearch:
         """A ``train-text`` run directory's towers (``checkpoints/``) and exported catalogue (``index/``);
-        errors name the missing file, or the export that does not match the towers."""
+        errors name the missing file, or the export that does not match the towers. ``fusion``: ``head``
+        (the run's ``train-fusion`` head, required), ``arithmetic``, or ``auto`` (the head when the run has
+        one)."""
         run = Path(run_dir)
         source = run / "index" / EMBEDDINGS_FILE  # where train-text's exporter writes them
         embeddings, ids = load_embeddings(source)
@@ -77,7 +98,7 @@ class TextSearch:
                 f"{source}: embeddings of dimension {embeddings.shape[1]}, but the run's text tower gives "
                 f"{dim}: the file is not this run's export"
             )
-        return cls(model, embeddings, list(ids), source, text_weight, fusion_head)
+        return cls(model, embeddings, list(ids), source, text_weight, fusion_function(run, fusion))
 
     @property
     def fusion(self) -> str:

@@ -73,14 +73,18 @@ class ServiceError(Exception):
 
 
 def load_text(text_run: Path | None, settings: Mapping[str, Any]) -> TextSearch | None:
-    """The towers and exported catalogue of ``text_run`` (``serve.text_weight`` for composed queries), or
-    ``None`` without one."""
+    """The towers and exported catalogue of ``text_run`` (``serve.text_weight`` and ``serve.fusion`` for
+    composed queries), or ``None`` without one."""
     if text_run is None:
         return None
     # Imported here: the text tower needs transformers, which a service without text never imports.
     from fashion_retrieval.search.text import TextSearch
 
-    return TextSearch.from_run_dir(text_run, text_weight=float(settings.get("text_weight", 1.0)))
+    return TextSearch.from_run_dir(
+        text_run,
+        text_weight=float(settings.get("text_weight", 1.0)),
+        fusion=str(settings.get("fusion", "auto")),
+    )
 
 
 def image_format(data: bytes) -> str | None:

@@ -8,12 +8,12 @@ import pytest
 from fashion_retrieval.data.text_queries import TextQueries
 from fashion_retrieval.evaluation.text_retrieval import (
     class_text_scores,
-    composed_embeddings,
     expected_random_ap_at_r,
     model_scores,
     rank_scores,
     score_queries,
 )
+from fashion_retrieval.models.fusion import composed_embeddings
 
 
 def test_rank_scores_breaks_ties_by_row_and_drops_the_query_image() -> None:

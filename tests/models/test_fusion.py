@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fashion_retrieval.evaluation.text_retrieval import composed_embeddings
 from fashion_retrieval.models.fusion import (
     FusionHead,
+    composed_embeddings,
     fit_fusion_head,
     fusion_head_path,
     load_fusion_head,

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from omegaconf import open_dict
 
 from fashion_retrieval.index.embeddings import load_embeddings
 from fashion_retrieval.index.export import EMBEDDINGS_FILE
 from fashion_retrieval.models.dual_encoder import load_dual_encoder
+from fashion_retrieval.models.fusion import FusionHead, save_fusion_head
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.search_text import search_text
 from fashion_retrieval.search.text import TextSearch
@@ -233,3 +235,33 @@ def test_search_text_prints_composed_queries(
         printed(product_id="I_nothere")
     with pytest.raises(ValueError, match="not both"):
         printed(product_id=ids[2], image=str(path))
+
+
+def test_a_trained_fusion_head_composes_the_queries_when_the_run_has_one(
+    tiny_text_run: Path, tmp_path, reference
+):
+    dual, embeddings, ids = reference
+    run = tmp_path / "run_with_head"  # the text run's towers and export, plus a fusion head of its own
+    run.mkdir()
+    for part in ("checkpoints", "index"):
+        (run / part).symlink_to(tiny_text_run / part)
+    with pytest.raises(FileNotFoundError, match="train-fusion"):
+        TextSearch.from_run_dir(run, fusion="head")
+    torch.manual_seed(0)
+    head = FusionHead(embeddings.shape[1], hidden_dim=16)
+    for parameter in head.parameters():  # an untrained head is arithmetic: randomise it so the test can fail
+        torch.nn.init.normal_(parameter, std=0.5)
+    save_fusion_head(head, run)
+    text = dual.embed_texts(["in black"])[0]
+    by_head = head.fuse(embeddings[2][None], text[None])[0]
+    assert not np.allclose(by_head, arithmetic(embeddings[2], text), atol=1e-3)
+    searcher = TextSearch.from_run_dir(run)  # fusion=auto: the head, since the run has one
+    assert searcher.fusion == "head"
+    ranked = [
+        product
+        for product, _ in searcher.search(searcher.query("in black", embeddings[2]), 4, exclude=ids[2])
+    ]
+    assert ranked == expected_ranking(by_head, embeddings, ids, 4, exclude=ids[2])
+    assert TextSearch.from_run_dir(run, fusion="arithmetic").fusion == "arithmetic"
+    with pytest.raises(ValueError, match="fusion='mean'"):
+        TextSearch.from_run_dir(run, fusion="mean")
