@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from real_photo_tree import write_real_tree
-from test_configs import compose_config
+from test_train_text import text_cfg
 
 from fashion_retrieval.data.catalogue import load_catalogue
 from fashion_retrieval.data.text_queries import heldout_mask
@@ -30,20 +30,8 @@ SPLIT = ["text_eval.heldout_fraction=0.5", "fusion.val_fraction=0.5"]
 
 
 def cfg_for(data: Path, output: Path, *overrides: str) -> DictConfig:
-    cfg = compose_config(
-        [
-            "experiment=text_tiny",
-            f"paths.data_dir={data}",
-            f"paths.log_dir={output.parent / 'logs'}",
-            "data.catalogue_size=[32,24]",
-            *SPLIT,
-            *overrides,
-        ],
-        output_dir=str(output),
-    )
-    with open_dict(cfg):
-        del cfg["hydra"]  # as in a real job: ${hydra:...} reads the HydraConfig singleton
-    return cfg
+    """train-text's tiny config with :data:`SPLIT`."""
+    return text_cfg(data, output, *SPLIT, *overrides)
 
 
 @pytest.fixture(scope="module")
