@@ -51,6 +51,7 @@ from fashion_retrieval.evaluation.retrieval_sets import image_dataset, image_loa
 from fashion_retrieval.features import FeatureCache, image_features
 from fashion_retrieval.index.factory import FlatSpec
 from fashion_retrieval.index.faiss_index import EmbeddingIndex
+from fashion_retrieval.locks import directory_lock
 from fashion_retrieval.models.adapter_module import FeatureAdapterModule, apply_head
 from fashion_retrieval.models.encoder import ImageEncoder
 from fashion_retrieval.models.inference import embed_loader
@@ -225,9 +226,14 @@ def collage_dir(settings: RealPhotoSettings) -> Path:
 def ensure_collage(settings: RealPhotoSettings) -> Path:
     """The collage set's directory, generated (bundles only: products are the photos in place) when absent."""
     directory = collage_dir(settings)
-    if not same_collage_exists(settings.collage, directory, product_images="source"):
-        log.info("real photos: generating the collage set into %s (once per spec)", directory)
-        generate_collage(settings.collage, directory, product_images="source")
+    if same_collage_exists(settings.collage, directory, product_images="source"):
+        return directory
+    # Two evaluations started together would both generate it, and one would lose the other's rename: the
+    # second waits for the first and then finds the set made.
+    with directory_lock(directory.parent, "collage generation", wait=True):
+        if not same_collage_exists(settings.collage, directory, product_images="source"):
+            log.info("real photos: generating the collage set into %s (once per spec)", directory)
+            generate_collage(settings.collage, directory, product_images="source")
     return directory
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ from test_configs import compose_config
 from torch import nn
 
 from fashion_retrieval.data.readers import load_clothing_small
+from fashion_retrieval.evaluation import real_photos
 from fashion_retrieval.evaluation.real_photo_notes import NOTES_FILE, read_notes
 from fashion_retrieval.evaluation.real_photos import (
     CollageBundles,
@@ -43,6 +47,23 @@ def settings_for(tmp_path: Path, *extra: str):
     root = write_real_tree(tmp_path / "photos")
     cfg = compose_config([*real_overrides(root, tmp_path / "cache"), *extra])
     return real_photo_settings(cfg)
+
+
+def test_two_evaluations_starting_together_generate_the_collage_once(tmp_path: Path, monkeypatch) -> None:
+    settings = settings_for(tmp_path)
+    calls = []
+    generate = real_photos.generate_collage
+
+    def slow_generate(*args, **kwargs):  # long enough that the second caller arrives while it runs
+        calls.append(threading.get_ident())
+        time.sleep(0.3)
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(real_photos, "generate_collage", slow_generate)
+    with ThreadPoolExecutor(2) as pool:
+        directories = list(pool.map(lambda _: ensure_collage(settings), range(2)))
+    assert directories[0] == directories[1] and len(calls) == 1  # the second waited, then reused it
+    assert (directories[0] / "product_dataset.csv").is_file()
 
 
 def test_collage_cache_lists_products_in_place_and_is_reused(tmp_path: Path) -> None:
