@@ -295,12 +295,18 @@ def collage_recall(
     return float(scores[f"recall@{k}"])
 
 
+def single_device_cache(directory: str | Path, batch_size: int, accelerator: str) -> FeatureCache:
+    """A feature cache in ``directory`` that extracts on one device at fp32 (a stage may run inside a
+    distributed training's first process only): the entries every real-photo score shares."""
+    options = {"accelerator": accelerator, "devices": 1, "precision": "32-true"}
+    return FeatureCache(directory, batch_size=batch_size, trainer_options=options)
+
+
 def feature_cache(settings: RealPhotoSettings) -> FeatureCache | None:
-    """One device, fp32 (a stage may run inside a distributed training's first process only)."""
+    """:func:`single_device_cache` of ``settings.feature_cache`` (``None``: no cache)."""
     if settings.feature_cache is None:
         return None
-    options = {"accelerator": settings.accelerator, "devices": 1, "precision": "32-true"}
-    return FeatureCache(settings.feature_cache, batch_size=settings.batch_size, trainer_options=options)
+    return single_device_cache(settings.feature_cache, settings.batch_size, settings.accelerator)
 
 
 def real_photo_metrics(model: PhotoEncoder, settings: RealPhotoSettings) -> dict[str, float]:

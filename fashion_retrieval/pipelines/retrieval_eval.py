@@ -28,6 +28,7 @@ from fashion_retrieval.evaluation.real_photos import (
     PhotoEncoder,
     real_photo_scores,
     real_photo_settings,
+    single_device_cache,
 )
 from fashion_retrieval.evaluation.retrieval_sets import score_set
 from fashion_retrieval.evaluation.text_retrieval import class_text_scores
@@ -164,9 +165,7 @@ def adapter_heads(cfg: DictConfig, path: Path, feature_dim: int) -> FeatureAdapt
 
 def photo_feature_cache(cfg: DictConfig) -> FeatureCache:
     """``features.cache_dir`` on one device at fp32, as the real-photo scores use it (the same entries)."""
-    options = {"accelerator": cfg.trainer.accelerator, "devices": 1, "precision": "32-true"}
-    features = cfg.features
-    return FeatureCache(features.cache_dir, batch_size=int(features.batch_size), trainer_options=options)
+    return single_device_cache(cfg.features.cache_dir, int(cfg.features.batch_size), cfg.trainer.accelerator)
 
 
 def results_table(name: str, source: str, overall: Mapping[str, float], per_class: Mapping) -> str:
