@@ -29,7 +29,7 @@ from fashion_retrieval.synthetic.captions import (
     product_captions,
     srgb_to_lab,
 )
-from fashion_retrieval.synthetic.catalogue import build_layout
+from fashion_retrieval.synthetic.catalogue import spec_layout
 from fashion_retrieval.synthetic.palette import COLOURS
 from fashion_retrieval.synthetic.rng import Domain, item_rng
 
@@ -55,13 +55,7 @@ def micro(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _layout(spec=MICRO):
-    return build_layout(
-        spec.seed,
-        spec.num_products,
-        spec.section_weights,
-        spec.variants_per_article,
-        spec.distractor_fraction,
-    )
+    return spec_layout(spec)
 
 
 def test_srgb_to_lab_reference_values() -> None:
