@@ -265,3 +265,11 @@ def test_a_trained_fusion_head_composes_the_queries_when_the_run_has_one(
     assert TextSearch.from_run_dir(run, fusion="arithmetic").fusion == "arithmetic"
     with pytest.raises(ValueError, match="fusion='mean'"):
         TextSearch.from_run_dir(run, fusion="mean")
+
+
+def test_the_service_spec_looks_for_the_tokenizer_file_the_text_tower_writes() -> None:
+    # spec.py names the file itself so that serve's parent never imports the text tower (transformers).
+    from fashion_retrieval.models.text import TOKENIZER_FILE
+    from fashion_retrieval.serving.spec import TOKENIZER_PATH
+
+    assert TOKENIZER_PATH.name == TOKENIZER_FILE
