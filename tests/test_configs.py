@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_object
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from fashion_retrieval.cli import config_dir
 from fashion_retrieval.runs.trainer_config import check_trainer_config
@@ -40,6 +40,29 @@ def compose_config(
     # Fails on any broken interpolation outside Hydra's own node (resolved at run time by Hydra).
     OmegaConf.to_container(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), resolve=True)
     return cfg
+
+
+def job_config(overrides: list[str], output_dir: str = "/tmp/fashion-retrieval-config-test") -> DictConfig:
+    """:func:`compose_config` as a stage receives it: without the ``hydra`` node, whose ``${hydra:...}``
+    interpolations read the HydraConfig singleton instead, as in a real job."""
+    cfg = compose_config(overrides, output_dir)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def run_config(data: Path, output: Path, *overrides: str, experiment: str = "tiny") -> DictConfig:
+    """:func:`job_config` of ``experiment`` on the data of ``data``, run in ``output`` with the logs (feature
+    caches, real-photo collages) beside it in ``output.parent / "logs"``."""
+    return job_config(
+        [
+            f"experiment={experiment}",
+            f"paths.data_dir={data}",
+            f"paths.log_dir={output.parent / 'logs'}",
+            *overrides,
+        ],
+        output_dir=str(output),
+    )
 
 
 def targets(node, path="") -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from reader_data import write_clothing_photos, write_deepfashion2_splits, write_inshop_training
-from test_configs import READER_EXPERIMENTS, compose_config
+from test_configs import READER_EXPERIMENTS, job_config
 from test_training import shrink_backbones
 
 from fashion_retrieval.data.reader_datamodule import ReaderDataModule
@@ -56,10 +56,9 @@ FABRICATED: dict[str, Callable[[Path], list[str]]] = {
 
 def reader_config(experiment: str, tmp_path: Path, *overrides: str) -> DictConfig:
     data = FABRICATED[experiment](tmp_path / "data")
-    cfg = compose_config([f"experiment={experiment}", *data, *TINY, *overrides], output_dir=str(tmp_path))
+    cfg = job_config([f"experiment={experiment}", *data, *TINY, *overrides], output_dir=str(tmp_path))
     with open_dict(cfg):
         shrink_backbones(cfg.model, tmp_path / "no_clip")
-        del cfg["hydra"]
     return cfg
 
 

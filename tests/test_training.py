@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, ListConfig, open_dict
 from payloads import write_pickle_payload
-from test_configs import EXPERIMENTS, READER_EXPERIMENTS, compose_config
+from test_configs import EXPERIMENTS, READER_EXPERIMENTS, job_config
 from tiny_models import tiny_clip_model
 
 from fashion_retrieval.callbacks import RetrievalEvaluator
@@ -67,10 +67,9 @@ def shrink_backbones(node: DictConfig | ListConfig, clip_dir: Path) -> None:
 
 
 def tiny_config(overrides: list[str], data_dir: Path, output_dir: Path, clip_dir: Path) -> DictConfig:
-    cfg = compose_config([*overrides, f"paths.data_dir={data_dir}", *SMALL_DATA], output_dir=str(output_dir))
+    cfg = job_config([*overrides, f"paths.data_dir={data_dir}", *SMALL_DATA], output_dir=str(output_dir))
     with open_dict(cfg):
         shrink_backbones(cfg.model, clip_dir)
-        del cfg["hydra"]  # as in a real job: the ${hydra:...} resolver reads the HydraConfig singleton
     return cfg
 
 

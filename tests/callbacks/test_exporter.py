@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
-from test_configs import compose_config
+from omegaconf import DictConfig
+from test_configs import job_config
 from torch import nn
 
 from fashion_retrieval.callbacks.exporter import EmbeddingExporter, may_become_best
@@ -27,9 +27,7 @@ from fashion_retrieval.pipelines.train import train
 
 def tiny_fit(data_dir: Path, run_dir: Path) -> DictConfig:
     overrides = ["experiment=tiny", f"paths.data_dir={data_dir}", "logger=none", "trainer.max_epochs=2"]
-    cfg = compose_config([*overrides, "callbacks.early_stopping=null"], output_dir=str(run_dir))
-    with open_dict(cfg):
-        del cfg["hydra"]  # as in a real job
+    cfg = job_config([*overrides, "callbacks.early_stopping=null"], output_dir=str(run_dir))
     train(cfg, RunContext(output_dir=run_dir))
     return cfg
 

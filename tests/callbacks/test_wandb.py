@@ -15,8 +15,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import pytorch_lightning as pl
-from omegaconf import DictConfig, open_dict
-from test_configs import compose_config
+from omegaconf import DictConfig
+from test_configs import job_config
 from test_training import SMALL_DATA
 
 from fashion_retrieval.callbacks.evaluator import ValidationRanking
@@ -175,12 +175,10 @@ def offline_wandb(tmp_path, monkeypatch) -> Path:
 
 
 def tiny_config(overrides: list[str], data_dir: Path, output_dir: Path) -> DictConfig:
-    cfg = compose_config(
+    cfg = job_config(
         ["experiment=tiny", "logger=[csv,wandb]", f"paths.data_dir={data_dir}", *SMALL_DATA, *overrides],
         output_dir=str(output_dir),
     )
-    with open_dict(cfg):
-        del cfg["hydra"]  # as in a real job: the ${hydra:...} resolver reads the HydraConfig singleton
     return cfg
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
-from test_configs import compose_config
+from test_configs import compose_config, job_config
 
 from fashion_retrieval.features.shards import MANIFEST_FILE
 from fashion_retrieval.index.embeddings import load_embeddings
@@ -41,7 +41,7 @@ def workspace(tmp_path_factory) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("index_stage")
     data_dir = root / "data"
     overrides = ["synthetic.num_products=40", "synthetic.num_bundles=20", "generate.num_workers=1"]
-    cfg = compose_config(["experiment=tiny", f"paths.data_dir={data_dir}", *overrides])
+    cfg = job_config(["experiment=tiny", f"paths.data_dir={data_dir}", *overrides])
     generate(cfg, RunContext(output_dir=root))
     torch.manual_seed(0)
     encoder = instantiate(ENCODER)
@@ -67,8 +67,6 @@ def stage_config(workspace: tuple[Path, Path, Path], name: str, *overrides: str)
         ],
         output_dir=str(root / "outputs"),
     )
-    with open_dict(cfg):
-        del cfg["hydra"]  # as in a real job: the ${hydra:...} resolver reads the HydraConfig singleton
     return cfg
 
 

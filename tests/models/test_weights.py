@@ -6,8 +6,7 @@ import huggingface_hub
 import pytest
 import timm
 import torch
-from omegaconf import open_dict
-from test_configs import compose_config
+from test_configs import compose_config, job_config
 
 from fashion_retrieval.models.backbones import TimmBackbone
 from fashion_retrieval.models.encoder import ImageEncoder
@@ -144,9 +143,7 @@ def test_configs_without_weights_fail_and_name_the_override(overrides, empty_hub
 def test_a_run_that_trains_checks_the_weights_before_any_stage(tmp_path, empty_hub_cache):
     """``experiment=best/convnext`` without weights stops before ``generate`` spends minutes, and the
     failure is recorded like any stage's."""
-    cfg = compose_config(["experiment=best/convnext", f"paths.data_dir={tmp_path / 'data'}"], str(tmp_path))
-    with open_dict(cfg):
-        del cfg["hydra"]  # as in a real job: the ${hydra:...} resolver reads the HydraConfig singleton
+    cfg = job_config(["experiment=best/convnext", f"paths.data_dir={tmp_path / 'data'}"], str(tmp_path))
     with pytest.raises(RandomInitialisationError, match=r"model\.encoder\.backbone\.weights=random"):
         run_stages(cfg, ["generate", "train"])
     assert not (tmp_path / "data").exists()

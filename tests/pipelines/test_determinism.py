@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import DictConfig, open_dict
-from test_configs import compose_config
+from omegaconf import DictConfig
+from test_configs import job_config
 
 from fashion_retrieval.pipelines.context import RunContext
 from fashion_retrieval.pipelines.train import train
@@ -20,9 +20,7 @@ SMALL = ["data.query_size=[64,48]", "data.catalogue_size=[48,32]", "data.batch_s
 
 
 def tiny_config(overrides: list[str], data_dir: Path, output_dir: Path) -> DictConfig:
-    cfg = compose_config([*overrides, f"paths.data_dir={data_dir}"], output_dir=str(output_dir))
-    with open_dict(cfg):
-        del cfg["hydra"]  # as in a real job: ${hydra:...} reads the HydraConfig singleton
+    cfg = job_config([*overrides, f"paths.data_dir={data_dir}"], output_dir=str(output_dir))
     return cfg
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
-from test_configs import compose_config
+from omegaconf import DictConfig, OmegaConf
+from test_configs import job_config, run_config
 
 from fashion_retrieval.index.embeddings import load_embeddings
 from fashion_retrieval.index.export import EMBEDDINGS_FILE
@@ -30,19 +30,7 @@ FROZEN_TEACHER = [
 
 
 def tiny_cfg(data: Path, output: Path, *overrides: str) -> DictConfig:
-    cfg = compose_config(
-        [
-            "experiment=tiny",
-            f"paths.data_dir={data}",
-            f"paths.log_dir={output.parent / 'logs'}",
-            "distill.packshot_batch_size=16",
-            *overrides,
-        ],
-        output_dir=str(output),
-    )
-    with open_dict(cfg):
-        del cfg["hydra"]  # as in a real job: ${hydra:...} reads the HydraConfig singleton
-    return cfg
+    return run_config(data, output, "distill.packshot_batch_size=16", *overrides)
 
 
 def epoch_losses(run: Path) -> list[float]:
@@ -127,7 +115,7 @@ def test_the_distill_experiment_runs_its_stage_under_fast_dev_run(tiny_data: Pat
     """``experiment=distill`` with timm's tiny network standing in for both Lite2 and Lite0."""
     run = tmp_path / "run"
     tiny_network = ["model_name=test_efficientnet", "weights=random", "frozen_prefixes=[]"]
-    cfg = compose_config(
+    cfg = job_config(
         [
             "experiment=distill",
             "debug=fdr",
@@ -141,8 +129,6 @@ def test_the_distill_experiment_runs_its_stage_under_fast_dev_run(tiny_data: Pat
         ],
         output_dir=str(run),
     )
-    with open_dict(cfg):
-        del cfg["hydra"]
     assert cfg.trainer.fast_dev_run and cfg.distill.teacher_model is not None
     metrics = distill(cfg, RunContext(output_dir=run))
     assert 0.0 <= metrics["val/recall@15"] <= 1.0 and 0.0 <= metrics["distill/teacher/recall@15"] <= 1.0

@@ -12,7 +12,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-from test_configs import compose_config
+from test_configs import run_config
 
 from fashion_retrieval.index.export import EMBEDDINGS_FILE
 from fashion_retrieval.models.checkpoint import checkpoint_encoder_config
@@ -25,13 +25,7 @@ from fashion_retrieval.pipelines.infer import infer
 
 
 def tiny_cfg(data: Path, output: Path, *overrides: str) -> DictConfig:
-    cfg = compose_config(
-        ["experiment=tiny", f"paths.data_dir={data}", f"paths.log_dir={output.parent / 'logs'}", *overrides],
-        output_dir=str(output),
-    )
-    with open_dict(cfg):
-        del cfg["hydra"]  # as in a real job: ${hydra:...} reads the HydraConfig singleton
-    return cfg
+    return run_config(data, output, *overrides)
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from PIL import Image
 from real_photo_tree import write_real_tree
 from safetensors.torch import load_file, save_file
-from test_configs import compose_config
+from test_configs import run_config
 
 from fashion_retrieval.data.pretrain import MultiViewDataset, PretrainDataModule
 from fashion_retrieval.models.backbones import TimmBackbone
@@ -48,18 +48,7 @@ TINY_VIT = [
 def pretrain_cfg(
     data: Path, output: Path, *overrides: str, experiment: str = "pretrain_dino_tiny"
 ) -> DictConfig:
-    cfg = compose_config(
-        [
-            f"experiment={experiment}",
-            f"paths.data_dir={data}",
-            f"paths.log_dir={output.parent / 'logs'}",
-            *overrides,
-        ],
-        output_dir=str(output),
-    )
-    with open_dict(cfg):
-        del cfg["hydra"]  # as in a real job: ${hydra:...} reads the HydraConfig singleton
-    return cfg
+    return run_config(data, output, *overrides, experiment=experiment)
 
 
 def state_equal(

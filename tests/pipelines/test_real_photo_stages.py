@@ -6,9 +6,9 @@ import csv
 from pathlib import Path
 
 import pytest
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from real_photo_tree import real_overrides, write_real_tree
-from test_configs import compose_config
+from test_configs import run_config
 
 from fashion_retrieval.evaluation import real_photos
 from fashion_retrieval.evaluation.real_photo_notes import read_notes
@@ -33,13 +33,7 @@ FROZEN_ROW = [
 
 
 def tiny_cfg(data: Path, output: Path, *overrides: str) -> DictConfig:
-    cfg = compose_config(
-        ["experiment=tiny", f"paths.data_dir={data}", f"paths.log_dir={output.parent / 'logs'}", *overrides],
-        output_dir=str(output),
-    )
-    with open_dict(cfg):
-        del cfg["hydra"]  # as in a real job: ${hydra:...} reads the HydraConfig singleton
-    return cfg
+    return run_config(data, output, *overrides)
 
 
 def assert_real_row(metrics: dict[str, float], row: str) -> None:

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from omegaconf import DictConfig, open_dict
-from test_configs import compose_config
+from test_configs import compose_config, run_config
 
 from fashion_retrieval.data.catalogue import CatalogueError, load_catalogue
 from fashion_retrieval.data.datasets import ImageDataset
@@ -52,19 +52,7 @@ def caption_data(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def text_cfg(data: Path, output: Path, *overrides: str) -> DictConfig:
-    cfg = compose_config(
-        [
-            "experiment=text_tiny",
-            f"paths.data_dir={data}",
-            f"paths.log_dir={output.parent / 'logs'}",
-            "data.catalogue_size=[32,24]",
-            *overrides,
-        ],
-        output_dir=str(output),
-    )
-    with open_dict(cfg):
-        del cfg["hydra"]  # as in a real job: ${hydra:...} reads the HydraConfig singleton
-    return cfg
+    return run_config(data, output, "data.catalogue_size=[32,24]", *overrides, experiment="text_tiny")
 
 
 def epoch_means(run: Path, column: str) -> list[float]:
