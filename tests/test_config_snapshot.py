@@ -31,10 +31,11 @@ RERANKER_STEPS = {
 # Settings of stages added after the snapshot (issue 17's `serve`, issue 18's `text_eval`, `text`,
 # `search_text`, `generate.captions_only`, `fusion` and retrieval-eval's text queries, issue 19's `pretrain`
 # with `method=`'s module): new keys, not moved ones.
-# Also `threads` (issue 16 item 8: torch threads chosen from the machine, `auto` by default).
+# Also `threads` (issue 16 item 8: torch threads chosen from the machine, `auto` by default), and issue 14's
+# `data.extra_training_sets` (further training directories, empty by default).
 ADDED_AFTER_SNAPSHOT = re.compile(
     r"run_dir|serve\..+|text_eval\..+|text\..+|search_text\..+|generate\.captions_only|threads|pretrain\..+"
-    r"|fusion\..+|retrieval_eval\.(text_queries|class_texts\..+)"
+    r"|fusion\..+|retrieval_eval\.(text_queries|class_texts\..+)|data\.extra_training_sets"
 )
 # Loader workers chosen from the machine since issue 16 item 8 (`${auto_workers:...}`, tests/test_machine.py
 # checks the rule): compared only where a config sets a number of its own.

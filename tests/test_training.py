@@ -70,6 +70,8 @@ def tiny_config(overrides: list[str], data_dir: Path, output_dir: Path, clip_dir
     cfg = job_config([*overrides, f"paths.data_dir={data_dir}", *SMALL_DATA], output_dir=str(output_dir))
     with open_dict(cfg):
         shrink_backbones(cfg.model, clip_dir)
+        for extra in cfg.data.get("extra_training_sets") or []:
+            extra.data_dir = str(data_dir)  # the tiny set again, namespaced: the arm's collage is not here
     return cfg
 
 

@@ -4,7 +4,9 @@
 # photos). Each step logs its start, the load average and its wall clock / peak RSS; a step whose
 # metrics.json exists is skipped, so the queue resumes after an interruption.
 #   SEEDS="1" WISE_ALPHAS="0 0.75" experiments/recipes/run_arms.sh baseline l2_sp distill layer_decay domain_rand
-# DATA (default: the shared quickstart set), OUT (default: outputs/recipes), WISE_ARM (default: baseline).
+# DATA (default: the shared quickstart set), OUT (default: outputs/recipes), WISE_ARM (default: baseline),
+# COLLAGE_DIR (the in-domain arm in_domain_collage's collage set, generated there first if absent; default:
+# data/clothing_collage_seed0, the arm config's).
 # The real-photo scores come from retrieval-eval only (real_photos.enabled=false elsewhere): one embedding
 # of the 3,781 photos per checkpoint instead of three. Table: python experiments/recipes/summarise.py $OUT
 set -euo pipefail
@@ -31,10 +33,17 @@ real() {  # real NAME CHECKPOINT RUN_DIR
 
 mkdir -p "$OUT"
 for arm in "$@"; do
+  extra=()
+  if [[ $arm == in_domain_collage ]]; then
+    collage=$(realpath -m "${COLLAGE_DIR:-data/clothing_collage_seed0}")
+    step "collage set" "$OUT/$arm/collage" fashion-retrieval generate-collage paths.data_dir="$collage" \
+      collage.seed=0
+    extra=(paths.collage_train_dir="$collage")
+  fi
   for seed in $SEEDS; do
     R=$OUT/$arm/seed$seed
     step "$arm seed $seed train" "$R" fashion-retrieval train experiment=recipes/"$arm" seed="$seed" \
-      paths.data_dir="$DATA" "$NO_REAL"
+      paths.data_dir="$DATA" "$NO_REAL" "${extra[@]}"
     real "${arm}_seed$seed" "$R/checkpoints/best.ckpt" "$R/real_photos"
   done
 done

@@ -27,6 +27,7 @@ from fashion_retrieval.data.catalogue import UNKNOWN_SECTION, QuerySet
 from fashion_retrieval.data.datamodule import ChallengeDataModule, DeferredDataLoader, process_rank
 from fashion_retrieval.data.datasets import ItemKey, _key, seeded_apply
 from fashion_retrieval.data.samplers import RandomBatchSampler, keyed_rng
+from fashion_retrieval.data.training_sets import reject_extra_training_sets
 from fashion_retrieval.data.transforms import load_rgb
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ class CaptionDataModule(ChallengeDataModule):
         self, *args: Any, pair_batch_size: int = 64, bundle_batches: bool = False, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
+        reject_extra_training_sets(self.extra_sets, "train-text")
         self.pair_batch_size = pair_batch_size
         self.bundle_batches = bundle_batches
         self.texts: list[list[str]] | None = None

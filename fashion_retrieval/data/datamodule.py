@@ -15,7 +15,7 @@ from torch.utils.data import BatchSampler, DataLoader
 
 from fashion_retrieval.data.augmentation import CATALOGUE_AUGMENTATION, QUERY_AUGMENTATION, train_transform
 from fashion_retrieval.data.boxes import Box
-from fashion_retrieval.data.catalogue import QuerySet
+from fashion_retrieval.data.catalogue import Catalogue, QuerySet, load_catalogue
 from fashion_retrieval.data.catalogue_data import CatalogueData
 from fashion_retrieval.data.datasets import BundleDataset, ProductTable, TrainingBundle, collate_bundles
 from fashion_retrieval.data.garments import (
@@ -26,6 +26,14 @@ from fashion_retrieval.data.garments import (
     visible_garments,
 )
 from fashion_retrieval.data.samplers import RandomBatchSampler
+from fashion_retrieval.data.training_sets import (
+    LabelSpace,
+    catalogue_training_bundles,
+    label_offsets,
+    label_space,
+    parse_extra_training_sets,
+    reject_extra_training_sets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +127,12 @@ class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
     :class:`~fashion_retrieval.detection.garment_matching.DetectedGarments`) adds garments found another
     way, e.g. a detector's boxes that match a visible garment: detected crops mixed with ground-truth ones.
 
+    ``extra_training_sets``: further challenge-format directories (``{name, data_dir, max_bundles}``,
+    :mod:`fashion_retrieval.data.training_sets`) whose training bundles, all of them, train beside the
+    primary's, with labels of their own; validation and its catalogue stay the primary's. Same-category
+    negatives and ``mask_same_article`` work per set (a negative may come from any set's products);
+    garment queries and index-mined negatives search the primary catalogue only and refuse extra sets.
+
     The sets themselves (query sets, section arrays, garment queries) are the catalogue's
     (:class:`~fashion_retrieval.data.catalogue.Catalogue`, :mod:`fashion_retrieval.data.garments`); the
     split and the evaluation loaders are :class:`~fashion_retrieval.data.catalogue_data.CatalogueData`'s;
@@ -142,6 +156,7 @@ class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
         train_queries: TrainQueries = "bundles",
         min_garment_visibility: float = 0.0,
         detected_garments: GarmentMatcher | None = None,
+        extra_training_sets: Sequence[Mapping[str, Any]] = (),
         **catalogue: Any,
     ) -> None:
         # ``catalogue``: CatalogueData's keywords (sizes, crops, split, evaluation loaders, image checks),
@@ -159,6 +174,13 @@ class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
         self._training_bundles: list[TrainingBundle] | None = None
         if train_queries not in ("bundles", "garments"):
             raise ValueError(f"data.train_queries must be 'bundles' or 'garments', got {train_queries!r}")
+        self.extra_sets = parse_extra_training_sets(extra_training_sets)
+        if train_queries == "garments":
+            reject_extra_training_sets(self.extra_sets, "data.train_queries=garments")
+        if mined_negatives:
+            reject_extra_training_sets(self.extra_sets, "data.mined_negatives (miner=index_mined)")
+        self._extra_catalogues: list[tuple[str, Catalogue]] | None = None
+        self._label_space: LabelSpace | None = None
 
     # -- setup ---------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -210,30 +232,67 @@ class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
         return self._training_bundles
 
     def _build_training_bundles(self) -> list[TrainingBundle]:
-        catalogue = self.cat
-        bundle_label = {b: i for i, b in enumerate(catalogue.bundle_ids)}
-        product_label = catalogue.product_index()
-        bundle_paths = catalogue.bundle_paths()
-        product_paths = dict(zip(catalogue.product_ids, catalogue.product_paths))
-        sections = catalogue.bundle_sections()
-        variants = catalogue.article_variants() if self._masks_articles() else {}
-        bundles = []
-        for b, products in catalogue.products_of(self.train_bundle_ids).items():
-            own = set(products)
-            excluded = dict.fromkeys(v for p in products for v in variants.get(p, ()) if v not in own)
-            bundles.append(
-                TrainingBundle(
-                    bundle_path=bundle_paths[b],
-                    product_paths=tuple(product_paths[p] for p in products),
-                    bundle_label=bundle_label[b],
-                    product_labels=tuple(product_label[p] for p in products),
-                    section=int(sections[b]),
-                    excluded_labels=tuple(product_label[v] for v in excluded),
-                )
-            )
+        bundles = catalogue_training_bundles(
+            self.cat, self.train_bundle_ids, mask_articles=self._masks_articles()
+        )
         limit = self.hparams.max_train_bundles
         bundles = bundles[:limit] if limit else bundles
-        return self._garment_items(bundles) if self.garment_queries else bundles
+        if self.garment_queries:
+            return self._garment_items(bundles)
+        extras = self.extra_catalogues()
+        offsets = label_offsets(self.cat, [catalogue for _, catalogue in extras])
+        for extra, (name, catalogue), (bundle_start, product_start) in zip(self.extra_sets, extras, offsets):
+            added = catalogue_training_bundles(
+                catalogue,
+                catalogue.train_bundle_ids[: extra.max_bundles],
+                mask_articles=bool(self.hparams.mask_same_article) and catalogue.articles is not None,
+                bundle_offset=bundle_start,
+                product_offset=product_start,
+            )
+            log.info(
+                "data.extra_training_sets[%s]: %s adds %d training bundle(s), %d (bundle, product) pair(s) "
+                "to the primary's %d bundle(s)",
+                name,
+                extra.data_dir,
+                len(added),
+                sum(len(b.product_labels) for b in added),
+                len(bundles),
+            )
+            bundles += added
+        return bundles
+
+    def extra_catalogues(self) -> list[tuple[str, Catalogue]]:
+        """``(name, catalogue)`` of every extra training set, read once with the primary's image checks."""
+        if self._extra_catalogues is None:
+            self._extra_catalogues = []
+            for i, extra in enumerate(self.extra_sets):
+                if not extra.data_dir.is_dir():
+                    raise FileNotFoundError(
+                        f"data.extra_training_sets[{i}].data_dir={extra.data_dir} ({extra.name}): no such "
+                        "directory (a collage set: `fashion-retrieval generate-collage paths.data_dir=DIR`)"
+                    )
+                catalogue = load_catalogue(
+                    extra.data_dir,
+                    missing_images=self.missing_images,
+                    image_check=self.image_check,
+                    max_image_pixels=self.max_image_pixels,
+                )
+                if self.hparams.mask_same_article and catalogue.articles is None:
+                    log.warning(
+                        "data.mask_same_article=true but data.extra_training_sets[%s] (%s) has no "
+                        "product_articles.csv: its colour variants stay negatives",
+                        extra.name,
+                        extra.data_dir,
+                    )
+                self._extra_catalogues.append((extra.name, catalogue))
+        return self._extra_catalogues
+
+    def label_space(self) -> LabelSpace:
+        """Ids, categories, paths and sections of every training label, the primary's then each extra
+        set's (:func:`~fashion_retrieval.data.training_sets.label_space`)."""
+        if self._label_space is None:
+            self._label_space = label_space(self.cat, self.catalogue_section_array(), self.extra_catalogues())
+        return self._label_space
 
     def _garment_items(self, bundles: Sequence[TrainingBundle]) -> list[TrainingBundle]:
         """One item per visible garment of ``bundles`` (plus ``detected_garments``' matches)."""
@@ -244,22 +303,24 @@ class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
         return garment_items(self.cat, bundles, garments)
 
     def product_table(self) -> ProductTable:
-        """Every catalogue product by id: image path, category code, section (training split, else -1)."""
-        categories = self.cat.product_categories
-        codes = {name: i for i, name in enumerate(sorted(set(categories)))}
+        """Every training product by label (the catalogue's, then each extra set's): image path, category
+        code, section (training split, else -1)."""
+        space = self.label_space()
+        codes = {name: i for i, name in enumerate(sorted(set(space.product_categories)))}
         return ProductTable(
-            paths=tuple(self.cat.product_paths),
-            categories=np.array([codes[c] for c in categories], dtype=np.int64),
-            sections=self.catalogue_section_array(),
+            paths=space.product_paths,
+            categories=np.array([codes[c] for c in space.product_categories], dtype=np.int64),
+            sections=space.product_sections,
         )
 
     def bundle_categories(self, bundles: Sequence[TrainingBundle]) -> list[frozenset[str]]:
         """The product categories of each bundle (what :class:`CategoryBalancedBatchSampler` groups by)."""
-        category = self.cat.product_categories
+        category = self.label_space().product_categories
         return [frozenset(category[label] for label in bundle.product_labels) for bundle in bundles]
 
     def mining_targets(self) -> MiningTargets:
         """Positives, exclusions and sections of the training bundles, in ``mining_query_loader`` order."""
+        reject_extra_training_sets(self.extra_sets, "the index miner (callbacks.IndexNegativeMiner)")
         bundles = self.training_bundles()
         return MiningTargets(
             bundle_labels=[b.bundle_label for b in bundles],

@@ -58,8 +58,9 @@ class DistillDataModule(ChallengeDataModule):
         return {"bundles": bundles, "packshots": packshots}
 
     def distill_ids(self) -> dict[str, list[str]]:
-        """An id per item of :meth:`distill_images` (the feature cache's row names)."""
-        bundle_ids = self.cat.bundle_ids
+        """An id per item of :meth:`distill_images` (the feature cache's row names; an extra training
+        set's bundles namespaced, :mod:`fashion_retrieval.data.training_sets`)."""
+        bundle_ids = self.label_space().bundle_ids
         training = self.training_bundles()
         return {
             "bundles": [f"{i}/{bundle_ids[b.bundle_label]}" for i, b in enumerate(training)],

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fashion_retrieval.callbacks.checkpointing import copy_checkpoint
 from fashion_retrieval.data.catalogue import load_catalogue, read_garment_boxes, split_bundles
+from fashion_retrieval.data.training_sets import reject_extra_training_sets
 from fashion_retrieval.detection.groups import validate_group_map
 from fashion_retrieval.detection.ultralytics_dataset import write_ultralytics_dataset
 from fashion_retrieval.detection.yolo import load_yolo, train_yolo
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 def detect_train(cfg: DictConfig, context: RunContext) -> dict[str, float]:
     settings = cfg.detect_train
     groups = validate_group_map(cfg.garment_groups)
+    reject_extra_training_sets(cfg.data.get("extra_training_sets"), "detect-train")
     catalogue = load_catalogue(
         cfg.data.data_dir, missing_images=cfg.data.missing_images, image_check=cfg.data.image_check
     )

@@ -27,6 +27,7 @@ from fashion_retrieval.data.boxes import Box
 from fashion_retrieval.data.datamodule import ChallengeDataModule
 from fashion_retrieval.data.pretrain import PretrainDataModule
 from fashion_retrieval.data.readers import RetrievalSet
+from fashion_retrieval.data.training_sets import reject_extra_training_sets
 from fashion_retrieval.io import atomic_open
 from fashion_retrieval.models.backbones import TimmBackbone
 from fashion_retrieval.models.self_supervised import SelfSupervisedModule
@@ -49,6 +50,7 @@ def challenge_images(cfg: DictConfig, sets: list[str]) -> dict[str, list[str]]:
             f"not {cfg.data.get('_target_')}; a reader's images are pretrain.images=[reader]"
         )
     datamodule: ChallengeDataModule = instantiate(cfg.data, _convert_="all")
+    reject_extra_training_sets(datamodule.extra_sets, f"pretrain.images={sets}")
     datamodule.setup()
     images: dict[str, list[str]] = {}
     if "packshots" in sets:

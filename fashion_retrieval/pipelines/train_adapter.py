@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from fashion_retrieval.callbacks.checkpointing import use_atomic_checkpoints
 from fashion_retrieval.callbacks.epoch_timer import EpochTimer
 from fashion_retrieval.data.datamodule import ChallengeDataModule, QuerySet
+from fashion_retrieval.data.training_sets import reject_extra_training_sets
 from fashion_retrieval.detection.types import Detector
 from fashion_retrieval.detection.zones import WholeImageDetector
 from fashion_retrieval.evaluation.bundle_metrics import validation_metrics
@@ -125,6 +126,7 @@ def adapter_datamodule(cfg: DictConfig, encoder: ImageEncoder) -> ChallengeDataM
     the similar-bundle prior embeds, keep ``data.query_size``)."""
     size = list(feature_input_size(cfg, encoder))
     datamodule: ChallengeDataModule = instantiate(cfg.data, catalogue_size=size, crop_size=size)
+    reject_extra_training_sets(datamodule.extra_sets, "train-adapter")
     datamodule.setup()
     return datamodule
 
