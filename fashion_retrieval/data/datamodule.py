@@ -30,7 +30,7 @@ from fashion_retrieval.data.training_sets import (
     LabelSpace,
     catalogue_training_bundles,
     label_offsets,
-    label_space,
+    mixed_label_space,
     parse_extra_training_sets,
     reject_extra_training_sets,
 )
@@ -245,7 +245,7 @@ class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
             added = catalogue_training_bundles(
                 catalogue,
                 catalogue.train_bundle_ids[: extra.max_bundles],
-                mask_articles=bool(self.hparams.mask_same_article) and catalogue.articles is not None,
+                mask_articles=bool(self.hparams.mask_same_article),
                 bundle_offset=bundle_start,
                 product_offset=product_start,
             )
@@ -289,9 +289,10 @@ class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
 
     def label_space(self) -> LabelSpace:
         """Ids, categories, paths and sections of every training label, the primary's then each extra
-        set's (:func:`~fashion_retrieval.data.training_sets.label_space`)."""
+        set's (:func:`~fashion_retrieval.data.training_sets.mixed_label_space`)."""
         if self._label_space is None:
-            self._label_space = label_space(self.cat, self.catalogue_section_array(), self.extra_catalogues())
+            sections = self.catalogue_section_array()
+            self._label_space = mixed_label_space(self.cat, sections, self.extra_catalogues())
         return self._label_space
 
     def _garment_items(self, bundles: Sequence[TrainingBundle]) -> list[TrainingBundle]:

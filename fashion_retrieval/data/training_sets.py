@@ -77,7 +77,7 @@ def reject_extra_training_sets(entries: Sequence[Any] | None, what: str) -> None
     """``ValueError`` naming the option when ``entries`` is not empty: ``what`` cannot use extra sets."""
     if entries:
         raise ValueError(
-            f"{OPTION} is not supported with {what} (it trains on the primary directory only): "
+            f"{OPTION} is not supported with {what}, which reads the primary data.data_dir only: "
             f"set {OPTION}=[] or drop {what}"
         )
 
@@ -94,7 +94,7 @@ def catalogue_training_bundles(
 
     Labels: ``bundle_offset`` + the bundle's row in :attr:`Catalogue.bundle_ids`, ``product_offset`` + the
     product's row in :attr:`Catalogue.product_ids`. ``mask_articles``: the other colour variants of a
-    bundle's articles are its ``excluded_labels`` (needs the catalogue's articles file).
+    bundle's articles are its ``excluded_labels`` (none without the catalogue's articles file).
     """
     bundle_label = {b: bundle_offset + i for i, b in enumerate(catalogue.bundle_ids)}
     product_label = {p: product_offset + i for p, i in catalogue.product_index().items()}
@@ -135,7 +135,7 @@ class LabelSpace:
     product_sections: np.ndarray
 
 
-def label_space(
+def mixed_label_space(
     primary: Catalogue,
     primary_sections: np.ndarray,
     extras: Sequence[tuple[str, Catalogue]],
