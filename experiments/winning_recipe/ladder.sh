@@ -5,6 +5,7 @@
 # e.g. ladder.sh lite2_260 "0 1 2" model=efficientnet_lite2
 #      ladder.sh lite0_128x96 "0 1 2" model=efficientnet_lite0 adapter.image_size=[128,96]
 #      ladder.sh ensemble_native "0" model=ensemble_lite
+# A row whose metrics.json exists is skipped (a rerun resumes).
 # Results: outputs/ladder/runs/TAG/ROW/seedN/metrics.json; table: python experiments/winning_recipe/table.py
 set -euo pipefail
 HERE=$(dirname "$0")
@@ -14,7 +15,12 @@ export OUT=$(realpath -m "${OUT:-outputs/ladder}")
 E="trainer.max_epochs=30 trainer.gradient_clip_val=1.0"
 PLAIN="adapter.module.bank_size=0 adapter.module.noise_std=0 adapter.module.mixup_probability=0
   adapter.module.loss.label_smoothing=0 adapter.module.loss.margin=0"
-row() { echo "$(date -u +%H:%M:%S) $TAG $1 seed $2 (load $(cut -d' ' -f1-3 /proc/loadavg))"; "$HERE/run_row.sh" "$TAG" "$@"; }
+row() {  # row NAME SEED OVERRIDES...: run unless its metrics.json exists, so a rerun resumes the queue
+  if [[ -f $OUT/runs/$TAG/$1/seed$2/metrics.json ]]; then echo "$(date -u +%H:%M:%S) skip $TAG $1 seed $2 (done)"; return; fi
+  echo "$(date -u +%H:%M:%S) $TAG $1 seed $2 (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  "$HERE/run_row.sh" "$TAG" "$@"
+  echo "$(date -u +%H:%M:%S) end $TAG $1 seed $2 (load $(cut -d' ' -f1-3 /proc/loadavg))"
+}
 row r1_frozen 0 "$@" adapter=none   # deterministic: one seed
 for SEED in $SEEDS; do
   H=$OUT/runs/$TAG/r4_regularised/seed$SEED/adapter/head.pt
