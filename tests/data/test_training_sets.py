@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 from real_photo_tree import write_real_tree
-from test_configs import compose_config
+from test_configs import compose_config, job_config
 
 from fashion_retrieval.data.caption_pairs import CaptionDataModule
 from fashion_retrieval.data.catalogue import load_catalogue
@@ -171,10 +171,9 @@ def test_the_index_miner_and_train_text_refuse_extra_sets(sets):
 
 def test_stages_that_train_on_the_primary_only_refuse_extra_sets(sets, tmp_path):
     synthetic, collage = sets
-    cfg = compose_config(["experiment=tiny", f"paths.data_dir={synthetic}"], output_dir=str(tmp_path))
+    cfg = job_config(["experiment=tiny", f"paths.data_dir={synthetic}"], output_dir=str(tmp_path))
     with open_dict(cfg):
         cfg.data.extra_training_sets = [{"name": "collage", "data_dir": str(collage)}]
-        del cfg["hydra"]
     for call, what in (
         (lambda: challenge_images(cfg, ["bundles"]), r"pretrain.images=\['bundles'\]"),
         (lambda: adapter_datamodule(cfg, None), "train-adapter"),  # adapter.image_size: no encoder read
