@@ -12,6 +12,7 @@ import torch
 from omegaconf import OmegaConf, open_dict
 from real_photo_tree import write_real_tree
 from test_configs import compose_config, job_config
+from test_datamodule import make as make_datamodule
 
 from fashion_retrieval.data.caption_pairs import CaptionDataModule
 from fashion_retrieval.data.catalogue import load_catalogue
@@ -44,19 +45,8 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def make(data_dir: Path, extra: list[dict], **overrides) -> ChallengeDataModule:
-    kwargs = dict(
-        query_size=(48, 32),
-        catalogue_size=(32, 24),
-        batch_size=4,
-        max_products_per_bundle=2,
-        eval_batch_size=16,
-        num_workers=0,
-        val_fraction=0.2,
-        seed=3,
-        same_category_negatives=1,
-        extra_training_sets=extra,
-    )
-    return ChallengeDataModule(str(data_dir), **{**kwargs, **overrides})
+    """test_datamodule's micro data module with ``extra`` as its extra training sets."""
+    return make_datamodule(data_dir, **{"seed": 3, "extra_training_sets": extra, **overrides})
 
 
 def test_the_mixed_set_holds_both_sets_with_their_own_labels(sets, caplog):
