@@ -220,9 +220,6 @@ class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
         """What validation searches with: whole bundles, or their garments (``train_queries``)."""
         return self.garment_query_set() if self.garment_queries else self.query_set("val")
 
-    def _masks_articles(self) -> bool:
-        return bool(self.hparams.mask_same_article) and self.cat.articles is not None
-
     def training_bundles(self) -> list[TrainingBundle]:
         """The training items in a fixed order: bundles (the first ``max_train_bundles`` if set), or their
         garments with ``train_queries=garments``. Built once: the dataset, the miner's targets and its
@@ -232,9 +229,9 @@ class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
         return self._training_bundles
 
     def _build_training_bundles(self) -> list[TrainingBundle]:
-        bundles = catalogue_training_bundles(
-            self.cat, self.train_bundle_ids, mask_articles=self._masks_articles()
-        )
+        # Every set masks its own articles' colour variants (none for a set without an articles file).
+        mask_articles = bool(self.hparams.mask_same_article)
+        bundles = catalogue_training_bundles(self.cat, self.train_bundle_ids, mask_articles=mask_articles)
         limit = self.hparams.max_train_bundles
         bundles = bundles[:limit] if limit else bundles
         if self.garment_queries:
@@ -245,7 +242,7 @@ class ChallengeDataModule(CatalogueData, pl.LightningDataModule):
             added = catalogue_training_bundles(
                 catalogue,
                 catalogue.train_bundle_ids[: extra.max_bundles],
-                mask_articles=bool(self.hparams.mask_same_article),
+                mask_articles=mask_articles,
                 bundle_offset=bundle_start,
                 product_offset=product_start,
             )
