@@ -9,6 +9,7 @@ from typing import Any
 import timm
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from fashion_retrieval.models.normalization import InputNormalization
 from fashion_retrieval.models.weights import (
@@ -39,6 +40,10 @@ class TimmBackbone(nn.Module):
             or ``random`` (random initialisation, by name only: ``None`` raises).
         frozen_prefixes: parameter-name prefixes to freeze (e.g. ``[conv_stem, bn1, blocks.0]``); their
             batch-norm layers stay in eval mode so their statistics are frozen too.
+        frozen_batchnorm_statistics: every batch-norm layer, not only those of ``frozen_prefixes``, keeps
+            the running statistics of the weights (eval mode) while its affine parameters train:
+            fine-tuning on synthetic images otherwise re-estimates them on that domain
+            (experiments/recipes/README.md, ``bn_stats`` arm).
         mean, std: the input normalisation the weights expect, applied in ``forward`` (inputs are
             ``uint8`` or 0..1 float RGB).
         global_pool: timm pooling (``avg``, ``max``, ``avgmax``, ``catavgmax``); max pooling keeps a small
@@ -54,6 +59,7 @@ class TimmBackbone(nn.Module):
         std: Sequence[float] = (0.229, 0.224, 0.225),
         drop_path_rate: float = 0.0,
         global_pool: str = "avg",
+        frozen_batchnorm_statistics: bool = False,
     ) -> None:
         super().__init__()
         self.model_name = model_name
@@ -76,9 +82,14 @@ class TimmBackbone(nn.Module):
         # timm's pretrained config gives (C, H, W) of the ImageNet weights: the size they score best at.
         self.native_input_size: tuple[int, int] = tuple(self.model.pretrained_cfg["input_size"][1:])
         self.frozen_prefixes = tuple(frozen_prefixes)
-        self._frozen_modules: list[nn.Module] = []
+        self._frozen_norms: list[nn.Module] = []
         if self.frozen_prefixes:
             self._freeze()
+        if frozen_batchnorm_statistics:
+            self._frozen_norms = [m for m in self.model.modules() if isinstance(m, _BatchNorm)]
+        # Now, not only in train(): Lightning never calls train() before fitting (it restores each module's
+        # own mode after validation), so a norm left in train mode here would track the training images.
+        self.train(self.training)
 
     @staticmethod
     def check_weights(config: Mapping[str, Any], key: str) -> None:
@@ -114,15 +125,15 @@ class TimmBackbone(nn.Module):
             raise ValueError(
                 f"frozen_prefixes {self.frozen_prefixes} match no parameter of {self.model_name}"
             )
-        self._frozen_modules = [
+        self._frozen_norms = [
             module
             for name, module in self.model.named_modules()
-            if name.startswith(self.frozen_prefixes) and isinstance(module, nn.modules.batchnorm._BatchNorm)
+            if name.startswith(self.frozen_prefixes) and isinstance(module, _BatchNorm)
         ]
 
     def train(self, mode: bool = True) -> TimmBackbone:
         super().train(mode)
-        for module in self._frozen_modules:
+        for module in self._frozen_norms:
             module.eval()
         return self
 
