@@ -20,7 +20,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-ARMS = ("baseline", "l2_sp", "distill", "layer_decay", "domain_rand")
+ARMS = ("baseline", "bn_stats", "l2_sp", "distill", "distill_strong", "layer_decay", "domain_rand")
 # Arms that train on the real-photo gallery (issue 14, section 3): a table of their own, whose real-photo
 # figures are not transfer, so no goal is judged there.
 IN_DOMAIN_ARMS = ("in_domain_collage",)
