@@ -21,9 +21,12 @@ step() {  # step NAME RUN_DIR COMMAND...: run unless RUN_DIR/metrics.json exists
   local name=$1 dir=$2
   shift 2
   if [[ -f $dir/metrics.json ]]; then echo "$(date -u +%H:%M:%S) skip $name (done)"; return; fi
+  local timing
+  timing=$(mktemp)  # one file a step: two queues writing to the same OUT must not read each other's timing
   echo "$(date -u +%H:%M:%S) start $name (load $(cut -d' ' -f1-3 /proc/loadavg))"
-  /usr/bin/time -f "%e s wall, %M KB peak RSS" -o "$OUT/.time" "$@" hydra.run.dir="$dir"
-  echo "$(date -u +%H:%M:%S) end $name: $(cat "$OUT/.time") (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  /usr/bin/time -f "%e s wall, %M KB peak RSS" -o "$timing" "$@" hydra.run.dir="$dir"
+  echo "$(date -u +%H:%M:%S) end $name: $(cat "$timing") (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  rm -f "$timing"
 }
 
 real() {  # real NAME CHECKPOINT RUN_DIR
