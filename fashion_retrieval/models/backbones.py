@@ -82,11 +82,14 @@ class TimmBackbone(nn.Module):
         # timm's pretrained config gives (C, H, W) of the ImageNet weights: the size they score best at.
         self.native_input_size: tuple[int, int] = tuple(self.model.pretrained_cfg["input_size"][1:])
         self.frozen_prefixes = tuple(frozen_prefixes)
-        self._frozen_norms: list[nn.Module] = []
         if self.frozen_prefixes:
             self._freeze()
-        if frozen_batchnorm_statistics:
-            self._frozen_norms = [m for m in self.model.modules() if isinstance(m, _BatchNorm)]
+        self._frozen_norms: list[nn.Module] = [
+            module
+            for name, module in self.model.named_modules()
+            if isinstance(module, _BatchNorm)
+            and (frozen_batchnorm_statistics or name.startswith(self.frozen_prefixes))
+        ]
         # Now, not only in train(): Lightning never calls train() before fitting (it restores each module's
         # own mode after validation), so a norm left in train mode here would track the training images.
         self.train(self.training)
@@ -125,11 +128,6 @@ class TimmBackbone(nn.Module):
             raise ValueError(
                 f"frozen_prefixes {self.frozen_prefixes} match no parameter of {self.model_name}"
             )
-        self._frozen_norms = [
-            module
-            for name, module in self.model.named_modules()
-            if name.startswith(self.frozen_prefixes) and isinstance(module, _BatchNorm)
-        ]
 
     def train(self, mode: bool = True) -> TimmBackbone:
         super().train(mode)
